@@ -1,0 +1,65 @@
+"""Shared helpers for the benchmarks: timing, and printing figures with their ratio to a baseline.
+
+Benchmarks print; they never assert on time. Each compares against a baseline measured in the
+same run so that the ratio, not the absolute figure, is what carries across machines.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def best_of(fn: Callable[[], Any], repeat: int = 3) -> float:
+    """Wall seconds of the fastest of ``repeat`` calls of ``fn`` (GC collected before each)."""
+    timings = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The ``pct`` percentile (0-100) of ``values`` by nearest rank."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def median(values: list[float]) -> float:
+    """The median of ``values``."""
+    return statistics.median(values)
+
+
+def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    """Print a plain fixed-width table (copied as-is into closing notes)."""
+    cells = [header] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for index, row in enumerate(cells):
+        print("  " + "  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+        if index == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value >= 100:
+            return f"{value:,.0f}"
+        if value >= 1:
+            return f"{value:.2f}"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def ratio_line(label: str, measured: float, baseline: float, target: str) -> str:
+    """One line ``label: measured/baseline = ratio (target ...)`` for the note."""
+    ratio = measured / baseline if baseline else float("inf")
+    return f"{label}: {ratio:.2f}x ({target})"

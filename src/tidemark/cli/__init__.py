@@ -1,0 +1,34 @@
+"""tidemark's command line: thin typer commands over the public library APIs."""
+
+from __future__ import annotations
+
+import typer
+
+from tidemark import __version__
+
+app = typer.Typer(
+    name="tidemark",
+    help="Keep data, and the caches and replicas built from it, in step with their sources.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tidemark {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """tidemark command line."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,108 @@
+"""tidemark.core: the one idea — a change is real only if the canonical bytes differ.
+
+Canonical JSON and the content hash, HTTP validators and dates, the error hierarchy, settings,
+the clock, event streams, reconciliation and observability. ``core`` imports nothing else of
+tidemark; every other package builds on it.
+"""
+
+from ._canonical import (
+    canonical_bytes,
+    canonical_hash,
+    content_hash,
+    json_bytes,
+    parse_json,
+    same_content,
+)
+from ._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock
+from ._errors import (
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    CorruptDataError,
+    DataValidationError,
+    DependentItemExistsError,
+    ForbiddenError,
+    GoneError,
+    KeyChangeNotSupportedError,
+    MalformedBodyError,
+    MethodNotAllowedError,
+    NotFoundError,
+    ParameterValidationError,
+    PayloadTooLargeError,
+    PreconditionFailedError,
+    SourceUnavailableError,
+    TidemarkError,
+    UnauthorizedError,
+    UnprocessableError,
+    UnresolvedReferenceError,
+    UnsupportedMediaTypeError,
+)
+from ._events import EventsDropped, EventStream, Subscription
+from ._http import (
+    EntityTag,
+    etag_matches,
+    format_http_date,
+    iso_utc,
+    parse_etags,
+    parse_http_date,
+    parse_iso_utc,
+    version_etag,
+)
+from ._observe import ComponentLogger, Counters, configure_logging, get_logger
+from ._reconcile import KeyPartition, ReconcilePlan, partition_keys, reconcile
+from ._settings import Settings, parse_duration
+
+__all__ = [
+    "SYSTEM_CLOCK",
+    "BadRequestError",
+    "Clock",
+    "ComponentLogger",
+    "ConfigurationError",
+    "ConflictError",
+    "CorruptDataError",
+    "Counters",
+    "DataValidationError",
+    "DependentItemExistsError",
+    "EntityTag",
+    "EventStream",
+    "EventsDropped",
+    "ForbiddenError",
+    "GoneError",
+    "KeyChangeNotSupportedError",
+    "KeyPartition",
+    "MalformedBodyError",
+    "ManualClock",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "ParameterValidationError",
+    "PayloadTooLargeError",
+    "PreconditionFailedError",
+    "ReconcilePlan",
+    "Settings",
+    "SourceUnavailableError",
+    "Subscription",
+    "SystemClock",
+    "TidemarkError",
+    "UnauthorizedError",
+    "UnprocessableError",
+    "UnresolvedReferenceError",
+    "UnsupportedMediaTypeError",
+    "canonical_bytes",
+    "canonical_hash",
+    "configure_logging",
+    "content_hash",
+    "etag_matches",
+    "format_http_date",
+    "get_logger",
+    "iso_utc",
+    "json_bytes",
+    "parse_duration",
+    "parse_etags",
+    "parse_http_date",
+    "parse_iso_utc",
+    "parse_json",
+    "partition_keys",
+    "reconcile",
+    "same_content",
+    "version_etag",
+]

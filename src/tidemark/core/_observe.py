@@ -1,0 +1,124 @@
+"""Observability: structured logs tagged with their component, and counters a user can read."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterator, Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import orjson
+
+ROOT_LOGGER = "tidemark"
+_RESERVED = frozenset(("exc_info", "stack_info", "stacklevel", "extra"))
+
+
+class ComponentLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger for one component. Keyword arguments become structured fields::
+
+    log = get_logger("store")
+    log.info("document stored", resource="schools", change_version=42)
+    """
+
+    def __init__(self, component: str) -> None:
+        super().__init__(logging.getLogger(f"{ROOT_LOGGER}.{component}"), {"component": component})
+        self.component = component
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        fields = {k: kwargs.pop(k) for k in list(kwargs) if k not in _RESERVED}
+        extra = dict(kwargs.get("extra") or {})
+        extra["component"] = self.component
+        extra["fields"] = {**extra.get("fields", {}), **fields}
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+def get_logger(component: str) -> ComponentLogger:
+    """The structured logger of ``component`` (logger name ``tidemark.<component>``)."""
+    return ComponentLogger(component)
+
+
+def _fields(record: logging.LogRecord) -> Mapping[str, Any]:
+    value = getattr(record, "fields", None)
+    return value if isinstance(value, Mapping) else {}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``component``, ``message`` and the fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "component": getattr(record, "component", record.name.removeprefix(f"{ROOT_LOGGER}.")),
+            "message": record.getMessage(),
+        }
+        entry.update(_fields(record))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class TextLogFormatter(logging.Formatter):
+    """Human-readable: ``time level component message key=value ...``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        component = getattr(record, "component", record.name.removeprefix(f"{ROOT_LOGGER}."))
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        tail = " ".join(f"{k}={v}" for k, v in _fields(record).items())
+        line = f"{stamp} {record.levelname:<7} {component:<10} {record.getMessage()}"
+        if tail:
+            line = f"{line} {tail}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return line
+
+
+def configure_logging(
+    level: str | int = "INFO", *, json: bool = True, stream: IO[str] | None = None
+) -> None:
+    """Send tidemark's logs to ``stream`` (stderr) as JSON lines (or text). Idempotent."""
+    logger = logging.getLogger(ROOT_LOGGER)
+    for handler in list(logger.handlers):
+        if getattr(handler, "_tidemark", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if json else TextLogFormatter())
+    handler._tidemark = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level if isinstance(level, int) else level.upper())
+    logger.propagate = False
+
+
+class Counters:
+    """Named monotonic counters, thread-safe. Read them with :meth:`snapshot` or ``counters[name]``."""
+
+    def __init__(self, *names: str) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, int] = dict.fromkeys(names, 0)
+
+    def increment(self, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to ``name`` (created at 0 on first use)."""
+        with self._lock:
+            self._values[name] = self._values.get(name, 0) + amount
+
+    def __getitem__(self, name: str) -> int:
+        with self._lock:
+            return self._values.get(name, 0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.snapshot())
+
+    def snapshot(self) -> dict[str, int]:
+        """A consistent copy of every counter."""
+        with self._lock:
+            return dict(self._values)
+
+    def reset(self) -> None:
+        """Set every counter back to 0 (for benchmarks and tests)."""
+        with self._lock:
+            self._values = dict.fromkeys(self._values, 0)

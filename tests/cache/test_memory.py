@@ -1,0 +1,145 @@
+import threading
+
+import pytest
+
+from tidemark.cache import MemoryCache
+from tidemark.core import ManualClock
+
+
+def test_lru_eviction_by_entries_keeps_recently_used():
+    cache: MemoryCache[str, int] = MemoryCache(max_entries=2)
+    cache.set("a", 1)
+    cache.set("b", 2)
+    assert cache.get("a") == 1  # a is now most recent
+    cache.set("c", 3)
+    assert "b" not in cache and cache.get("a") == 1 and cache.get("c") == 3
+    assert cache.stats().evictions == 1
+
+
+def test_byte_bound_holds_and_oversize_values_are_rejected():
+    cache: MemoryCache[str, bytes] = MemoryCache(max_bytes=10)
+    cache.set("a", b"12345")
+    cache.set("b", b"12345")
+    cache.set("c", b"123")
+    assert cache.current_bytes <= 10
+    assert "a" not in cache
+    assert cache.set("huge", b"x" * 11) is False
+    assert "huge" not in cache
+    assert cache.stats().rejected == 1
+
+
+def test_replacing_a_value_updates_its_weight():
+    cache: MemoryCache[str, str] = MemoryCache(max_bytes=100)
+    cache.set("k", "x" * 40)
+    cache.set("k", "x" * 10)
+    assert cache.current_bytes == 10
+
+
+def test_expire_after_write_with_injected_clock():
+    clock = ManualClock()
+    cache: MemoryCache[str, int] = MemoryCache(ttl=10, clock=clock)
+    cache.set("a", 1)
+    clock.advance(9.9)
+    assert cache.get("a") == 1  # reads do not extend a write TTL
+    clock.advance(0.2)
+    assert cache.get("a") is None
+    stats = cache.stats()
+    assert stats.expirations == 1 and stats.hits == 1 and stats.misses == 1
+
+
+def test_expire_after_access_extends_on_read():
+    clock = ManualClock()
+    evicted = []
+    cache: MemoryCache[str, int] = MemoryCache(
+        expire_after_access=5, clock=clock, on_evict=lambda k, v, why: evicted.append((k, why))
+    )
+    cache.set("a", 1)
+    for _ in range(3):
+        clock.advance(4)
+        assert cache.get("a") == 1
+    clock.advance(6)
+    assert cache.get("a") is None
+    assert evicted == [("a", "expired")]
+
+
+def test_expire_sweeps_all_expired():
+    clock = ManualClock()
+    cache: MemoryCache[int, int] = MemoryCache(ttl=1, clock=clock)
+    for i in range(5):
+        cache.set(i, i)
+    clock.advance(2)
+    assert cache.expire() == 5
+    assert len(cache) == 0
+
+
+def test_invalidate_and_clear_count():
+    cache: MemoryCache[str, int] = MemoryCache()
+    cache.set("a", 1)
+    cache.set("b", 2)
+    assert cache.invalidate("a") and not cache.invalidate("a")
+    assert cache.clear() == 1
+    assert cache.stats().invalidations == 2
+
+
+def test_get_or_load_is_single_flight():
+    cache: MemoryCache[str, int] = MemoryCache()
+    calls = []
+    gate = threading.Event()
+
+    def loader(key: str) -> int:
+        calls.append(key)
+        gate.wait(2)
+        return 7
+
+    threads = [threading.Thread(target=cache.get_or_load, args=("k", loader)) for _ in range(5)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join()
+    assert calls == ["k"]
+    assert cache.get("k") == 7
+    assert cache.stats().loads == 1
+
+
+def test_loader_failure_stores_nothing():
+    cache: MemoryCache[str, int] = MemoryCache()
+
+    def boom(key: str) -> int:
+        raise RuntimeError("source down")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_load("k", boom)
+    assert "k" not in cache
+
+
+def test_read_your_writes_under_eviction_pressure():
+    cache: MemoryCache[int, int] = MemoryCache(max_entries=3)
+    for i in range(100):
+        cache.set(i, i)
+        assert cache.get(i) == i
+
+
+def test_concurrent_threads_keep_bounds():
+    cache: MemoryCache[int, bytes] = MemoryCache(max_entries=50, max_bytes=400)
+
+    def work(seed: int) -> None:
+        for i in range(2000):
+            key = (i * 7 + seed) % 97
+            if cache.get(key) is None:
+                cache.set(key, b"x" * (key % 13))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(cache) <= 50 and cache.current_bytes <= 400
+    assert cache.current_bytes == sum(len(cache.peek(k) or b"") for k in cache)
+
+
+def test_invalid_bounds_are_refused():
+    with pytest.raises(ValueError):
+        MemoryCache(max_entries=-1)
+    with pytest.raises(ValueError):
+        MemoryCache(ttl=0)
