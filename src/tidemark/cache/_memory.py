@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
@@ -22,6 +23,8 @@ _MISSING: Any = object()
 
 def estimate_size(value: object) -> int:
     """A byte estimate for cache weighing: exact for bytes and text, JSON length otherwise."""
+    if type(value) is bytes:
+        return len(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return len(value)
     if isinstance(value, str):
@@ -68,17 +71,18 @@ class CacheStats:
         }
 
 
-class _Entry:
-    __slots__ = ("expires", "size", "value", "written")
-
-    def __init__(self, value: Any, size: int, written: float, expires: float) -> None:
-        self.value = value
-        self.size = size
-        self.written = written
-        self.expires = expires
+# An entry is a list [value, size, written, expires] rather than an object: building a list is
+# several times cheaper than instantiating a class, and ``set`` is on the miss path.
+_Entry = list[Any]
+_VALUE, _SIZE, _WRITTEN, _EXPIRES = 0, 1, 2, 3
 
 
 _NEVER = float("inf")
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    # The next value an itertools.count would return, without advancing it.
+    return int(repr(counter)[6:-1])
 
 
 class MemoryCache(Generic[K, V]):
@@ -124,58 +128,68 @@ class MemoryCache(Generic[K, V]):
             time.monotonic if clock is SYSTEM_CLOCK else clock.monotonic
         )
         self._expiring = ttl is not None or expire_after_access is not None
+        self._first_lifetime = min(ttl or _NEVER, expire_after_access or _NEVER)
+        self._entry_cap: float = sys.maxsize if max_entries is None else max_entries
+        self._byte_cap: float = _NEVER if max_bytes is None else max_bytes
         self._on_evict = on_evict
         self._lock = threading.Lock()
         self._data: OrderedDict[K, _Entry] = OrderedDict()
         self._bytes = 0
-        self._hits = self._misses = self._evictions = self._expirations = 0
+        self._hit_count = itertools.count()
+        self._miss_count = itertools.count()
+        self._evictions = self._expirations = 0
         self._invalidations = self._loads = self._rejected = 0
         self._load_locks: dict[K, threading.Lock] = {}
 
     # -- reading ---------------------------------------------------------------------------
+    # ``get`` takes no lock: under the GIL each OrderedDict operation is atomic, a concurrent
+    # eviction between ``get`` and ``move_to_end`` only raises KeyError (ignored), and hit/miss
+    # counts go through ``itertools.count`` whose ``next`` is atomic. Every mutation of the
+    # entries and of the byte total happens under the lock, so the bounds are exact.
     def get(self, key: K, default: Any = None) -> Any:
         """The cached value, or ``default`` when absent or expired (counted as a miss)."""
-        expired: _Entry | None = None
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is None:
-                self._misses += 1
+        entry = self._data.get(key)
+        if entry is None:
+            next(self._miss_count)
+            return default
+        if self._expiring:
+            now = self._now()
+            if entry[3] <= now:
+                self._expire_one(key, entry)
+                next(self._miss_count)
                 return default
-            if self._expiring:
-                now = self._now()
-                if entry.expires <= now:
-                    del self._data[key]
-                    self._bytes -= entry.size
-                    self._expirations += 1
-                    self._misses += 1
-                    expired = entry
-                else:
-                    if self.expire_after_access is not None:
-                        entry.expires = self._deadline(entry.written, now)
-                    self._data.move_to_end(key)
-                    self._hits += 1
-                    return entry.value
-            else:
-                self._data.move_to_end(key)
-                self._hits += 1
-                return entry.value
-        if expired is not None and self._on_evict is not None:
-            self._on_evict(key, expired.value, "expired")
-        return default
+            if self.expire_after_access is not None:
+                entry[3] = self._deadline(entry[2], now)
+        try:
+            self._data.move_to_end(key)
+        except KeyError:
+            pass
+        next(self._hit_count)
+        return entry[0]
+
+    def _expire_one(self, key: K, entry: _Entry) -> None:
+        with self._lock:
+            if self._data.get(key) is not entry:
+                return
+            del self._data[key]
+            self._bytes -= entry[1]
+            self._expirations += 1
+        if self._on_evict is not None:
+            self._on_evict(key, entry[0], "expired")
 
     def __contains__(self, key: object) -> bool:
         """Whether ``key`` holds an unexpired value (does not count as a hit or refresh recency)."""
         with self._lock:
             entry = self._data.get(key)  # type: ignore[arg-type]
-            return entry is not None and (not self._expiring or entry.expires > self._now())
+            return entry is not None and (not self._expiring or entry[3] > self._now())
 
     def peek(self, key: K, default: Any = None) -> Any:
         """Like :meth:`get` but without touching recency or counters."""
         with self._lock:
             entry = self._data.get(key)
-            if entry is None or (self._expiring and entry.expires <= self._now()):
+            if entry is None or (self._expiring and entry[3] <= self._now()):
                 return default
-            return entry.value
+            return entry[0]
 
     def keys(self) -> list[K]:
         """A snapshot of the keys, least recently used first (expired ones included until swept)."""
@@ -207,47 +221,57 @@ class MemoryCache(Generic[K, V]):
     def set(self, key: K, value: V) -> bool:
         """Store ``value`` under ``key`` (replacing any previous value). False if too large."""
         size = self._getsizeof(value) if self._weigh else 0
-        evicted: list[tuple[K, _Entry]] = []
+        if size > self._byte_cap or self._entry_cap == 0:
+            self._reject(key)
+            return False
+        if self._expiring:
+            now = self._now()
+            expires = now + self._first_lifetime
+        else:
+            now = 0.0
+            expires = _NEVER
+        evicted: list[tuple[K, _Entry]] | None = None
         with self._lock:
-            if (self.max_bytes is not None and size > self.max_bytes) or self.max_entries == 0:
-                self._rejected += 1
-                old = self._data.pop(key, None)
-                if old is not None:
-                    self._bytes -= old.size
-                    self._invalidations += 1
-                    evicted.append((key, old))
-                stored = False
+            data = self._data
+            old = data.get(key)
+            if old is None:
+                data[key] = [value, size, now, expires]
             else:
-                now = self._now() if self._expiring else 0.0
-                expires = self._deadline(now, now) if self._expiring else _NEVER
-                old = self._data.get(key)
-                if old is not None:
-                    self._bytes -= old.size
-                    old.value, old.size, old.written, old.expires = value, size, now, expires
-                    self._data.move_to_end(key)
-                else:
-                    self._data[key] = _Entry(value, size, now, expires)
-                self._bytes += size
-                self._shrink(evicted)
-                stored = True
-        self._notify(evicted, "size")
-        return stored
+                self._bytes -= old[1]
+                old[:] = (value, size, now, expires)
+                data.move_to_end(key)
+            self._bytes += size
+            if len(data) > self._entry_cap or self._bytes > self._byte_cap:
+                evicted = self._shrink()
+        if evicted and self._on_evict is not None:
+            self._notify(evicted, "size")
+        return True
 
-    def _shrink(self, evicted: list[tuple[K, _Entry]]) -> None:
+    def _reject(self, key: K) -> None:
+        with self._lock:
+            self._rejected += 1
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+                self._invalidations += 1
+        if old is not None:
+            self._notify([(key, old)], "invalidated")
+
+    def _shrink(self) -> list[tuple[K, _Entry]]:
         # Caller holds the lock. Evict least recently used entries until both bounds hold.
         data = self._data
-        while (self.max_entries is not None and len(data) > self.max_entries) or (
-            self.max_bytes is not None and self._bytes > self.max_bytes
-        ):
+        evicted: list[tuple[K, _Entry]] = []
+        while len(data) > self._entry_cap or self._bytes > self._byte_cap:
             key, entry = data.popitem(last=False)
-            self._bytes -= entry.size
-            self._evictions += 1
+            self._bytes -= entry[1]
             evicted.append((key, entry))
+        self._evictions += len(evicted)
+        return evicted
 
     def _notify(self, entries: list[tuple[K, _Entry]], reason: str) -> None:
         if self._on_evict is not None:
             for key, entry in entries:
-                self._on_evict(key, entry.value, reason)
+                self._on_evict(key, entry[0], reason)
 
     def invalidate(self, key: K) -> bool:
         """Remove ``key``; True if it was present."""
@@ -255,7 +279,7 @@ class MemoryCache(Generic[K, V]):
             entry = self._data.pop(key, None)
             if entry is None:
                 return False
-            self._bytes -= entry.size
+            self._bytes -= entry[1]
             self._invalidations += 1
         self._notify([(key, entry)], "invalidated")
         return True
@@ -266,7 +290,7 @@ class MemoryCache(Generic[K, V]):
             doomed = [(k, e) for k, e in self._data.items() if predicate(k)]
             for key, entry in doomed:
                 del self._data[key]
-                self._bytes -= entry.size
+                self._bytes -= entry[1]
             self._invalidations += len(doomed)
         self._notify(doomed, "invalidated")
         return len(doomed)
@@ -281,10 +305,10 @@ class MemoryCache(Generic[K, V]):
             return 0
         with self._lock:
             now = self._now()
-            doomed = [(k, e) for k, e in self._data.items() if e.expires <= now]
+            doomed = [(k, e) for k, e in self._data.items() if e[3] <= now]
             for key, entry in doomed:
                 del self._data[key]
-                self._bytes -= entry.size
+                self._bytes -= entry[1]
             self._expirations += len(doomed)
         self._notify(doomed, "expired")
         return len(doomed)
@@ -319,8 +343,8 @@ class MemoryCache(Generic[K, V]):
         """A consistent snapshot of the counters."""
         with self._lock:
             return CacheStats(
-                hits=self._hits,
-                misses=self._misses,
+                hits=_count_value(self._hit_count),
+                misses=_count_value(self._miss_count),
                 evictions=self._evictions,
                 expirations=self._expirations,
                 invalidations=self._invalidations,
@@ -333,5 +357,7 @@ class MemoryCache(Generic[K, V]):
     def reset_stats(self) -> None:
         """Zero the counters (entries are kept)."""
         with self._lock:
-            self._hits = self._misses = self._evictions = self._expirations = 0
+            self._hit_count = itertools.count()
+            self._miss_count = itertools.count()
+            self._evictions = self._expirations = 0
             self._invalidations = self._loads = self._rejected = 0

@@ -23,7 +23,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version."
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        is_flag=True,
+        help="Print the version.",
     ),
 ) -> None:
     """tidemark command line."""
@@ -32,3 +37,17 @@ def _root(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+# Each capability registers its commands on ``app`` from its own module; importing them here is
+# what makes ``tidemark <command>`` find them. Keep this list sorted, one module per capability.
+from tidemark.cli import (  # noqa: E402
+    _cache,
+    _hl7,
+    _mappings,
+    _schemas,
+    _serve,
+    _sync,
+)
+
+__all__ = ["_cache", "_hl7", "_mappings", "_schemas", "_serve", "_sync", "app", "main"]

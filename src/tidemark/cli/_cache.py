@@ -1,0 +1,1 @@
+"""`tidemark cache ...`: inspect and manage the schema caches."""

@@ -1,0 +1,1 @@
+"""`tidemark mappings ...`: watch the self-healing mapping provider at work."""

@@ -1,0 +1,1 @@
+"""`tidemark schemas ...`: convert FHIR packages to FHIRSchema and validate resources."""

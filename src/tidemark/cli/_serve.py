@@ -1,0 +1,1 @@
+"""`tidemark serve`: the change-tracked resource server."""

@@ -1,0 +1,1 @@
+"""`tidemark sync ...`: offline-first sync utilities."""

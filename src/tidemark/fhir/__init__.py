@@ -1,0 +1,5 @@
+"""tidemark.fhir: FHIR services shared by the capabilities.
+
+``tidemark.fhir.client`` (async REST client), ``tidemark.fhir.packages`` (FHIR packages and
+registries) and ``tidemark.fhir.schema`` (StructureDefinition → FHIRSchema, validation).
+"""
