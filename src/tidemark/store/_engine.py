@@ -1,0 +1,413 @@
+"""Database engines behind the store: SQLite (embedded default) and PostgreSQL (shared).
+
+One transactional code path serves both: the store's logic runs synchronously inside a
+:class:`Transaction` on a worker thread, with SQL written once using ``?`` placeholders. Only
+the few things that differ (version allocation, row locks, JSON extraction, DDL) live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlparse
+
+from tidemark.core import ConfigurationError, ConflictError, SourceUnavailableError, get_logger
+
+from ._migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
+
+T = TypeVar("T")
+log = get_logger("store")
+
+Row = tuple[Any, ...]
+
+
+class Transaction(Protocol):
+    """One open database transaction. SQL uses ``?`` placeholders. Not thread-safe."""
+
+    engine_name: str
+    for_update: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+    def allocate_version(self) -> int:
+        """The next value of the global change-version sequence (unique, increasing)."""
+        ...
+
+    def json_value(self, column: str, path: Sequence[str]) -> str:
+        """SQL for the JSON value at ``path`` inside a JSON text ``column``, comparable with
+        :meth:`json_param` values."""
+        ...
+
+    def json_param(self, value: Any) -> Any:
+        """The parameter to compare with :meth:`json_value`."""
+        ...
+
+    def json_path_param(self, path: Sequence[str]) -> Any:
+        """The parameter that :meth:`json_value`'s placeholder takes for ``path``."""
+        ...
+
+
+class Engine(Protocol):
+    """A database: runs functions inside transactions on worker threads."""
+
+    name: str
+
+    async def write(self, fn: Callable[[Transaction], T]) -> T:
+        """Run ``fn`` in a read-write transaction; commit on return, roll back on exception."""
+        ...
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T:
+        """Run ``fn`` in a read-only transaction (a consistent snapshot)."""
+        ...
+
+    def write_sync(self, fn: Callable[[Transaction], T]) -> T:
+        """:meth:`write` for callers already on a worker thread."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# -- SQLite -----------------------------------------------------------------------------------
+
+
+class _SqliteTransaction:
+    engine_name = "sqlite"
+    for_update = ""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._next: int | None = None
+        self._allocated = False
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    def allocate_version(self) -> int:
+        # The counter row is read once under the write lock (BEGIN IMMEDIATE) and written back
+        # once at commit: one statement pair per transaction instead of one per document.
+        if self._next is None:
+            row = self._conn.execute("SELECT value FROM change_version_counter").fetchone()
+            self._next = int(row[0])
+        self._next += 1
+        self._allocated = True
+        return self._next
+
+    def flush_counter(self) -> None:
+        if self._allocated:
+            self._conn.execute("UPDATE change_version_counter SET value = ?", (self._next,))
+
+    def json_value(self, column: str, path: Sequence[str]) -> str:
+        return f"json_extract({column}, ?)"
+
+    def json_param(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return 1 if value else 0
+        return value
+
+    def json_path_param(self, path: Sequence[str]) -> str:
+        return "$" + "".join(f'."{p}"' for p in path)
+
+
+class SqliteEngine:
+    """SQLite file in WAL mode: one writer thread, a small pool of reader threads.
+
+    Writers take the database lock at ``BEGIN IMMEDIATE``, so several processes may share the
+    file safely; the server still runs one process on SQLite.
+    """
+
+    name = "sqlite"
+
+    def __init__(
+        self, path: str | Path, *, readers: int = 2, busy_timeout_ms: int = 10_000
+    ) -> None:
+        self.path = str(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tidemark-sqlite-w")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tidemark-sqlite-r")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise SourceUnavailableError("the store is closed")
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_timeout_ms / 1000,
+                )
+            except sqlite3.Error as exc:
+                raise SourceUnavailableError(
+                    f"cannot open SQLite database {self.path}: {exc}"
+                ) from exc
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = OFF")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema (idempotent)."""
+        self._writer.submit(self._migrate).result()
+
+    def _migrate(self) -> None:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            current = conn.execute(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations"
+            ).fetchone()[0]
+            for version, statements in SQLITE_MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                    (version,),
+                )
+                log.info("migration applied", engine="sqlite", version=version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def write_sync(self, fn: Callable[[Transaction], T]) -> T:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        tx = _SqliteTransaction(conn)
+        try:
+            result = fn(tx)
+            tx.flush_counter()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def _read_sync(self, fn: Callable[[Transaction], T]) -> T:
+        conn = self._connect()
+        conn.execute("BEGIN")
+        try:
+            return fn(_SqliteTransaction(conn))
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    async def write(self, fn: Callable[[Transaction], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self.write_sync, fn)
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read_sync, fn)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+class _PostgresTransaction:
+    engine_name = "postgresql"
+    for_update = " FOR UPDATE"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(self._sql(sql), params, prepare=True)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(self._sql(sql), list(rows))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        rows: list[Row] = self._conn.execute(self._sql(sql), params, prepare=True).fetchall()
+        return rows
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self._conn.execute(self._sql(sql), params, prepare=True).fetchone()
+        return row
+
+    def allocate_version(self) -> int:
+        row = self._conn.execute("SELECT nextval('change_version_seq')", prepare=True).fetchone()
+        return int(row[0])
+
+    def json_value(self, column: str, path: Sequence[str]) -> str:
+        return f"({column}::jsonb #> ?::text[])"
+
+    def json_param(self, value: Any) -> Any:
+        from psycopg.types.json import Jsonb
+
+        return Jsonb(value)
+
+    def json_path_param(self, path: Sequence[str]) -> list[str]:
+        return list(path)
+
+
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
+
+
+class PostgresEngine:
+    """PostgreSQL through a psycopg connection pool; transactions run on worker threads.
+
+    Serialization failures, deadlocks and unique-key races between concurrent writers are retried
+    (the whole transaction function runs again), so callers see either success or a real error.
+    """
+
+    name = "postgresql"
+
+    def __init__(self, dsn: str, *, pool_size: int = 8, retries: int = 8) -> None:
+        self.dsn = dsn
+        self._retries = retries
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="tidemark-pg")
+
+    def open(self) -> None:
+        """Open the pool (blocking); raises :class:`SourceUnavailableError` when unreachable."""
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        pool = ConnectionPool(
+            self.dsn, min_size=1, max_size=self._pool_size, open=False, kwargs={"autocommit": False}
+        )
+        try:
+            pool.open(wait=True, timeout=10)
+        except (psycopg.Error, Exception) as exc:
+            pool.close()
+            raise SourceUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+        self._pool = pool
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe when several processes start at once."""
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(7283514)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            current = conn.execute(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations"
+            ).fetchone()[0]
+            for version, statements in POSTGRES_MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                log.info("migration applied", engine="postgresql", version=version)
+
+    def write_sync(self, fn: Callable[[Transaction], T]) -> T:
+        import psycopg
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    return fn(_PostgresTransaction(conn))
+            except psycopg.Error as exc:
+                state = exc.sqlstate
+                if state in _RETRYABLE_SQLSTATES and attempt < self._retries:
+                    # Another writer won a race (same natural key, lock order): run again on
+                    # fresh data after a short randomised pause.
+                    time.sleep(random.uniform(0, 0.002 * attempt))
+                    continue
+                if state == "23505":
+                    raise ConflictError(
+                        f"concurrent writes conflicted on a unique key: {exc}"
+                    ) from exc
+                if isinstance(exc, psycopg.OperationalError):
+                    raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
+                raise
+
+    def _read_sync(self, fn: Callable[[Transaction], T]) -> T:
+        import psycopg
+
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return fn(_PostgresTransaction(conn))
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
+
+    async def write(self, fn: Callable[[Transaction], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.write_sync, fn)
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._read_sync, fn)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.close)
+
+
+def engine_for(url: str | Path) -> SqliteEngine | PostgresEngine:
+    """An engine for a database URL: ``postgresql://…``, ``sqlite:///path`` or a file path."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresEngine(text)
+    if text.startswith("sqlite://"):
+        parsed = urlparse(text)
+        path = unquote(parsed.path)
+        if parsed.netloc:
+            raise ConfigurationError(f"use sqlite:///relative or sqlite:////absolute, not {text!r}")
+        # sqlite:///relative.db → "relative.db"; sqlite:////abs/path.db → "/abs/path.db"
+        return SqliteEngine(path[1:])
+    if "://" in text:
+        raise ConfigurationError(
+            f"unsupported database URL {text!r} (use a path, sqlite:/// or postgresql://)"
+        )
+    return SqliteEngine(text)
