@@ -66,8 +66,13 @@ class Engine(Protocol):
 
     name: str
 
-    async def write(self, fn: Callable[[Transaction], T]) -> T:
-        """Run ``fn`` in a read-write transaction; commit on return, roll back on exception."""
+    async def write(
+        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
+    ) -> T:
+        """Run ``fn`` in a read-write transaction; commit on return, roll back on exception.
+
+        ``on_done`` runs on the worker thread after the commit or rollback.
+        """
         ...
 
     async def read(self, fn: Callable[[Transaction], T]) -> T:
@@ -79,6 +84,18 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def _run_then(
+    write_sync: Callable[[Callable[[Transaction], T]], T],
+    fn: Callable[[Transaction], T],
+    on_done: Callable[[], None] | None,
+) -> T:
+    try:
+        return write_sync(fn)
+    finally:
+        if on_done is not None:
+            on_done()
 
 
 # -- SQLite -----------------------------------------------------------------------------------
@@ -230,9 +247,11 @@ class SqliteEngine:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
 
-    async def write(self, fn: Callable[[Transaction], T]) -> T:
+    async def write(
+        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
+    ) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self.write_sync, fn)
+        return await loop.run_in_executor(self._writer, _run_then, self.write_sync, fn, on_done)
 
     async def read(self, fn: Callable[[Transaction], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -380,9 +399,11 @@ class PostgresEngine:
         except psycopg.OperationalError as exc:
             raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
 
-    async def write(self, fn: Callable[[Transaction], T]) -> T:
+    async def write(
+        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
+    ) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.write_sync, fn)
+        return await loop.run_in_executor(self._executor, _run_then, self.write_sync, fn, on_done)
 
     async def read(self, fn: Callable[[Transaction], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tidemark.core import (
     SYSTEM_CLOCK,
@@ -38,6 +40,7 @@ from ._paths import parse_path
 from ._types import HistoryEntry, Page, StoredDocument, Tombstone, WriteOutcome, stamp_text
 
 log = get_logger("store")
+T = TypeVar("T")
 
 COLLECTION_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -82,6 +85,9 @@ class Store:
         self.engine = engine
         self.model = model
         self.clock = clock
+        self._inflight_lock = threading.Lock()
+        self._inflight: dict[int, str] = {}
+        self._tokens = itertools.count()
 
     async def __aenter__(self) -> Store:
         return self
@@ -93,8 +99,37 @@ class Store:
         """Release connections and worker threads. The store cannot be used afterwards."""
         await self.engine.close()
 
-    def _now(self) -> str:
-        return stamp_text(self.clock.now())
+    async def _write(self, fn: Callable[[Transaction, str], T]) -> T:
+        # Each attempt of a write transaction registers the timestamp it stamps documents with,
+        # until it has committed or rolled back, so that :meth:`timestamp_horizon` never reports a
+        # time at or after a stamp that readers cannot see yet.
+        tokens: list[int] = []
+
+        def work(tx: Transaction) -> T:
+            with self._inflight_lock:
+                now = stamp_text(self.clock.now())
+                token = next(self._tokens)
+                self._inflight[token] = now
+                tokens.append(token)
+            return fn(tx, now)
+
+        def done() -> None:
+            with self._inflight_lock:
+                for token in tokens:
+                    self._inflight.pop(token, None)
+
+        return await self.engine.write(work, on_done=done)
+
+    def timestamp_horizon(self) -> datetime:
+        """A time T such that every write stamped at or before T is visible to readers now, and
+        every later write will be stamped after T. Use it as the server time of a search whose
+        results a client polls with ``_lastUpdated=gt<T>``. (In-process writers only: several
+        server processes on one PostgreSQL database need the shared horizon of Change Queries.)
+        """
+        with self._inflight_lock:
+            now = parse_iso_utc(stamp_text(self.clock.now()))
+            candidates = [now] + [parse_iso_utc(stamp) for stamp in self._inflight.values()]
+        return min(candidates) - timedelta(milliseconds=1)
 
     # -- model resources -------------------------------------------------------------------------
     def resource(self, resource: str | ResourceSpec) -> ResourceSpec:
@@ -126,15 +161,15 @@ class Store:
         spec.validate(clean)
         rid = spec.referential_ids(spec.identity(clean))[0]
 
-        def work(tx: Transaction) -> WriteOutcome:
-            changes = ChangeSet(tx, self.model, self._now())
+        def work(tx: Transaction, now: str) -> WriteOutcome:
+            changes = ChangeSet(tx, self.model, now)
             existing = select_doc_by_referential_id(tx, rid, lock=True)
             check_preconditions(existing, None, if_none_match)
             if existing is None:
                 return WriteOutcome(changes.insert(spec.collection, spec, clean), True, True)
             return self._replace_in(tx, changes, spec, existing, clean)
 
-        return await self.engine.write(work)
+        return await self._write(work)
 
     async def replace(
         self,
@@ -160,15 +195,15 @@ class Store:
         clean = _client_body(body)
         spec.validate(clean)
 
-        def work(tx: Transaction) -> WriteOutcome:
-            changes = ChangeSet(tx, self.model, self._now())
+        def work(tx: Transaction, now: str) -> WriteOutcome:
+            changes = ChangeSet(tx, self.model, now)
             existing = require(
                 select_doc(tx, spec.collection, id, lock=True), f"{spec.resource_name} {id}"
             )
             check_preconditions(existing, if_match, if_none_match)
             return self._replace_in(tx, changes, spec, existing, clean)
 
-        return await self.engine.write(work)
+        return await self._write(work)
 
     def _replace_in(
         self,
@@ -217,8 +252,8 @@ class Store:
         if spec is not None:
             spec.validate(clean)
 
-        def work(tx: Transaction) -> WriteOutcome:
-            changes = ChangeSet(tx, self.model, self._now())
+        def work(tx: Transaction, now: str) -> WriteOutcome:
+            changes = ChangeSet(tx, self.model, now)
             existing = select_doc(tx, collection, id, lock=True)
             check_preconditions(existing, if_match, if_none_match)
             if existing is None:
@@ -231,7 +266,7 @@ class Store:
                 return WriteOutcome(written[0], False, True)
             return WriteOutcome(existing.document(), False, False)
 
-        return await self.engine.write(work)
+        return await self._write(work)
 
     async def get(self, collection: str, id: str) -> StoredDocument | None:
         """The current document, or ``None`` when it does not exist (see :meth:`get_tombstone`)."""
@@ -271,15 +306,15 @@ class Store:
         documents reference it. Returns the tombstone (with the change version it allocated)."""
         spec = self.model.by_collection(collection)
 
-        def work(tx: Transaction) -> Tombstone:
+        def work(tx: Transaction, now: str) -> Tombstone:
             row = require(
                 select_doc(tx, collection, id, lock=True),
                 f"{spec.resource_name if spec else collection} {id}",
             )
             check_preconditions(row, if_match, None)
-            return ChangeSet(tx, self.model, self._now()).delete(row, spec)
+            return ChangeSet(tx, self.model, now).delete(row, spec)
 
-        return await self.engine.write(work)
+        return await self._write(work)
 
     async def query(
         self,
