@@ -2,24 +2,24 @@
 
 A :class:`ChangeSet` collects the documents a request changes — directly or through an identity
 cascade — keeping each one's original state. References and natural-key aliases are updated as
-soon as a body changes (later cascade steps must find them), while stamps, journal, history and
-key-change rows are written once per document in :meth:`ChangeSet.finalize`, so a document
-reached twice in one cascade gets one new change version, and a change followed by its reversal
-allocates nothing.
+soon as a body changes (later cascade steps must find them), while stamps are written once per
+document in :meth:`ChangeSet.finalize`, so a document reached twice in one cascade gets one new
+change version, and a change followed by its reversal allocates nothing. Journal, history and
+key-change rows are written by database triggers whenever stamps move (see ``_migrations``).
 """
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tidemark.core import (
     ConflictError,
     DependentItemExistsError,
+    KeyChangeNotSupportedError,
     NotFoundError,
     PreconditionFailedError,
     UnresolvedReferenceError,
@@ -32,7 +32,7 @@ from tidemark.core import (
 )
 
 from ._engine import Transaction
-from ._model import ResourceModel, ResourceSpec, referential_id
+from ._model import ResolvedReference, ResourceModel, ResourceSpec, referential_id
 from ._types import HistoryEntry, StoredDocument, Tombstone
 
 DOC_COLUMNS = (
@@ -61,14 +61,14 @@ class DocRow:
     created_at: str
 
     @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> DocRow:
+    def from_row(cls, row: Sequence[Any]) -> DocRow:
         return cls(*row)
 
-    def document(self) -> StoredDocument:
+    def document(self, body: dict[str, Any] | None = None) -> StoredDocument:
         return StoredDocument(
             collection=self.collection,
             id=self.id,
-            body=parse_json(self.body_text),
+            body=parse_json(self.body_text) if body is None else body,
             content_version=int(self.content_version),
             content_last_modified_at=parse_iso_utc(self.content_modified_at),
             identity_version=int(self.identity_version),
@@ -122,11 +122,28 @@ def _placeholders(n: int) -> str:
 
 
 @dataclass(slots=True)
+class Facts:
+    """What the model says about one body, computed once: identity, key values, references."""
+
+    identity: dict[str, Any] = field(default_factory=dict)
+    references: dict[str, ResolvedReference] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, spec: ResourceSpec | None, body: dict[str, Any]) -> Facts:
+        if spec is None:
+            return cls()
+        return cls(
+            spec.identity(body), {r.referential_id: r for r in spec.resolve_references(body)}
+        )
+
+
+@dataclass(slots=True)
 class _Touched:
     row: DocRow
     spec: ResourceSpec | None
-    original_body: dict[str, Any]
+    original: Facts
     body: dict[str, Any]
+    facts: Facts
 
 
 class ChangeSet:
@@ -139,33 +156,29 @@ class ChangeSet:
         self._touched: dict[int, _Touched] = {}
         self._queue: deque[tuple[ResourceSpec, dict[str, Any], dict[str, Any]]] = deque()
 
-    # -- references ----------------------------------------------------------------------------
-    def check_references_exist(
-        self, spec: ResourceSpec, body: dict[str, Any], only: set[str] | None = None
-    ) -> set[str]:
-        """Raise 409 naming every reference (documents and descriptors) that does not resolve.
+    # -- references ------------------------------------------------------------------------------
+    def _link_references(self, pk: int, references: dict[str, ResolvedReference]) -> None:
+        """Record ``pk``'s references, raising 409 naming every one whose target does not exist.
 
-        Returns the referential ids of the body's references. On PostgreSQL the targets are
-        share-locked so that a concurrent delete cannot remove them before commit.
+        One statement checks and inserts: only references to existing targets are inserted
+        (share-locked on PostgreSQL so a concurrent delete waits for us), and any difference
+        between what was asked and what was inserted is a missing target.
         """
-        refs = spec.resolve_references(body)
-        rids = {ref.referential_id for ref in refs}
-        wanted = sorted(rids if only is None else rids & only)
-        if not wanted:
-            return rids
-        lock = " FOR SHARE" if self.tx.engine_name == "postgresql" else ""
-        found: set[str] = set()
+        wanted = sorted(references)
+        linked: set[str] = set()
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            found.update(
-                r[0]
-                for r in self.tx.query(
-                    f"SELECT referential_id FROM reference_targets WHERE referential_id IN ({_placeholders(len(chunk))})"
-                    + lock,
-                    chunk,
+            linked.update(
+                row[0]
+                for row in self.tx.query(
+                    "WITH targets AS (SELECT referential_id FROM reference_targets "
+                    f"WHERE referential_id IN ({_placeholders(len(chunk))}){self.tx.for_share}) "
+                    "INSERT INTO document_references (referrer_pk, referential_id) "
+                    "SELECT ?, referential_id FROM targets WHERE true RETURNING referential_id",
+                    [*chunk, pk],
                 )
             )
-        missing = [ref for ref in refs if ref.referential_id in set(wanted) - found]
+        missing = [references[rid] for rid in wanted if rid not in linked]
         if missing:
             names = sorted({ref.target for ref in missing})
             problems: dict[str, list[str]] = {}
@@ -183,48 +196,47 @@ class ChangeSet:
                     ]
                 },
             )
-        return rids
 
     def _claim_aliases(self, spec: ResourceSpec, identity: dict[str, Any], pk: int) -> None:
-        rids = spec.referential_ids(identity)
-        taken = self.tx.query(
-            f"SELECT referential_id, doc_pk FROM reference_targets WHERE referential_id IN ({_placeholders(len(rids))})",
-            rids,
-        )
-        clash = [rid for rid, owner in taken if owner != pk]
+        """Register the natural keys of ``pk``; 409 when another document already has one."""
+        aliases = spec.aliases(identity)
+        rids = [referential_id(p, n, i) for p, n, i in aliases]
+        values = ", ".join("(?, ?)" for _ in rids)
+        params: list[Any] = []
+        for rid in rids:
+            params += [rid, pk]
+        claimed = {
+            row[0]
+            for row in self.tx.query(
+                f"INSERT INTO reference_targets (referential_id, doc_pk) VALUES {values} "
+                "ON CONFLICT DO NOTHING RETURNING referential_id",
+                params,
+            )
+        }
+        clash = [
+            name for (_p, name, _i), rid in zip(aliases, rids, strict=True) if rid not in claimed
+        ]
         if clash:
-            names = [
-                name
-                for (_p, name, _i), rid in zip(spec.aliases(identity), rids, strict=True)
-                if rid in clash
-            ]
             raise ConflictError(
-                f"A {', '.join(names)} with the same identity already exists.",
+                f"A {', '.join(clash)} with the same identity already exists.",
                 data={"identity": identity},
             )
-        self.tx.executemany(
-            "INSERT INTO reference_targets (referential_id, doc_pk) VALUES (?, ?)",
-            [(rid, pk) for rid in rids if rid not in {r for r, _ in taken}],
-        )
 
-    # -- inserts -------------------------------------------------------------------------------
+    # -- inserts ---------------------------------------------------------------------------------
     def insert(
         self,
         collection: str,
         spec: ResourceSpec | None,
         body: dict[str, Any],
         id: str | None = None,
+        *,
+        facts: Facts | None = None,
     ) -> StoredDocument:
-        """Insert a new document (no existing row with this id or natural key)."""
+        """Insert a new document (the caller checked that its id and natural key are free)."""
         text = canonical_bytes(body).decode()
         digest = content_hash(text)
-        key_values = None
-        refs: set[str] = set()
-        identity: dict[str, Any] = {}
-        if spec is not None:
-            identity = spec.identity(body)
-            key_values = canonical_bytes(spec.key_values(body)).decode()
-            refs = self.check_references_exist(spec, body)
+        facts = facts or Facts.of(spec, body)
+        key_values = canonical_bytes(spec.key_values(body)).decode() if spec is not None else None
         version = self.tx.allocate_version()
         doc_id = id or uuid.uuid4().hex
         row = self.tx.query_one(
@@ -247,17 +259,10 @@ class ChangeSet:
         assert row is not None
         pk = int(row[0])
         if spec is not None:
-            self._claim_aliases(spec, identity, pk)
-            if refs:
-                self.tx.executemany(
-                    "INSERT INTO document_references (referrer_pk, referential_id) VALUES (?, ?)",
-                    [(pk, rid) for rid in sorted(refs)],
-                )
-        self.tx.execute(
-            "INSERT INTO journal (change_version, collection, doc_pk, recorded_at) VALUES (?, ?, ?, ?)",
-            (version, collection, pk, self.now),
-        )
-        return DocRow(
+            self._claim_aliases(spec, facts.identity, pk)
+            if facts.references:
+                self._link_references(pk, facts.references)
+        stored = DocRow(
             pk,
             collection,
             doc_id,
@@ -269,44 +274,58 @@ class ChangeSet:
             version,
             self.now,
             self.now,
-        ).document()
+        )
+        return stored.document(body)
 
-    # -- updates -------------------------------------------------------------------------------
+    # -- updates ---------------------------------------------------------------------------------
     def _working(self, row: DocRow, spec: ResourceSpec | None) -> _Touched:
         touched = self._touched.get(row.pk)
         if touched is None:
             original = parse_json(row.body_text)
-            touched = _Touched(row, spec, original, copy.deepcopy(original))
+            facts = Facts.of(spec, original)
+            touched = _Touched(row, spec, facts, original, facts)
             self._touched[row.pk] = touched
         return touched
 
-    def set_body(self, row: DocRow, spec: ResourceSpec | None, body: dict[str, Any]) -> None:
+    def set_body(
+        self,
+        row: DocRow,
+        spec: ResourceSpec | None,
+        body: dict[str, Any],
+        *,
+        facts: Facts | None = None,
+        identity_may_change: bool = True,
+    ) -> None:
         """Give ``row`` a new body. Updates its references and aliases now; queues the cascade
-        when its identity changed; stamps it in :meth:`finalize`."""
+        when its identity changed; stamps it in :meth:`finalize`.
+
+        Raises :class:`KeyChangeNotSupportedError` when the identity changes and
+        ``identity_may_change`` is false (a direct write to a resource without identity updates).
+        """
         touched = self._working(row, spec)
-        previous = touched.body
-        touched.body = body
+        before = touched.facts
+        after = facts or Facts.of(spec, body)
+        if spec is not None and not identity_may_change and before.identity != after.identity:
+            raise KeyChangeNotSupportedError(
+                f"Identifying values for the {spec.resource_name} resource cannot be changed. "
+                "Delete and recreate the resource item instead.",
+            )
+        touched.body, touched.facts = body, after
         if spec is None:
             return
-        old_refs = {r.referential_id for r in spec.resolve_references(previous)}
-        new_refs = {r.referential_id for r in spec.resolve_references(body)}
-        self.check_references_exist(spec, body, only=new_refs - old_refs)
-        removed, added = sorted(old_refs - new_refs), sorted(new_refs - old_refs)
+        removed = sorted(before.references.keys() - after.references.keys())
+        added = {rid: ref for rid, ref in after.references.items() if rid not in before.references}
         if removed:
             self.tx.executemany(
                 "DELETE FROM document_references WHERE referrer_pk = ? AND referential_id = ?",
                 [(row.pk, rid) for rid in removed],
             )
         if added:
-            self.tx.executemany(
-                "INSERT INTO document_references (referrer_pk, referential_id) VALUES (?, ?)",
-                [(row.pk, rid) for rid in added],
-            )
-        old_identity, new_identity = spec.identity(previous), spec.identity(body)
-        if old_identity != new_identity:
+            self._link_references(row.pk, added)
+        if before.identity != after.identity:
             self.tx.execute("DELETE FROM reference_targets WHERE doc_pk = ?", (row.pk,))
-            self._claim_aliases(spec, new_identity, row.pk)
-            self._queue.append((spec, old_identity, new_identity))
+            self._claim_aliases(spec, after.identity, row.pk)
+            self._queue.append((spec, before.identity, after.identity))
 
     def cascade(self) -> None:
         """Propagate queued identity changes to every referrer, recursively."""
@@ -318,12 +337,11 @@ class ChangeSet:
             ):
                 if old_alias == new_alias:
                     continue
-                old_rid = referential_id(project, name, old_alias)
                 referrers = self.tx.query(
                     f"SELECT {DOC_COLUMNS} FROM documents WHERE doc_pk IN "
                     "(SELECT referrer_pk FROM document_references WHERE referential_id = ?) ORDER BY doc_pk"
                     + self.tx.for_update,
-                    (old_rid,),
+                    (referential_id(project, name, old_alias),),
                 )
                 for raw in referrers:
                     steps += 1
@@ -331,22 +349,20 @@ class ChangeSet:
                         raise ConflictError("identity cascade did not converge")
                     row = DocRow.from_row(raw)
                     known = self._touched.get(row.pk)
-                    referrer_spec = (
+                    referrer = (
                         known.spec
                         if known
                         else (self.model.by_collection(row.collection) if self.model else None)
                     )
-                    if referrer_spec is None:
+                    if referrer is None:
                         continue
-                    working = self._working(row, referrer_spec)
-                    body = copy.deepcopy(working.body)
-                    if referrer_spec.rewrite_references(
-                        body, (project, name), old_alias, new_alias
-                    ):
-                        self.set_body(working.row, referrer_spec, body)
+                    working = self._working(row, referrer)
+                    body = parse_json(canonical_bytes(working.body))  # a private copy to rewrite
+                    if referrer.rewrite_references(body, (project, name), old_alias, new_alias):
+                        self.set_body(working.row, referrer, body)
 
     def finalize(self) -> list[StoredDocument]:
-        """Stamp every changed document once; write journal, history and key-change rows.
+        """Stamp every changed document once (the triggers add journal, history, key changes).
 
         Returns the new state of each document whose representation changed, in the order the
         documents were first touched.
@@ -359,9 +375,7 @@ class ChangeSet:
                 continue  # changed and changed back: nothing to record
             version = self.tx.allocate_version()
             digest = content_hash(text)
-            identity_changed = spec is not None and spec.identity(
-                touched.original_body
-            ) != spec.identity(touched.body)
+            identity_changed = touched.original.identity != touched.facts.identity
             key_values = (
                 canonical_bytes(spec.key_values(touched.body)).decode()
                 if spec is not None
@@ -383,76 +397,45 @@ class ChangeSet:
                     row.pk,
                 ),
             )
-            self.tx.execute(
-                "INSERT INTO journal (change_version, collection, doc_pk, recorded_at) VALUES (?, ?, ?, ?)",
-                (version, row.collection, row.pk, self.now),
+            stored = DocRow(
+                row.pk,
+                row.collection,
+                row.id,
+                text,
+                digest,
+                key_values,
+                version,
+                self.now,
+                identity_version,
+                identity_at,
+                row.created_at,
             )
-            self.tx.execute(
-                "INSERT INTO history (collection, id, body, content_version, valid_from, valid_to, superseded_by, deleted) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.collection,
-                    row.id,
-                    row.body_text,
-                    row.content_version,
-                    row.content_modified_at,
-                    self.now,
-                    version,
-                    False,
-                ),
-            )
-            if identity_changed and spec is not None:
-                self.tx.execute(
-                    "INSERT INTO key_changes (change_version, collection, doc_pk, id, old_key_values, new_key_values, changed_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        version,
-                        row.collection,
-                        row.pk,
-                        row.id,
-                        canonical_bytes(spec.key_values(touched.original_body)).decode(),
-                        key_values,
-                        self.now,
-                    ),
-                )
-            written.append(
-                DocRow(
-                    row.pk,
-                    row.collection,
-                    row.id,
-                    text,
-                    digest,
-                    key_values,
-                    version,
-                    self.now,
-                    identity_version,
-                    identity_at,
-                    row.created_at,
-                ).document()
-            )
+            written.append(stored.document(touched.body))
         return written
 
-    # -- deletes -------------------------------------------------------------------------------
+    # -- deletes ---------------------------------------------------------------------------------
     def _resource_name(self, collection: str) -> str:
         spec = self.model.by_collection(collection) if self.model is not None else None
         return spec.resource_name if spec is not None else collection
 
     def delete(self, row: DocRow, spec: ResourceSpec | None) -> Tombstone:
         """Delete ``row``: 409 when referenced; leaves a tombstone and a final history entry."""
+        own_rid = None
         if spec is not None:
-            # Lock (by deleting) our natural-key rows first: a concurrent writer that wants to
+            # Remove (and so lock) our natural-key rows first: a concurrent writer that wants to
             # reference us then waits for our outcome instead of racing the referrer check.
             rids = [
                 r[0]
                 for r in self.tx.query(
-                    "SELECT referential_id FROM reference_targets WHERE doc_pk = ?", (row.pk,)
+                    "DELETE FROM reference_targets WHERE doc_pk = ? RETURNING referential_id",
+                    (row.pk,),
                 )
             ]
-            self.tx.execute("DELETE FROM reference_targets WHERE doc_pk = ?", (row.pk,))
             if rids:
                 referrers = self.tx.query(
                     "SELECT d.collection, count(*) FROM document_references r JOIN documents d ON d.doc_pk = r.referrer_pk "
-                    f"WHERE r.referential_id IN ({_placeholders(len(rids))}) AND r.referrer_pk <> ? GROUP BY d.collection ORDER BY d.collection",
+                    f"WHERE r.referential_id IN ({_placeholders(len(rids))}) AND r.referrer_pk <> ? "
+                    "GROUP BY d.collection ORDER BY d.collection",
                     [*rids, row.pk],
                 )
                 if referrers:
@@ -464,14 +447,12 @@ class ChangeSet:
                         data={"referencedBy": {c: int(n) for c, n in referrers}},
                     )
             self.tx.execute("DELETE FROM document_references WHERE referrer_pk = ?", (row.pk,))
-        version = self.tx.allocate_version()
-        own_rid = None
-        if spec is not None:
             own_rid = spec.referential_ids(spec.identity(parse_json(row.body_text)))[0]
+        version = self.tx.allocate_version()
         self.tx.execute("DELETE FROM documents WHERE doc_pk = ?", (row.pk,))
         self.tx.execute(
-            "INSERT INTO tombstones (change_version, collection, id, referential_id, key_values, last_content_version, deleted_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tombstones (change_version, collection, id, referential_id, key_values, "
+            "last_content_version, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 version,
                 row.collection,
@@ -513,7 +494,7 @@ def require(row: DocRow | None, what: str) -> DocRow:
     return row
 
 
-def history_entries(rows: Iterable[tuple[Any, ...]]) -> list[HistoryEntry]:
+def history_entries(rows: Iterable[Sequence[Any]]) -> list[HistoryEntry]:
     """Rows ``(collection, id, body, content_version, valid_from, valid_to, superseded_by, deleted)``."""
     return [
         HistoryEntry(

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import random
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from tidemark.core import ConfigurationError, ConflictError, SourceUnavailableError, get_logger
 
@@ -33,7 +35,9 @@ class Transaction(Protocol):
     """One open database transaction. SQL uses ``?`` placeholders. Not thread-safe."""
 
     engine_name: str
+    #: Row-lock suffixes for SELECT (empty on SQLite, where the writer holds the database lock).
     for_update: str
+    for_share: str
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 
@@ -104,11 +108,10 @@ def _run_then(
 class _SqliteTransaction:
     engine_name = "sqlite"
     for_update = ""
+    for_share = ""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._next: int | None = None
-        self._allocated = False
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._conn.execute(sql, params)
@@ -124,18 +127,12 @@ class _SqliteTransaction:
         return row
 
     def allocate_version(self) -> int:
-        # The counter row is read once under the write lock (BEGIN IMMEDIATE) and written back
-        # once at commit: one statement pair per transaction instead of one per document.
-        if self._next is None:
-            row = self._conn.execute("SELECT value FROM change_version_counter").fetchone()
-            self._next = int(row[0])
-        self._next += 1
-        self._allocated = True
-        return self._next
-
-    def flush_counter(self) -> None:
-        if self._allocated:
-            self._conn.execute("UPDATE change_version_counter SET value = ?", (self._next,))
+        # The single-row counter is updated in the writer's transaction, so a rolled-back write
+        # gives its value back and concurrent processes serialise on the database lock.
+        row = self._conn.execute(
+            "UPDATE change_version_counter SET value = value + 1 RETURNING value"
+        ).fetchone()
+        return int(row[0])
 
     def json_value(self, column: str, path: Sequence[str]) -> str:
         return f"json_extract({column}, ?)"
@@ -149,26 +146,53 @@ class _SqliteTransaction:
         return "$" + "".join(f'."{p}"' for p in path)
 
 
-class SqliteEngine:
-    """SQLite file in WAL mode: one writer thread, a small pool of reader threads.
+@dataclass(slots=True)
+class _WriteJob:
+    fn: Callable[[Transaction], Any]
+    future: Future[Any]
+    on_done: Callable[[], None] | None
 
-    Writers take the database lock at ``BEGIN IMMEDIATE``, so several processes may share the
-    file safely; the server still runs one process on SQLite.
+
+class SqliteEngine:
+    """SQLite file in WAL mode: one writer thread with group commit, a pool of reader threads.
+
+    Writes queued while the writer is busy are executed together in one transaction, each inside
+    its own savepoint (so one failing write does not affect the others), and made durable by one
+    commit. ``synchronous="FULL"`` (the default) syncs the WAL at every commit: an acknowledged
+    write survives a crash or power loss. Writers take the database lock at ``BEGIN IMMEDIATE``,
+    so several processes may share the file safely.
     """
 
     name = "sqlite"
 
     def __init__(
-        self, path: str | Path, *, readers: int = 2, busy_timeout_ms: int = 10_000
+        self,
+        path: str | Path,
+        *,
+        readers: int = 2,
+        busy_timeout_ms: int = 10_000,
+        synchronous: str = "FULL",
+        max_group: int = 256,
     ) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigurationError(f"unsupported SQLite synchronous mode {synchronous!r}")
         self.path = str(path)
+        self.synchronous = synchronous.upper()
         self._busy_timeout_ms = busy_timeout_ms
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tidemark-sqlite-w")
+        self._max_group = max_group
+        self._jobs: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="tidemark-sqlite-w", daemon=True
+        )
+        self._writer_started = False
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tidemark-sqlite-r")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        #: Write transactions committed and writes they carried (group commit at work).
+        self.commits = 0
+        self.writes = 0
 
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -182,14 +206,14 @@ class SqliteEngine:
                     check_same_thread=False,
                     timeout=self._busy_timeout_ms / 1000,
                 )
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                conn.execute("PRAGMA foreign_keys = OFF")
             except sqlite3.Error as exc:
                 raise SourceUnavailableError(
                     f"cannot open SQLite database {self.path}: {exc}"
                 ) from exc
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = OFF")
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -197,46 +221,121 @@ class SqliteEngine:
 
     def migrate(self) -> None:
         """Create or upgrade the schema (idempotent)."""
-        self._writer.submit(self._migrate).result()
+        self.write_sync(self._migrate)
 
-    def _migrate(self) -> None:
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+    def _migrate(self, tx: Transaction) -> None:
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        row = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        current = int(row[0]) if row else 0
+        for version, statements in SQLITE_MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in statements:
+                tx.execute(statement)
+            tx.execute(
+                "INSERT INTO schema_migrations VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                (version,),
             )
-            current = conn.execute(
-                "SELECT coalesce(max(version), 0) FROM schema_migrations"
-            ).fetchone()[0]
-            for version, statements in SQLITE_MIGRATIONS:
-                if version <= current:
-                    continue
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-                    (version,),
-                )
-                log.info("migration applied", engine="sqlite", version=version)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            log.info("migration applied", engine="sqlite", version=version)
 
-    def write_sync(self, fn: Callable[[Transaction], T]) -> T:
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        tx = _SqliteTransaction(conn)
+    # -- the writer ------------------------------------------------------------------------------
+    def _submit(
+        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None
+    ) -> Future[T]:
+        if self._closed:
+            raise SourceUnavailableError("the store is closed")
+        with self._lock:
+            if not self._writer_started:
+                self._writer.start()
+                self._writer_started = True
+        future: Future[T] = Future()
+        self._jobs.put(_WriteJob(fn, future, on_done))
+        return future
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < self._max_group:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._run_group(batch)
+            if stop:
+                return
+
+    def _run_group(self, batch: list[_WriteJob]) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
         try:
-            result = fn(tx)
-            tx.flush_counter()
-            conn.execute("COMMIT")
-        except BaseException:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+        except (sqlite3.Error, SourceUnavailableError) as exc:
+            error = (
+                exc
+                if isinstance(exc, SourceUnavailableError)
+                else SourceUnavailableError(f"SQLite: {exc}")
+            )
+            self._finish(batch, [(None, error)] * len(batch))
+            return
+        tx = _SqliteTransaction(conn)
+        grouped = len(batch) > 1
+        for job in batch:
+            if grouped:
+                conn.execute("SAVEPOINT tidemark_write")
+            try:
+                result = job.fn(tx)
+            except BaseException as exc:
+                if grouped and conn.in_transaction:
+                    conn.execute("ROLLBACK TO tidemark_write")
+                    conn.execute("RELEASE tidemark_write")
+                results.append((None, exc))
+            else:
+                if grouped:
+                    conn.execute("RELEASE tidemark_write")
+                results.append((result, None))
+        if not grouped and results[0][1] is not None:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise
-        return result
+        else:
+            try:
+                conn.execute("COMMIT")
+                self.commits += 1
+                self.writes += sum(1 for _r, e in results if e is None)
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                failure = SourceUnavailableError(f"SQLite commit failed: {exc}")
+                results = [(None, failure)] * len(batch)
+        self._finish(batch, results)
+
+    @staticmethod
+    def _finish(batch: list[_WriteJob], results: list[tuple[Any, BaseException | None]]) -> None:
+        for job, (result, error) in zip(batch, results, strict=True):
+            if job.on_done is not None:
+                job.on_done()
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(result)
+
+    def write_sync(self, fn: Callable[[Transaction], T]) -> T:
+        """Blocking :meth:`write` (must not be called from the writer thread itself)."""
+        return self._submit(fn, None).result()
+
+    async def write(
+        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
+    ) -> T:
+        return await asyncio.wrap_future(self._submit(fn, on_done))
 
     def _read_sync(self, fn: Callable[[Transaction], T]) -> T:
         conn = self._connect()
@@ -247,19 +346,17 @@ class SqliteEngine:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
 
-    async def write(
-        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, _run_then, self.write_sync, fn, on_done)
-
     async def read(self, fn: Callable[[Transaction], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._read_sync, fn)
 
     async def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
-        self._writer.shutdown(wait=True)
+        self._jobs.put(None)
+        if self._writer_started:
+            await asyncio.to_thread(self._writer.join)
         self._readers.shutdown(wait=True)
         with self._lock:
             for conn in self._connections:
@@ -274,6 +371,7 @@ class SqliteEngine:
 class _PostgresTransaction:
     engine_name = "postgresql"
     for_update = " FOR UPDATE"
+    for_share = " FOR SHARE"
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -425,8 +523,12 @@ def engine_for(url: str | Path) -> SqliteEngine | PostgresEngine:
         path = unquote(parsed.path)
         if parsed.netloc:
             raise ConfigurationError(f"use sqlite:///relative or sqlite:////absolute, not {text!r}")
+        options = dict(parse_qsl(parsed.query))
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise ConfigurationError(f"unknown SQLite URL option(s): {', '.join(sorted(unknown))}")
         # sqlite:///relative.db → "relative.db"; sqlite:////abs/path.db → "/abs/path.db"
-        return SqliteEngine(path[1:])
+        return SqliteEngine(path[1:], synchronous=options.get("synchronous", "FULL"))
     if "://" in text:
         raise ConfigurationError(
             f"unsupported database URL {text!r} (use a path, sqlite:/// or postgresql://)"

@@ -66,6 +66,26 @@ _SQLITE_V1 = [
         superseded_by INTEGER NOT NULL,
         deleted INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX history_doc ON history (collection, id, content_version)",
+    # Journal, history and key-change rows are written by the database itself whenever a
+    # document's stamps move, so no write path can forget them and no extra round trip is paid.
+    """CREATE TRIGGER documents_journal_insert AFTER INSERT ON documents BEGIN
+        INSERT INTO journal (change_version, collection, doc_pk, recorded_at)
+        VALUES (NEW.content_version, NEW.collection, NEW.doc_pk, NEW.content_modified_at);
+    END""",
+    """CREATE TRIGGER documents_journal_update AFTER UPDATE OF content_version ON documents
+    WHEN NEW.content_version <> OLD.content_version BEGIN
+        INSERT INTO journal (change_version, collection, doc_pk, recorded_at)
+        VALUES (NEW.content_version, NEW.collection, NEW.doc_pk, NEW.content_modified_at);
+        INSERT INTO history (collection, id, body, content_version, valid_from, valid_to, superseded_by, deleted)
+        VALUES (OLD.collection, OLD.id, OLD.body, OLD.content_version, OLD.content_modified_at,
+                NEW.content_modified_at, NEW.content_version, 0);
+    END""",
+    """CREATE TRIGGER documents_key_change AFTER UPDATE OF identity_version ON documents
+    WHEN NEW.identity_version <> OLD.identity_version AND NEW.key_values IS NOT NULL BEGIN
+        INSERT INTO key_changes (change_version, collection, doc_pk, id, old_key_values, new_key_values, changed_at)
+        VALUES (NEW.identity_version, NEW.collection, NEW.doc_pk, NEW.id, OLD.key_values, NEW.key_values,
+                NEW.identity_modified_at);
+    END""",
 ]
 
 _POSTGRES_V1 = [
@@ -129,6 +149,28 @@ _POSTGRES_V1 = [
         superseded_by BIGINT NOT NULL,
         deleted BOOLEAN NOT NULL DEFAULT FALSE)""",
     "CREATE INDEX history_doc ON history (collection, id, content_version)",
+    # Journal, history and key-change rows are written by the database itself whenever a
+    # document's stamps move, so no write path can forget them and no extra round trip is paid.
+    """CREATE FUNCTION tidemark_document_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' OR NEW.content_version <> OLD.content_version THEN
+            INSERT INTO journal (change_version, collection, doc_pk, recorded_at)
+            VALUES (NEW.content_version, NEW.collection, NEW.doc_pk, NEW.content_modified_at);
+        END IF;
+        IF TG_OP = 'UPDATE' AND NEW.content_version <> OLD.content_version THEN
+            INSERT INTO history (collection, id, body, content_version, valid_from, valid_to, superseded_by, deleted)
+            VALUES (OLD.collection, OLD.id, OLD.body, OLD.content_version, OLD.content_modified_at,
+                    NEW.content_modified_at, NEW.content_version, FALSE);
+        END IF;
+        IF TG_OP = 'UPDATE' AND NEW.identity_version <> OLD.identity_version AND NEW.key_values IS NOT NULL THEN
+            INSERT INTO key_changes (change_version, collection, doc_pk, id, old_key_values, new_key_values, changed_at)
+            VALUES (NEW.identity_version, NEW.collection, NEW.doc_pk, NEW.id, OLD.key_values, NEW.key_values,
+                    NEW.identity_modified_at);
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER documents_changed AFTER INSERT OR UPDATE OF content_version, identity_version ON documents
+    FOR EACH ROW EXECUTE FUNCTION tidemark_document_changed()""",
 ]
 
 #: (version, statements) in order. Both engines share version numbers and meaning.

@@ -295,6 +295,7 @@ class ResourceModel:
             self._by_endpoint[(spec.project_endpoint, spec.endpoint.lower())] = spec
             self._by_name[(spec.project, spec.resource_name)] = spec
             self._by_collection[spec.collection] = spec
+        self._project_endpoints = sorted({spec.project_endpoint for spec in specs})
 
     def __len__(self) -> int:
         return len(self._by_collection)
@@ -305,7 +306,7 @@ class ResourceModel:
     @property
     def project_endpoints(self) -> list[str]:
         """The URL names of the projects (``ed-fi``)."""
-        return sorted({spec.project_endpoint for spec in self})
+        return self._project_endpoints
 
     def find(self, project_endpoint: str, endpoint: str) -> ResourceSpec | None:
         """The resource served at ``/data/{project_endpoint}/{endpoint}`` (case-insensitive)."""

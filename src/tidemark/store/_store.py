@@ -15,10 +15,10 @@ from tidemark.core import (
     BadRequestError,
     Clock,
     DataValidationError,
-    KeyChangeNotSupportedError,
     MalformedBodyError,
     NotFoundError,
     ParameterValidationError,
+    canonical_bytes,
     get_logger,
     parse_iso_utc,
     parse_json,
@@ -28,6 +28,7 @@ from ._changes import (
     DOC_COLUMNS,
     ChangeSet,
     DocRow,
+    Facts,
     check_preconditions,
     history_entries,
     require,
@@ -159,15 +160,18 @@ class Store:
         spec = self.resource(resource)
         clean = _client_body(body)
         spec.validate(clean)
-        rid = spec.referential_ids(spec.identity(clean))[0]
+        facts = Facts.of(spec, clean)  # computed here, outside the writer's critical section
+        rid = spec.referential_ids(facts.identity)[0]
 
         def work(tx: Transaction, now: str) -> WriteOutcome:
             changes = ChangeSet(tx, self.model, now)
             existing = select_doc_by_referential_id(tx, rid, lock=True)
             check_preconditions(existing, None, if_none_match)
             if existing is None:
-                return WriteOutcome(changes.insert(spec.collection, spec, clean), True, True)
-            return self._replace_in(tx, changes, spec, existing, clean)
+                return WriteOutcome(
+                    changes.insert(spec.collection, spec, clean, facts=facts), True, True
+                )
+            return self._replace_in(changes, spec, existing, clean, facts)
 
         return await self._write(work)
 
@@ -197,32 +201,28 @@ class Store:
 
         def work(tx: Transaction, now: str) -> WriteOutcome:
             changes = ChangeSet(tx, self.model, now)
-            existing = require(
-                select_doc(tx, spec.collection, id, lock=True), f"{spec.resource_name} {id}"
-            )
-            check_preconditions(existing, if_match, if_none_match)
-            return self._replace_in(tx, changes, spec, existing, clean)
+            found = select_doc(tx, spec.collection, id, lock=True)
+            check_preconditions(found, if_match, if_none_match)
+            existing = require(found, f"{spec.resource_name} {id}")
+            return self._replace_in(changes, spec, existing, clean)
 
         return await self._write(work)
 
+    @staticmethod
     def _replace_in(
-        self,
-        tx: Transaction,
         changes: ChangeSet,
         spec: ResourceSpec,
         existing: DocRow,
         body: dict[str, Any],
+        facts: Facts | None = None,
     ) -> WriteOutcome:
-        old_body = parse_json(existing.body_text)
-        if spec.identity(old_body) != spec.identity(body) and not spec.allow_identity_updates:
-            raise KeyChangeNotSupportedError(
-                f"Identifying values for the {spec.resource_name} resource cannot be changed. "
-                "Delete and recreate the resource item instead.",
-            )
-        changes.set_body(existing, spec, body)
+        if canonical_bytes(body).decode() == existing.body_text:
+            return WriteOutcome(existing.document(body), False, False)  # a no-op: nothing to do
+        changes.set_body(
+            existing, spec, body, facts=facts, identity_may_change=spec.allow_identity_updates
+        )
         changes.cascade()
-        written = changes.finalize()
-        for document in written:
+        for document in changes.finalize():
             if document.id == existing.id and document.collection == existing.collection:
                 return WriteOutcome(document, False, True)
         return WriteOutcome(existing.document(), False, False)
@@ -259,7 +259,7 @@ class Store:
             if existing is None:
                 return WriteOutcome(changes.insert(collection, spec, clean, id), True, True)
             if spec is not None:
-                return self._replace_in(tx, changes, spec, existing, clean)
+                return self._replace_in(changes, spec, existing, clean)
             changes.set_body(existing, None, clean)
             written = changes.finalize()
             if written:
@@ -307,11 +307,9 @@ class Store:
         spec = self.model.by_collection(collection)
 
         def work(tx: Transaction, now: str) -> Tombstone:
-            row = require(
-                select_doc(tx, collection, id, lock=True),
-                f"{spec.resource_name if spec else collection} {id}",
-            )
-            check_preconditions(row, if_match, None)
+            found = select_doc(tx, collection, id, lock=True)
+            check_preconditions(found, if_match, None)
+            row = require(found, f"{spec.resource_name if spec else collection} {id}")
             return ChangeSet(tx, self.model, now).delete(row, spec)
 
         return await self._write(work)
