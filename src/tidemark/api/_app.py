@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,6 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidemark import __version__
 from tidemark.core import (
+    SYSTEM_CLOCK,
+    Clock,
     MethodNotAllowedError,
     NotFoundError,
     TidemarkError,
@@ -24,6 +28,8 @@ from tidemark.core import (
 from tidemark.store import Store, open_store
 
 from . import _edfi
+from ._auth import BearerAuthMiddleware, TokenIssuer, parse_clients, token_endpoint
+from ._metrics import MetricsMiddleware, metrics_endpoint, record_store_count, route_templates
 from ._openapi import openapi_document
 from ._responses import FastJSONResponse, correlation_id, problem
 from ._settings import ServerSettings
@@ -53,6 +59,44 @@ async def discovery(request: Request) -> Response:
             },
         }
     )
+
+
+async def health(request: Request) -> Response:
+    """``GET /health``: liveness plus a round trip to the database (503 when it fails)."""
+    store: Store = request.app.state.store
+    try:
+        newest = await store.newest_change_version()
+    except TidemarkError as error:
+        return FastJSONResponse(
+            {"status": "unavailable", "database": "unreachable", "detail": error.detail},
+            status_code=503,
+        )
+    except Exception as exc:  # a dead connection surfaces as a driver error
+        log.warning("health check failed", error=str(exc))
+        return FastJSONResponse(
+            {"status": "unavailable", "database": "unreachable"}, status_code=503
+        )
+    return FastJSONResponse(
+        {
+            "status": "ok",
+            "database": "ok",
+            "engine": store.engine.name,
+            "newestChangeVersion": newest,
+        }
+    )
+
+
+async def _retention_loop(store: Store, settings: ServerSettings) -> None:
+    assert settings.retain_changes is not None
+    while True:
+        try:
+            horizon = store.clock.now() - timedelta(seconds=settings.retain_changes)
+            removed = await store.purge_changes(horizon)
+            if removed:
+                log.info("retention pass", rows=removed)
+        except TidemarkError as error:
+            log.warning("retention pass failed; retrying", error=error.detail)
+        await asyncio.sleep(settings.retention_interval)
 
 
 async def openapi(request: Request) -> Response:
@@ -138,30 +182,52 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     extra_routes: Sequence[RouteGroup] = (),
+    clock: Clock | None = None,
 ) -> Starlette:
     """The tidemark HTTP application.
 
     With ``store`` given the app uses it (the caller closes it); otherwise the store is opened
     from ``settings`` when the app starts and closed when it stops. ``extra_routes`` lets other
-    route groups (FHIR facade, sync) mount themselves.
+    route groups (FHIR facade, sync) mount themselves. ``clock`` (default: the store's) dates
+    access tokens.
     """
     settings = settings or ServerSettings()
+    issuer = TokenIssuer(
+        parse_clients(settings.clients),
+        lifetime=settings.token_lifetime,
+        secret=settings.token_secret,
+        clock=clock or (store.clock if store is not None else SYSTEM_CLOCK),
+    )
+
+    def attach(opened: Store) -> None:
+        app.state.store = opened
+        opened.counters.add_listener(record_store_count)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = None
         if getattr(app.state, "store", None) is None:
             owned = await open_store(settings.db, model=settings.api_schema)
-            app.state.store = owned
+            attach(owned)
+        retention = None
+        if settings.retain_changes is not None:
+            retention = asyncio.create_task(_retention_loop(app.state.store, settings))
         try:
             yield
         finally:
+            if retention is not None:
+                retention.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention
             if owned is not None:
                 await owned.close()
 
     routes: list[BaseRoute] = [
         Route("/", discovery, methods=["GET"], name="discovery"),
         Route("/metadata/openapi.json", openapi, methods=["GET"], name="openapi"),
+        Route("/health", health, methods=["GET"], name="health"),
+        Route("/metrics", metrics_endpoint, methods=["GET"], name="metrics"),
+        Route("/oauth/token", token_endpoint, methods=["POST"], name="oauth_token"),
     ]
     for group in extra_routes:
         routes.extend(group())
@@ -172,7 +238,13 @@ def create_app(
         Exception: _unexpected,
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    # Outermost first when a request arrives: access log, metrics, authentication, routes.
+    app.add_middleware(BearerAuthMiddleware, issuer=issuer)
+    app.add_middleware(MetricsMiddleware, templates=route_templates(routes))
     app.add_middleware(AccessLogMiddleware)
     app.state.settings = settings
-    app.state.store = store
+    app.state.token_issuer = issuer
+    app.state.store = None
+    if store is not None:
+        attach(store)
     return app

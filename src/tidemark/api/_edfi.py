@@ -31,6 +31,7 @@ log = get_logger("api")
 Handler = Callable[[Request], Awaitable[Response]]
 
 PAGING_PARAMETERS = ("limit", "offset", "totalCount")
+WINDOW_PARAMETERS = ("minChangeVersion", "maxChangeVersion")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^\d{2}:\d{2}:\d{2}$")
 
@@ -110,6 +111,39 @@ def parse_paging(params: Mapping[str, str], settings: ServerSettings, errors: li
     return Paging(limit, offset, total_count)
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Validated ``minChangeVersion`` / ``maxChangeVersion`` (either may be absent)."""
+
+    low: int | None
+    high: int | None
+
+    @property
+    def requested(self) -> bool:
+        return self.low is not None or self.high is not None
+
+
+def parse_window(params: Mapping[str, str], errors: list[str]) -> Window:
+    """Parse the change-version window, appending one Ed-Fi message per problem to ``errors``."""
+    values: dict[str, int | None] = {}
+    for name, label in (
+        ("minChangeVersion", "MinChangeVersion"),
+        ("maxChangeVersion", "MaxChangeVersion"),
+    ):
+        raw = params.get(name)
+        if raw is None:
+            values[name] = None
+        elif raw.isdigit():
+            values[name] = int(raw)
+        else:
+            values[name] = None
+            errors.append(f"{label} must be a numeric value greater than or equal to 0.")
+    low, high = values["minChangeVersion"], values["maxChangeVersion"]
+    if low is not None and high is not None and low > high:
+        errors.append("MinChangeVersion must be less than or equal to MaxChangeVersion.")
+    return Window(low, high)
+
+
 def _query_value(name: str, kind: str, raw: str, errors: list[str]) -> Any:
     if kind == "number":
         try:
@@ -175,15 +209,28 @@ async def list_or_create(request: Request) -> Response:
     errors: list[str] = []
     params = request.query_params
     paging = parse_paging(params, settings, errors)
-    where = parse_query_fields(spec, params, PAGING_PARAMETERS, errors)
+    window = parse_window(params, errors)
+    where = parse_query_fields(spec, params, PAGING_PARAMETERS + WINDOW_PARAMETERS, errors)
     _raise_parameter_errors(errors)
-    page = await _store(request).query(
-        spec.collection,
-        limit=paging.limit,
-        offset=paging.offset,
-        where=where,
-        total_count=paging.total_count,
-    )
+    store = _store(request)
+    if window.requested:
+        page = await store.changes(
+            spec.collection,
+            min_version=window.low,
+            max_version=window.high,
+            limit=paging.limit,
+            offset=paging.offset,
+            where=where,
+            total_count=paging.total_count,
+        )
+    else:
+        page = await store.query(
+            spec.collection,
+            limit=paging.limit,
+            offset=paging.offset,
+            where=where,
+            total_count=paging.total_count,
+        )
     headers = {"Total-Count": str(page.total)} if page.total is not None else None
     return FastJSONResponse([d.representation() for d in page.items], headers=headers)
 
@@ -274,9 +321,96 @@ async def item_history(request: Request) -> Response:
     )
 
 
+def _feed_parameters(request: Request) -> tuple[Paging, Window]:
+    errors: list[str] = []
+    params = request.query_params
+    paging = parse_paging(params, _settings(request), errors)
+    window = parse_window(params, errors)
+    known = PAGING_PARAMETERS + WINDOW_PARAMETERS
+    errors.extend(
+        f"The query parameter '{name}' is not supported here."
+        for name in params
+        if name not in known
+    )
+    _raise_parameter_errors(errors)
+    return paging, window
+
+
+@edfi_errors
+async def item_deletes(request: Request) -> Response:
+    spec = resolve_resource(request)
+    paging, window = _feed_parameters(request)
+    page = await _store(request).deletes(
+        spec.collection,
+        min_version=window.low,
+        max_version=window.high,
+        limit=paging.limit,
+        offset=paging.offset,
+        total_count=paging.total_count,
+    )
+    headers = {"Total-Count": str(page.total)} if page.total is not None else None
+    return FastJSONResponse(
+        [
+            {"id": t.id, "changeVersion": t.change_version, "keyValues": t.key_values or {}}
+            for t in page.items
+        ],
+        headers=headers,
+    )
+
+
+@edfi_errors
+async def item_key_changes(request: Request) -> Response:
+    spec = resolve_resource(request)
+    paging, window = _feed_parameters(request)
+    page = await _store(request).key_changes(
+        spec.collection,
+        min_version=window.low,
+        max_version=window.high,
+        limit=paging.limit,
+        offset=paging.offset,
+        total_count=paging.total_count,
+    )
+    headers = {"Total-Count": str(page.total)} if page.total is not None else None
+    return FastJSONResponse(
+        [
+            {
+                "id": k.id,
+                "changeVersion": k.change_version,
+                "oldKeyValues": k.old_key_values,
+                "newKeyValues": k.new_key_values,
+            }
+            for k in page.items
+        ],
+        headers=headers,
+    )
+
+
+@edfi_errors
+async def available_change_versions(request: Request) -> Response:
+    versions = await _store(request).available_change_versions()
+    return FastJSONResponse(
+        {"oldestChangeVersion": versions.oldest, "newestChangeVersion": versions.newest}
+    )
+
+
 def routes() -> list[BaseRoute]:
     """The Ed-Fi data API routes (mounted by :func:`tidemark.api.create_app`)."""
     return [
+        Route(
+            "/changeQueries/v1/availableChangeVersions",
+            available_change_versions,
+            methods=["GET"],
+            name="available_change_versions",
+        ),
+        Route(
+            "/data/{project}/{endpoint}/deletes", item_deletes, methods=["GET"], name="edfi_deletes"
+        ),
+        Route(
+            "/data/{project}/{endpoint}/keyChanges",
+            item_key_changes,
+            methods=["GET"],
+            name="edfi_key_changes",
+        ),
         Route(
             "/data/{project}/{endpoint}",
             list_or_create,

@@ -20,13 +20,24 @@ from ._model import (
 )
 from ._paths import JsonPath, parse_path
 from ._store import Store, open_store
-from ._types import HistoryEntry, Page, StoredDocument, Tombstone, WriteOutcome, stamp_text
+from ._types import (
+    ChangeVersions,
+    HistoryEntry,
+    KeyChange,
+    Page,
+    StoredDocument,
+    Tombstone,
+    WriteOutcome,
+    stamp_text,
+)
 
 __all__ = [
+    "ChangeVersions",
     "DescriptorReferenceSpec",
     "Engine",
     "HistoryEntry",
     "JsonPath",
+    "KeyChange",
     "Page",
     "PostgresEngine",
     "QueryField",

@@ -31,7 +31,7 @@ from tidemark.core import (
     version_etag,
 )
 
-from ._engine import Transaction
+from ._engine import RetryTransaction, Transaction
 from ._model import ResolvedReference, ResourceModel, ResourceSpec, referential_id
 from ._types import HistoryEntry, StoredDocument, Tombstone
 
@@ -155,6 +155,13 @@ class ChangeSet:
         self.now = now
         self._touched: dict[int, _Touched] = {}
         self._queue: deque[tuple[ResourceSpec, dict[str, Any], dict[str, Any]]] = deque()
+        #: Change versions allocated and representation changes (journal rows) written so far.
+        self.allocated = 0
+        self.journaled = 0
+
+    def _allocate(self) -> int:
+        self.allocated += 1
+        return self.tx.allocate_version()
 
     # -- references ------------------------------------------------------------------------------
     def _link_references(self, pk: int, references: dict[str, ResolvedReference]) -> None:
@@ -197,8 +204,15 @@ class ChangeSet:
                 },
             )
 
-    def _claim_aliases(self, spec: ResourceSpec, identity: dict[str, Any], pk: int) -> None:
-        """Register the natural keys of ``pk``; 409 when another document already has one."""
+    def _claim_aliases(
+        self, spec: ResourceSpec, identity: dict[str, Any], pk: int, *, inserting: bool = False
+    ) -> None:
+        """Register the natural keys of ``pk``; 409 when another document already has one.
+
+        When a new document (``inserting``) finds its own natural key taken, another transaction
+        inserted the same key concurrently (we looked it up first): the transaction is retried,
+        and the retry finds that document and updates it, as an upsert must.
+        """
         aliases = spec.aliases(identity)
         rids = [referential_id(p, n, i) for p, n, i in aliases]
         values = ", ".join("(?, ?)" for _ in rids)
@@ -217,10 +231,13 @@ class ChangeSet:
             name for (_p, name, _i), rid in zip(aliases, rids, strict=True) if rid not in claimed
         ]
         if clash:
-            raise ConflictError(
+            conflict = ConflictError(
                 f"A {', '.join(clash)} with the same identity already exists.",
                 data={"identity": identity},
             )
+            if inserting and rids[0] not in claimed:
+                raise RetryTransaction(conflict)
+            raise conflict
 
     # -- inserts ---------------------------------------------------------------------------------
     def insert(
@@ -237,7 +254,7 @@ class ChangeSet:
         digest = content_hash(text)
         facts = facts or Facts.of(spec, body)
         key_values = canonical_bytes(spec.key_values(body)).decode() if spec is not None else None
-        version = self.tx.allocate_version()
+        version = self._allocate()
         doc_id = id or uuid.uuid4().hex
         row = self.tx.query_one(
             "INSERT INTO documents (collection, id, body, content_hash, key_values, content_version, "
@@ -259,9 +276,10 @@ class ChangeSet:
         assert row is not None
         pk = int(row[0])
         if spec is not None:
-            self._claim_aliases(spec, facts.identity, pk)
+            self._claim_aliases(spec, facts.identity, pk, inserting=True)
             if facts.references:
                 self._link_references(pk, facts.references)
+        self.journaled += 1
         stored = DocRow(
             pk,
             collection,
@@ -373,7 +391,7 @@ class ChangeSet:
             text = canonical_bytes(touched.body).decode()
             if text == row.body_text:
                 continue  # changed and changed back: nothing to record
-            version = self.tx.allocate_version()
+            version = self._allocate()
             digest = content_hash(text)
             identity_changed = touched.original.identity != touched.facts.identity
             key_values = (
@@ -397,6 +415,7 @@ class ChangeSet:
                     row.pk,
                 ),
             )
+            self.journaled += 1
             stored = DocRow(
                 row.pk,
                 row.collection,
@@ -448,7 +467,7 @@ class ChangeSet:
                     )
             self.tx.execute("DELETE FROM document_references WHERE referrer_pk = ?", (row.pk,))
             own_rid = spec.referential_ids(spec.identity(parse_json(row.body_text)))[0]
-        version = self.tx.allocate_version()
+        version = self._allocate()
         self.tx.execute("DELETE FROM documents WHERE doc_pk = ?", (row.pk,))
         self.tx.execute(
             "INSERT INTO tombstones (change_version, collection, id, referential_id, key_values, "

@@ -31,6 +31,19 @@ log = get_logger("store")
 Row = tuple[Any, ...]
 
 
+class RetryTransaction(Exception):
+    """Raised inside a write to ask the engine to run the whole transaction again.
+
+    Concurrent writers on PostgreSQL can race (two inserts of one natural key); the engine
+    retries a few times and then raises ``error``. A serialised engine (SQLite) never races, so
+    it raises ``error`` at once.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Transaction(Protocol):
     """One open database transaction. SQL uses ``?`` placeholders. Not thread-safe."""
 
@@ -85,6 +98,11 @@ class Engine(Protocol):
 
     def write_sync(self, fn: Callable[[Transaction], T]) -> T:
         """:meth:`write` for callers already on a worker thread."""
+        ...
+
+    async def newest_safe_version(self) -> int:
+        """The largest change version V such that every version <= V is committed or rolled
+        back: the newest version a watermark client may safely store."""
         ...
 
     async def close(self) -> None: ...
@@ -270,7 +288,17 @@ class SqliteEngine:
                     stop = True
                     break
                 batch.append(more)
-            self._run_group(batch)
+            # A caller that was cancelled before its write started no longer waits for it: skip it.
+            batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            if batch:
+                try:
+                    self._run_group(batch)
+                except BaseException as exc:  # never let the writer thread die
+                    log.error("writer failed", exc_info=exc)
+                    failure = SourceUnavailableError(f"SQLite writer failed: {exc!r}")
+                    for job in batch:
+                        if not job.future.done():
+                            job.future.set_exception(failure)
             if stop:
                 return
 
@@ -294,6 +322,12 @@ class SqliteEngine:
                 conn.execute("SAVEPOINT tidemark_write")
             try:
                 result = job.fn(tx)
+            except RetryTransaction as retry:
+                if grouped and conn.in_transaction:
+                    conn.execute("ROLLBACK TO tidemark_write")
+                    conn.execute("RELEASE tidemark_write")
+                results.append((None, retry.error))
+                continue
             except BaseException as exc:
                 if grouped and conn.in_transaction:
                     conn.execute("ROLLBACK TO tidemark_write")
@@ -337,6 +371,19 @@ class SqliteEngine:
     ) -> T:
         return await asyncio.wrap_future(self._submit(fn, on_done))
 
+    async def newest_safe_version(self) -> int:
+        """The committed value of the change-version counter.
+
+        Writers are serialised by the database lock and commit the counter with their rows, so
+        every version up to the committed counter value is committed or was rolled back.
+        """
+
+        def read(tx: Transaction) -> int:
+            row = tx.query_one("SELECT value FROM change_version_counter")
+            return int(row[0]) if row else 0
+
+        return await self.read(read)
+
     def _read_sync(self, fn: Callable[[Transaction], T]) -> T:
         conn = self._connect()
         conn.execute("BEGIN")
@@ -368,13 +415,19 @@ class SqliteEngine:
 # -- PostgreSQL -------------------------------------------------------------------------------
 
 
+#: Advisory-lock keys of in-flight writers: ``tag * 2**48 + floor`` (see PostgresEngine).
+_LOCK_SHIFT = 2**48
+
+
 class _PostgresTransaction:
     engine_name = "postgresql"
     for_update = " FOR UPDATE"
     for_share = " FOR SHARE"
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, lock_tag: int = 0) -> None:
         self._conn = conn
+        self._lock_tag = lock_tag
+        self._announced = False
 
     @staticmethod
     def _sql(sql: str) -> str:
@@ -396,6 +449,18 @@ class _PostgresTransaction:
         return row
 
     def allocate_version(self) -> int:
+        if not self._announced and self._lock_tag:
+            # Before the first allocation, publish a floor below every version this transaction
+            # can get: a shared advisory lock keyed by (tag, sequence value + 1), held until
+            # commit or rollback and visible to other sessions at once. Readers never report a
+            # newest change version at or above the floor of an in-flight writer.
+            self._conn.execute(
+                "SELECT pg_advisory_xact_lock_shared(%s * %s + (SELECT CASE WHEN is_called "
+                "THEN last_value + 1 ELSE last_value END FROM change_version_seq))",
+                (self._lock_tag, _LOCK_SHIFT),
+                prepare=True,
+            )
+            self._announced = True
         row = self._conn.execute("SELECT nextval('change_version_seq')", prepare=True).fetchone()
         return int(row[0])
 
@@ -429,6 +494,7 @@ class PostgresEngine:
         self._pool_size = pool_size
         self._pool: Any = None
         self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="tidemark-pg")
+        self.lock_tag = 0
 
     def open(self) -> None:
         """Open the pool (blocking); raises :class:`SourceUnavailableError` when unreachable."""
@@ -462,6 +528,40 @@ class PostgresEngine:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                 log.info("migration applied", engine="postgresql", version=version)
+            tag = conn.execute("SELECT value FROM store_settings WHERE key = 'lock_tag'").fetchone()
+            self.lock_tag = int(tag[0])
+
+    def newest_safe_version_sync(self) -> int:
+        """The largest change version V such that every version <= V is committed or rolled back.
+
+        Read in two steps, in this order, each with a fresh view: the sequence's last value L,
+        then the floors of in-flight writers (their advisory locks). A writer announces its floor
+        before it allocates, so any allocation counted in L by a transaction still running is at
+        or above a floor seen in the second step; the answer is min(L, smallest floor - 1).
+        """
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                row = conn.execute(
+                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM change_version_seq"
+                ).fetchone()
+                newest = int(row[0])
+                row = conn.execute(
+                    "SELECT min(((l.classid::bigint & 65535) << 32) | l.objid::bigint) FROM pg_locks l "
+                    "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND (l.classid::bigint >> 16) = %s "
+                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                    (self.lock_tag,),
+                ).fetchone()
+            finally:
+                conn.autocommit = False
+        floor = row[0] if row else None
+        if floor is not None:
+            newest = min(newest, int(floor) - 1)
+        return newest
+
+    async def newest_safe_version(self) -> int:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.newest_safe_version_sync)
 
     def write_sync(self, fn: Callable[[Transaction], T]) -> T:
         import psycopg
@@ -471,7 +571,12 @@ class PostgresEngine:
             attempt += 1
             try:
                 with self._pool.connection() as conn, conn.transaction():
-                    return fn(_PostgresTransaction(conn))
+                    return fn(_PostgresTransaction(conn, self.lock_tag))
+            except RetryTransaction as retry:
+                if attempt < self._retries:
+                    time.sleep(random.uniform(0, 0.002 * attempt))
+                    continue
+                raise retry.error from None
             except psycopg.Error as exc:
                 state = exc.sqlstate
                 if state in _RETRYABLE_SQLSTATES and attempt < self._retries:

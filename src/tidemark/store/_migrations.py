@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 _SQLITE_V1 = [
+    "CREATE TABLE store_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE change_version_counter (
         singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
         value INTEGER NOT NULL)""",
@@ -89,6 +90,10 @@ _SQLITE_V1 = [
 ]
 
 _POSTGRES_V1 = [
+    "CREATE TABLE store_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # A random tag that namespaces this store's advisory locks (see PostgresEngine): several
+    # stores may share one database (one per schema), and must not see each other's writers.
+    "INSERT INTO store_settings (key, value) VALUES ('lock_tag', (1 + floor(random() * 32766))::int::text)",
     "CREATE SEQUENCE change_version_seq AS BIGINT START WITH 1",
     """CREATE TABLE documents (
         doc_pk BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

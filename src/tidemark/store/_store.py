@@ -14,7 +14,9 @@ from tidemark.core import (
     SYSTEM_CLOCK,
     BadRequestError,
     Clock,
+    Counters,
     DataValidationError,
+    GoneError,
     MalformedBodyError,
     NotFoundError,
     ParameterValidationError,
@@ -24,6 +26,7 @@ from tidemark.core import (
     parse_json,
 )
 
+from . import _feeds
 from ._changes import (
     DOC_COLUMNS,
     ChangeSet,
@@ -35,10 +38,19 @@ from ._changes import (
     select_doc,
     select_doc_by_referential_id,
 )
-from ._engine import Engine, PostgresEngine, SqliteEngine, Transaction, engine_for
+from ._engine import Engine, PostgresEngine, Transaction, engine_for
 from ._model import SERVER_MEMBERS, ResourceModel, ResourceSpec, load_model
 from ._paths import parse_path
-from ._types import HistoryEntry, Page, StoredDocument, Tombstone, WriteOutcome, stamp_text
+from ._types import (
+    ChangeVersions,
+    HistoryEntry,
+    KeyChange,
+    Page,
+    StoredDocument,
+    Tombstone,
+    WriteOutcome,
+    stamp_text,
+)
 
 log = get_logger("store")
 T = TypeVar("T")
@@ -89,6 +101,9 @@ class Store:
         self._inflight_lock = threading.Lock()
         self._inflight: dict[int, str] = {}
         self._tokens = itertools.count()
+        #: Counters a user can read (and the server exports): change_versions_allocated,
+        #: journal_rows (representation changes), noop_writes (writes that changed nothing).
+        self.counters = Counters("change_versions_allocated", "journal_rows", "noop_writes")
 
     async def __aenter__(self) -> Store:
         return self
@@ -100,11 +115,12 @@ class Store:
         """Release connections and worker threads. The store cannot be used afterwards."""
         await self.engine.close()
 
-    async def _write(self, fn: Callable[[Transaction, str], T]) -> T:
+    async def _write(self, fn: Callable[[Transaction, ChangeSet], T]) -> T:
         # Each attempt of a write transaction registers the timestamp it stamps documents with,
         # until it has committed or rolled back, so that :meth:`timestamp_horizon` never reports a
         # time at or after a stamp that readers cannot see yet.
         tokens: list[int] = []
+        attempts: list[ChangeSet] = []
 
         def work(tx: Transaction) -> T:
             with self._inflight_lock:
@@ -112,14 +128,24 @@ class Store:
                 token = next(self._tokens)
                 self._inflight[token] = now
                 tokens.append(token)
-            return fn(tx, now)
+            changes = ChangeSet(tx, self.model, now)
+            attempts.append(changes)
+            return fn(tx, changes)
 
         def done() -> None:
             with self._inflight_lock:
                 for token in tokens:
                     self._inflight.pop(token, None)
 
-        return await self.engine.write(work, on_done=done)
+        result = await self.engine.write(work, on_done=done)
+        committed = attempts[-1]  # earlier attempts (retried on PostgreSQL) were rolled back
+        if committed.allocated:
+            self.counters.increment("change_versions_allocated", committed.allocated)
+        if committed.journaled:
+            self.counters.increment("journal_rows", committed.journaled)
+        if isinstance(result, WriteOutcome) and not result.changed:
+            self.counters.increment("noop_writes")
+        return result
 
     def timestamp_horizon(self) -> datetime:
         """A time T such that every write stamped at or before T is visible to readers now, and
@@ -163,8 +189,7 @@ class Store:
         facts = Facts.of(spec, clean)  # computed here, outside the writer's critical section
         rid = spec.referential_ids(facts.identity)[0]
 
-        def work(tx: Transaction, now: str) -> WriteOutcome:
-            changes = ChangeSet(tx, self.model, now)
+        def work(tx: Transaction, changes: ChangeSet) -> WriteOutcome:
             existing = select_doc_by_referential_id(tx, rid, lock=True)
             check_preconditions(existing, None, if_none_match)
             if existing is None:
@@ -199,8 +224,7 @@ class Store:
         clean = _client_body(body)
         spec.validate(clean)
 
-        def work(tx: Transaction, now: str) -> WriteOutcome:
-            changes = ChangeSet(tx, self.model, now)
+        def work(tx: Transaction, changes: ChangeSet) -> WriteOutcome:
             found = select_doc(tx, spec.collection, id, lock=True)
             check_preconditions(found, if_match, if_none_match)
             existing = require(found, f"{spec.resource_name} {id}")
@@ -252,8 +276,7 @@ class Store:
         if spec is not None:
             spec.validate(clean)
 
-        def work(tx: Transaction, now: str) -> WriteOutcome:
-            changes = ChangeSet(tx, self.model, now)
+        def work(tx: Transaction, changes: ChangeSet) -> WriteOutcome:
             existing = select_doc(tx, collection, id, lock=True)
             check_preconditions(existing, if_match, if_none_match)
             if existing is None:
@@ -306,11 +329,11 @@ class Store:
         documents reference it. Returns the tombstone (with the change version it allocated)."""
         spec = self.model.by_collection(collection)
 
-        def work(tx: Transaction, now: str) -> Tombstone:
+        def work(tx: Transaction, changes: ChangeSet) -> Tombstone:
             found = select_doc(tx, collection, id, lock=True)
             check_preconditions(found, if_match, None)
             row = require(found, f"{spec.resource_name if spec else collection} {id}")
-            return ChangeSet(tx, self.model, now).delete(row, spec)
+            return changes.delete(row, spec)
 
         return await self._write(work)
 
@@ -325,7 +348,7 @@ class Store:
         modified: Sequence[tuple[str, datetime]] = (),
         order: str = "id",
         total_count: bool = False,
-    ) -> Page:
+    ) -> Page[StoredDocument]:
         """A page of current documents.
 
         ``where`` maps JSON paths (``$.schoolReference.schoolId``) to required values;
@@ -340,7 +363,7 @@ class Store:
         if limit < 0 or offset < 0:
             raise ParameterValidationError("limit and offset must be >= 0")
 
-        def work(tx: Transaction) -> Page:
+        def work(tx: Transaction) -> Page[StoredDocument]:
             clauses = ["collection = ?"]
             params: list[Any] = [collection]
             if ids is not None:
@@ -387,18 +410,148 @@ class Store:
         return await self.engine.read(work)
 
     async def newest_change_version(self) -> int:
-        """The largest change version allocated so far (0 for an empty store)."""
+        """The newest change version a watermark client may store: every version at or below it
+        is committed or rolled back (on PostgreSQL, concurrent writers are accounted for)."""
+        return await self.engine.newest_safe_version()
 
-        def work(tx: Transaction) -> int:
-            if isinstance(self.engine, SqliteEngine):
-                row = tx.query_one("SELECT value FROM change_version_counter")
-            else:
-                row = tx.query_one(
-                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM change_version_seq"
-                )
-            return int(row[0]) if row else 0
+    # -- Change Queries --------------------------------------------------------------------------
+    async def available_change_versions(self) -> ChangeVersions:
+        """``oldestChangeVersion`` / ``newestChangeVersion`` of the Change Queries API."""
+        newest = await self.engine.newest_safe_version()
+        oldest = await self.engine.read(_feeds.oldest_retained)
+        return ChangeVersions(oldest=oldest, newest=max(newest, oldest - 1 if oldest else 0))
+
+    def _window(self, tx: Transaction, low: int | None, high: int | None) -> int:
+        if (low is not None and low < 0) or (high is not None and high < 0):
+            raise ParameterValidationError(
+                "Change versions must be numeric values greater than or equal to 0."
+            )
+        if low is not None and high is not None and low > high:
+            raise ParameterValidationError(
+                "MinChangeVersion must be less than or equal to MaxChangeVersion."
+            )
+        oldest = _feeds.oldest_retained(tx)
+        start = low or 0
+        if start < oldest:
+            raise GoneError(
+                f"Changes before change version {oldest} are no longer retained "
+                f"(minChangeVersion {start} was requested). Resynchronise from a full read of the "
+                "resources, then continue from the newestChangeVersion reported by "
+                "availableChangeVersions.",
+                data={"oldestChangeVersion": oldest},
+            )
+        return start
+
+    async def changes(
+        self,
+        collection: str,
+        *,
+        min_version: int | None = None,
+        max_version: int | None = None,
+        limit: int = 25,
+        offset: int = 0,
+        where: Mapping[str, Any] | None = None,
+        total_count: bool = False,
+    ) -> Page[StoredDocument]:
+        """Current documents whose ContentVersion is in [min_version, max_version] (inclusive,
+        either open), ordered by change version. 410 when the window starts before the oldest
+        retained version."""
+
+        def work(tx: Transaction) -> Page[StoredDocument]:
+            low = self._window(tx, min_version, max_version)
+            return _feeds.live_changes(
+                tx, collection, low, max_version, limit, offset, where, total_count
+            )
 
         return await self.engine.read(work)
+
+    async def deletes(
+        self,
+        collection: str,
+        *,
+        min_version: int | None = None,
+        max_version: int | None = None,
+        limit: int = 25,
+        offset: int = 0,
+        total_count: bool = False,
+    ) -> Page[Tombstone]:
+        """Deletions in the window (a natural key deleted and created again is not listed)."""
+
+        def work(tx: Transaction) -> Page[Tombstone]:
+            low = self._window(tx, min_version, max_version)
+            return _feeds.deletes(tx, collection, low, max_version, limit, offset, total_count)
+
+        return await self.engine.read(work)
+
+    async def key_changes(
+        self,
+        collection: str,
+        *,
+        min_version: int | None = None,
+        max_version: int | None = None,
+        limit: int = 25,
+        offset: int = 0,
+        total_count: bool = False,
+    ) -> Page[KeyChange]:
+        """Natural-key changes in the window, collapsed per document (A→B→C is A→C)."""
+
+        def work(tx: Transaction) -> Page[KeyChange]:
+            low = self._window(tx, min_version, max_version)
+            return _feeds.key_changes(tx, collection, low, max_version, limit, offset, total_count)
+
+        return await self.engine.read(work)
+
+    async def purge_changes(self, older_than: datetime, *, batch: int = 1000) -> int:
+        """Forget journal, tombstone and key-change rows recorded before ``older_than``.
+
+        First records the new oldest retained version (so readers get 410 for older windows
+        instead of partial answers), then deletes in batches of ``batch`` rows, one short
+        transaction each. Returns the number of rows deleted. Documents and history are kept.
+        """
+        horizon = stamp_text(older_than)
+
+        def mark(tx: Transaction) -> int | None:
+            row = tx.query_one(
+                "SELECT max(v) FROM ("
+                "SELECT max(change_version) AS v FROM journal WHERE recorded_at < ? UNION ALL "
+                "SELECT max(change_version) FROM tombstones WHERE deleted_at < ? UNION ALL "
+                "SELECT max(change_version) FROM key_changes WHERE changed_at < ?) m",
+                (horizon, horizon, horizon),
+            )
+            through = int(row[0]) if row and row[0] is not None else None
+            if through is None:
+                return None
+            current = tx.query_one("SELECT value FROM store_settings WHERE key = 'purged_through'")
+            if current is not None and int(current[0]) >= through:
+                return int(current[0])
+            tx.execute(
+                "INSERT INTO store_settings (key, value) VALUES ('purged_through', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(through),),
+            )
+            return through
+
+        through = await self.engine.write(mark)
+        if through is None:
+            return 0
+        deleted = 0
+        for table in ("journal", "tombstones", "key_changes"):
+            while True:
+
+                def chunk(tx: Transaction, table: str = table) -> int:
+                    rows = tx.query(
+                        f"DELETE FROM {table} WHERE change_version IN (SELECT change_version FROM {table} "
+                        "WHERE change_version <= ? ORDER BY change_version LIMIT ?) RETURNING change_version",
+                        (through, batch),
+                    )
+                    return len(rows)
+
+                removed = await self.engine.write(chunk)
+                deleted += removed
+                if removed < batch:
+                    break
+        log.info("changes purged", through_version=through, rows=deleted)
+        return deleted
 
 
 async def open_store(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from tidemark.core import EntityTag, iso_utc, version_etag
+
+T = TypeVar("T")
 
 
 def stamp_text(moment: datetime) -> str:
@@ -97,8 +99,32 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
-    """One page of documents, with the total count when it was asked for."""
+class Page(Generic[T]):
+    """One page of results, with the total count when it was asked for."""
 
-    items: list[StoredDocument]
+    items: list[T]
     total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """A document's natural key change within a window: the first old and the last new values."""
+
+    collection: str
+    id: str
+    change_version: int
+    old_key_values: dict[str, Any]
+    new_key_values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeVersions:
+    """The change versions a Change Queries client can ask for.
+
+    ``newest`` never exceeds a version below which an allocated version is still uncommitted,
+    so a client that stores it as its watermark misses nothing; ``oldest`` is the smallest
+    version whose changes are still retained (0 when nothing has been purged).
+    """
+
+    oldest: int
+    newest: int
