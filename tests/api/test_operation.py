@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tidemark.api import ServerSettings, create_app
-from tidemark.core import ConfigurationError
 from tests.store import samples
 from tests.support import async_wait_until
+from tidemark.api import ServerSettings, create_app
+from tidemark.core import ConfigurationError
 
 from .test_edfi_api import _post
 
