@@ -99,7 +99,11 @@ def tidemark_command() -> list[str]:
 
 
 class ServerProcess:
-    """A real ``tidemark serve`` subprocess on loopback. Use as a context manager."""
+    """A real ``tidemark serve`` subprocess on loopback. Use as a context manager.
+
+    Its logs go to a file (``read_log``), never to a pipe: a pipe nobody reads fills up and
+    blocks the server.
+    """
 
     def __init__(
         self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
@@ -109,27 +113,25 @@ class ServerProcess:
         self.args = ["serve", "--port", str(self.port), *args]
         self.cwd = cwd
         self.env = env
-        self.process: subprocess.Popen[str] | None = None
-        self.stderr = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        import tempfile
+
         import httpx
 
         merged = {**os.environ, **(self.env or {})}
-        self.process = subprocess.Popen(
-            [*tidemark_command(), *self.args],
-            cwd=self.cwd,
-            env=merged,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        handle, name = tempfile.mkstemp(prefix="tidemark-serve-", suffix=".log")
+        self.log_path = Path(name)
+        with os.fdopen(handle, "wb") as log:
+            self.process = subprocess.Popen(
+                [*tidemark_command(), *self.args], cwd=self.cwd, env=merged, stdout=log, stderr=log
+            )
 
         def up() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                pytest.fail(
-                    f"tidemark serve exited: {self.process.stderr.read() if self.process.stderr else ''}"
-                )
+                pytest.fail(f"tidemark serve exited: {self.read_log()}")
             try:
                 return httpx.get(self.base_url + "/health", timeout=0.5).status_code < 500
             except httpx.HTTPError:
@@ -139,6 +141,7 @@ class ServerProcess:
         return self
 
     def stop(self, kill: bool = False) -> None:
+        """Terminate (or SIGKILL) the server and wait for it."""
         if self.process is None:
             return
         if kill:
@@ -146,12 +149,15 @@ class ServerProcess:
         else:
             self.process.terminate()
         try:
-            _out, err = self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _out, err = self.process.communicate(timeout=30)
-        self.stderr += err or ""
+            self.process.wait(timeout=30)
         self.process = None
+
+    def read_log(self) -> str:
+        """Everything the server logged so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def __enter__(self) -> ServerProcess:
         return self.start()
