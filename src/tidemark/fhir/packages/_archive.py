@@ -1,0 +1,253 @@
+"""Safe reading and extraction of package archives (``.tgz``).
+
+Every member is checked before a byte of it is used: its name must stay inside the target
+(no absolute paths, no ``..``), links must resolve inside the target, only regular files,
+directories and links are accepted, and sizes are capped per member and in total. A refused
+archive raises :class:`UnsafeArchiveError` and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import tarfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from tidemark.core import CorruptDataError
+
+_MIB = 1024 * 1024
+
+
+class UnsafeArchiveError(CorruptDataError):
+    """An archive member would escape its target folder, is a device/fifo, or breaks a limit."""
+
+    code = "corrupt-data:unsafe-archive"
+    title = "Unsafe Archive"
+
+
+class OversizedArchiveError(UnsafeArchiveError):
+    """A member, the sum of the members, or the download exceeds the configured limit."""
+
+    code = "corrupt-data:oversized-archive"
+    title = "Oversized Archive"
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """Caps applied while reading an archive (guards against archive bombs).
+
+    ``max_member_bytes`` caps one member, ``max_total_bytes`` the sum of all members (both
+    uncompressed), ``max_members`` the member count and ``max_archive_bytes`` the compressed
+    download.
+    """
+
+    max_member_bytes: int = 256 * _MIB
+    max_total_bytes: int = 2048 * _MIB
+    max_members: int = 200_000
+    max_archive_bytes: int = 512 * _MIB
+
+
+ArchiveSource = Path | bytes | BinaryIO
+
+
+def _open_stream(source: ArchiveSource) -> tuple[BinaryIO, bool]:
+    if isinstance(source, bytes):
+        return io.BytesIO(source), True
+    if isinstance(source, Path):
+        return source.open("rb"), True
+    return source, False
+
+
+def member_parts(name: str) -> tuple[str, ...]:
+    """The path components of an archive member name, refusing any that could escape.
+
+    Raises :class:`UnsafeArchiveError` for absolute names, drive letters, ``..`` components and
+    NUL bytes. ``.`` and empty components are dropped.
+    """
+    if "\x00" in name:
+        raise UnsafeArchiveError(f"archive member name contains a NUL byte: {name!r}")
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
+        raise UnsafeArchiveError(f"archive member has an absolute path: {name!r}")
+    parts = tuple(p for p in unified.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeArchiveError(f"archive member escapes the target folder: {name!r}")
+    return parts
+
+
+def _link_target_parts(member: tarfile.TarInfo, parts: tuple[str, ...]) -> tuple[str, ...]:
+    """Archive-relative components a link points to, refusing links that leave the archive."""
+    target = member.linkname
+    if "\x00" in target:
+        raise UnsafeArchiveError(f"link {member.name!r} has a NUL byte in its target")
+    unified = target.replace("\\", "/")
+    if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
+        raise UnsafeArchiveError(
+            f"link {member.name!r} points outside the target folder: {target!r}"
+        )
+    # A hard link names another member from the archive root; a symlink is relative to its folder.
+    base = list(parts[:-1]) if member.issym() else []
+    for part in unified.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not base:
+                raise UnsafeArchiveError(
+                    f"link {member.name!r} points outside the target folder: {target!r}"
+                )
+            base.pop()
+        else:
+            base.append(part)
+    return tuple(base)
+
+
+def _checked_members(
+    tar: tarfile.TarFile, limits: ArchiveLimits
+) -> Iterator[tuple[tarfile.TarInfo, tuple[str, ...]]]:
+    total = 0
+    count = 0
+    for member in tar:
+        count += 1
+        if count > limits.max_members:
+            raise OversizedArchiveError(f"archive has more than {limits.max_members} members")
+        parts = member_parts(member.name)
+        if member.isreg():
+            if member.size > limits.max_member_bytes:
+                raise OversizedArchiveError(
+                    f"archive member {member.name!r} is {member.size} bytes, over the limit of "
+                    f"{limits.max_member_bytes}"
+                )
+            total += member.size
+            if total > limits.max_total_bytes:
+                raise OversizedArchiveError(
+                    f"archive expands to more than {limits.max_total_bytes} bytes"
+                )
+        elif not (member.isdir() or member.issym() or member.islnk()):
+            raise UnsafeArchiveError(
+                f"archive member {member.name!r} is not a file, folder or link (type {member.type!r})"
+            )
+        if not parts:
+            if member.isdir():
+                continue
+            raise UnsafeArchiveError(f"archive member has an empty name: {member.name!r}")
+        yield member, parts
+
+
+def _iterate(
+    source: ArchiveSource, limits: ArchiveLimits, visit: Callable[[tarfile.TarFile], None]
+) -> None:
+    stream, owned = _open_stream(source)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            visit(tar)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise CorruptDataError(f"not a readable package archive: {exc}") from exc
+    finally:
+        if owned:
+            stream.close()
+
+
+def read_archive_files(
+    source: ArchiveSource,
+    keep: Callable[[tuple[str, ...]], bool],
+    limits: ArchiveLimits = ArchiveLimits(),
+) -> dict[str, bytes]:
+    """Read the regular files whose components satisfy ``keep`` into memory, checking every member.
+
+    Keys are the member paths joined with ``/``. Links to kept files yield the target's bytes.
+    Raises :class:`UnsafeArchiveError` / :class:`OversizedArchiveError` for unsafe archives and
+    :class:`CorruptDataError` for unreadable ones.
+    """
+    files: dict[str, bytes] = {}
+
+    def visit(tar: tarfile.TarFile) -> None:
+        for member, parts in _checked_members(tar, limits):
+            if member.issym() or member.islnk():
+                target = _link_target_parts(member, parts)
+                if keep(parts) and "/".join(target) in files:
+                    files["/".join(parts)] = files["/".join(target)]
+                continue
+            if member.isreg() and keep(parts):
+                handle = tar.extractfile(member)
+                if handle is None:
+                    raise CorruptDataError(f"archive member {member.name!r} cannot be read")
+                files["/".join(parts)] = handle.read()
+
+    _iterate(source, limits, visit)
+    return files
+
+
+def _inside(root: Path, candidate: str) -> bool:
+    root_text = str(root)
+    return candidate == root_text or candidate.startswith(root_text + os.sep)
+
+
+def extract_archive(
+    source: ArchiveSource, target: Path, limits: ArchiveLimits = ArchiveLimits()
+) -> None:
+    """Extract ``source`` into the folder ``target`` (created; must not exist), checking every member.
+
+    Nothing is ever written outside ``target``: names are checked lexically and, because earlier
+    links could redirect later writes, every write and link is also checked against the real
+    path of its folder. On any error the partly extracted ``target`` is removed. Raises like
+    :func:`read_archive_files`.
+    """
+    target.mkdir(parents=True, exist_ok=False)
+    root = Path(os.path.realpath(target))
+
+    def folder_for(parts: tuple[str, ...], name: str) -> Path:
+        folder = root.joinpath(*parts[:-1])
+        folder.mkdir(parents=True, exist_ok=True)
+        if not _inside(root, os.path.realpath(folder)):
+            raise UnsafeArchiveError(f"archive member {name!r} would be written outside the target")
+        return folder
+
+    def visit(tar: tarfile.TarFile) -> None:
+        for member, parts in _checked_members(tar, limits):
+            destination = root.joinpath(*parts)
+            if member.isdir():
+                destination.mkdir(parents=True, exist_ok=True)
+                if not _inside(root, os.path.realpath(destination)):
+                    raise UnsafeArchiveError(f"archive folder {member.name!r} escapes the target")
+                continue
+            folder = folder_for(parts, member.name)
+            if os.path.islink(destination) or destination.is_dir():
+                raise UnsafeArchiveError(
+                    f"archive member {member.name!r} would overwrite a link or folder"
+                )
+            target_parts = (
+                _link_target_parts(member, parts) if member.issym() or member.islnk() else ()
+            )
+            if member.issym():
+                resolved = os.path.realpath(folder / member.linkname)
+                if not _inside(root, resolved):
+                    raise UnsafeArchiveError(
+                        f"link {member.name!r} points outside the target folder: "
+                        f"{member.linkname!r}"
+                    )
+                os.symlink(member.linkname, destination)
+            elif member.islnk():
+                source_file = os.path.realpath(root.joinpath(*target_parts))
+                if not _inside(root, source_file) or not os.path.isfile(source_file):
+                    raise UnsafeArchiveError(
+                        f"hard link {member.name!r} does not point to a file inside the archive"
+                    )
+                shutil.copyfile(source_file, destination)
+            else:
+                handle = tar.extractfile(member)
+                if handle is None:
+                    raise CorruptDataError(f"archive member {member.name!r} cannot be read")
+                with destination.open("wb") as out:
+                    shutil.copyfileobj(handle, out, 1024 * 1024)
+
+    try:
+        _iterate(source, limits, visit)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
