@@ -86,7 +86,9 @@ def _expand_choice(element: Mapping[str, Any]) -> list[dict[str, Any]]:
     field = base_path.rsplit(".", 1)[-1]
     types = element.get("type")
     if not isinstance(types, list):
-        return []
+        # Decision D5: an untyped [x] in a profile still constrains the choice (cardinality,
+        # mustSupport, binding...); keep it as the declaration instead of dropping it.
+        return [{**element, "path": base_path}]
     declaration = {k: v for k, v in element.items() if k not in ("type", "binding")}
     declaration["path"] = base_path
     declaration["choices"] = _choice_names(field, types)
@@ -96,6 +98,8 @@ def _expand_choice(element: Mapping[str, Any]) -> list[dict[str, Any]]:
         variant["path"] = base_path + capitalize(type_name(str(item.get("code"))))
         variant["type"] = [item]
         variant["choiceOf"] = field
+        if element.get("binding"):
+            variant["_declarationBinding"] = element["binding"]
         expanded.append(variant)
     return expanded
 
@@ -295,15 +299,23 @@ def _slice_match(slicing: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[
         for kind in ("pattern", "fixed"):
             found = _lookup(schema, ["elements", *steps, kind])
             if isinstance(found, Mapping) and "value" in found:
-                target = match
-                for part in parts[:-1]:
-                    if not isinstance(target.get(part), dict):
-                        target[part] = {}
-                    target = target[part]
-                target[parts[-1]] = found["value"]
+                _set_path(match, parts, found["value"])
                 break
+        else:
+            if parts == ["url"] and isinstance(schema.get("url"), str):
+                # Decision D4: an extension slice's url is its profile's canonical URL.
+                match["url"] = schema["url"]
     _wrap_arrays(match, schema)
     return match
+
+
+def _set_path(match: dict[str, Any], parts: list[str], value: Any) -> None:
+    target = match
+    for part in parts[:-1]:
+        if not isinstance(target.get(part), dict):
+            target[part] = {}
+        target = target[part]
+    target[parts[-1]] = value
 
 
 def _wrap_arrays(match: dict[str, Any], schema: Mapping[str, Any]) -> None:
@@ -320,9 +332,15 @@ def _wrap_arrays(match: dict[str, Any], schema: Mapping[str, Any]) -> None:
             match[key] = [value]
 
 
+_SLICE_CARDINALITY = frozenset(("min", "max", "array", "_required", "_excluded"))
+
+
 def _build_slice(
     action: _Action, parent: Mapping[str, Any], schema: dict[str, Any]
 ) -> dict[str, Any]:
+    # Decision D3: a slice schema constrains each matched item; how many items the slice takes
+    # is the slice's own min/max, so the element's cardinality does not belong in it.
+    schema = {k: v for k, v in schema.items() if k not in _SLICE_CARDINALITY}
     existing = parent.get("slicing")
     slicing_info = existing if existing is not None else action.get("slicing") or {}
     node: dict[str, Any] = {"match": _slice_match(slicing_info, schema), "schema": schema}
@@ -358,9 +376,9 @@ def _slicing_to_extensions(element: Mapping[str, Any]) -> dict[str, Any]:
             extension["min"] = node["min"]
         if node.get("max") is not None:
             extension["max"] = node["max"]
-        for key, value in schema.items():
-            if key not in ("slicing", "elements", "type", "min"):
-                extension[key] = value
+        extension.update(
+            (k, v) for k, v in schema.items() if k not in ("slicing", "elements", "type", "min")
+        )
         schema_min = schema.get("min")
         if schema_min is not None and schema_min != 0 and "min" not in extension:
             extension["min"] = schema_min
@@ -373,8 +391,13 @@ def _add_element(name: str, parent: Mapping[str, Any], child: Mapping[str, Any])
     if name == "extension":
         updated["extensions"] = _slicing_to_extensions(child)
     elements = dict(updated.get("elements") or {})
-    elements[name] = {k: v for k, v in child.items() if k != "_required"}
+    elements[name] = {k: v for k, v in child.items() if k not in ("_required", "_excluded")}
     updated["elements"] = elements
+    if child.get("_excluded"):
+        excluded = list(updated.get("excluded") or [])
+        if name not in excluded:
+            excluded.append(name)
+        updated["excluded"] = excluded
     if child.get("_required"):
         required = list(updated.get("required") or [])
         actual = child.get("choiceOf") or name
@@ -389,7 +412,10 @@ def _apply(stack: list[dict[str, Any]], actions: list[_Action], value: dict[str,
         kind = action["type"]
         if kind in ("enter", "enter-slice"):
             following = actions[i + 1]["type"] if i + 1 < len(actions) else None
-            stack.append({} if following == "enter" else value)
+            # Decision D1: entering an element straight into one of its slices (the slicing is
+            # inherited) opens an empty sliced element; the slice's constraints are the slice's.
+            opens_container = kind == "enter" and following == "enter-slice"
+            stack.append({} if following == "enter" or opens_container else value)
         else:
             child = stack.pop()
             parent = stack.pop()
@@ -405,7 +431,7 @@ def _normalize(value: Any) -> Any:
     if isinstance(value, Mapping):
         result = {}
         for key, item in value.items():
-            if key == "required" and isinstance(item, list):
+            if key in ("required", "excluded") and isinstance(item, list):
                 result[key] = sorted(v for v in item if isinstance(v, str))
             else:
                 result[key] = _normalize(item)
@@ -413,16 +439,34 @@ def _normalize(value: Any) -> Any:
     return value
 
 
-def _choice_bindings(sd: Mapping[str, Any]) -> dict[str, Any]:
+def _snapshot_index(
+    sd: Mapping[str, Any],
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Bindings of choice elements (by path; ``None`` without a snapshot) and slicings (by id)."""
     snapshot = sd.get("snapshot")
     elements = snapshot.get("element") if isinstance(snapshot, Mapping) else None
-    result: dict[str, Any] = {}
-    for element in elements or ():
-        if isinstance(element, Mapping) and str(element.get("path", "")).endswith("[x]"):
-            binding = element.get("binding")
-            if binding:
-                result.setdefault(element["path"], binding)
-    return result
+    if not isinstance(elements, list):
+        return None, {}
+    bindings: dict[str, Any] = {}
+    slicings: dict[str, Any] = {}
+    for element in elements:
+        if not isinstance(element, Mapping):
+            continue
+        if str(element.get("path", "")).endswith("[x]") and element.get("binding"):
+            bindings.setdefault(element["path"], element["binding"])
+        slicing = element.get("slicing")
+        if isinstance(slicing, Mapping) and isinstance(element.get("id"), str):
+            slicings.setdefault(
+                element["id"],
+                {k: slicing[k] for k in ("discriminator", "rules", "ordered") if k in slicing},
+            )
+    return bindings, slicings
+
+
+def _slicing_root_id(element: Mapping[str, Any]) -> str:
+    element_id = str(element.get("id") or element["path"])
+    suffix = f":{element['sliceName']}"
+    return element_id[: -len(suffix)] if element_id.endswith(suffix) else element_id
 
 
 def _differential(sd: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -458,8 +502,8 @@ def convert(structure_definition: Mapping[str, Any]) -> FHIRSchema:
 
     elements = _collapse_choice_type_slicing(_differential(sd))
     sd_url = sd.get("url")
-    sd_id = sd.get("id")
-    choice_bindings = _choice_bindings(sd)
+    sd_type = sd.get("type")
+    choice_bindings, inherited_slicings = _snapshot_index(sd)
     stack: list[dict[str, Any]] = [header]
     previous: _Path = []
     queue = deque(elements)
@@ -467,14 +511,29 @@ def convert(structure_definition: Mapping[str, Any]) -> FHIRSchema:
     while queue:
         element = queue.popleft()
         if _is_choice(element):
-            queue.extendleft(reversed(_expand_choice(element)))
-            index += 1
+            expanded = _expand_choice(element)
+            queue.extendleft(reversed(expanded))
+            if expanded and "choices" in expanded[0]:
+                index += 1  # the reference numbers the [x] element itself, then its parts
             continue
         path = _enrich_path(previous, _parse_path(element))
+        if path and path[-1].get("sliceName") and "slicing" not in path[-1]:
+            # Decision D11: the slicing of a slice declared in a base profile comes from the
+            # snapshot, so the slice still gets its discriminator and match.
+            inherited = inherited_slicings.get(_slicing_root_id(element))
+            if inherited:
+                path[-1]["slicing"] = dict(inherited)
         actions = _actions(previous, path)
+        declaration_binding = element.pop("_declarationBinding", None)
         choice_binding = None
         if "choiceOf" in element:
-            choice_binding = choice_bindings.get(f"{sd_id}.{element['choiceOf']}[x]")
+            # Decision D6: a typed variant takes the binding of the [x] declaration named
+            # ``<type>.<choiceOf>[x]`` in the snapshot (the reference uses the SD's id, which
+            # only equals the type in base definitions), or without a snapshot the declaration's.
+            if choice_bindings is None:
+                choice_binding = declaration_binding
+            else:
+                choice_binding = choice_bindings.get(f"{sd_type}.{element['choiceOf']}[x]")
         converted = transform_element(element, sd_url, choice_binding)
         choice_slicing = converted.pop("_choiceSlicing", None)
         if choice_slicing:

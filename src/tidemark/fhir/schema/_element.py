@@ -130,8 +130,8 @@ def transform_element(
     """Convert one (choice-expanded) ElementDefinition; nesting and slices are done by the caller.
 
     ``choice_binding`` is the binding of the ``[x]`` declaration a typed choice variant came
-    from. The private ``_required`` flag marks ``min == 1``; the caller moves it to the
-    parent's ``required`` list.
+    from. The private ``_required`` (``min == 1``) and ``_excluded`` (``max == 0``) flags are
+    moved by the caller to the parent's ``required`` and ``excluded`` lists.
     """
     result: dict[str, Any] = {k: v for k, v in element.items() if k not in _DROPPED_KEYS}
     types = element.get("type")
@@ -172,15 +172,21 @@ def transform_element(
     extension_url = None
     if code == "Extension" and isinstance(profiles, list) and profiles and profiles[0]:
         extension_url = profiles[0]
+    parsed = parse_max(maximum)
+    if parsed == 0:
+        # Decision D7: max 0 prohibits the element; the parent lists it in ``excluded``.
+        result["_excluded"] = True
     if extension_url is not None:
         result["url"] = extension_url
-        parsed = parse_max(maximum)
-        if maximum and maximum != "*" and parsed is not None:
+        # Decision D2: extension elements keep only meaningful cardinality (no min 0, no "*").
+        if not (isinstance(minimum, int) and minimum > 0):
+            result.pop("min", None)
+        result.pop("max", None)
+        if parsed is not None:
             result["max"] = parsed
     else:
         result.pop("min", None)
         result.pop("max", None)
-        parsed = parse_max(maximum)
         is_array = (
             maximum == "*"
             or (isinstance(minimum, int) and minimum >= 2)
