@@ -1,5 +1,37 @@
-"""tidemark.fhir.schema: StructureDefinition → FHIRSchema, and validation against FHIRSchema."""
+"""tidemark.fhir.schema: StructureDefinition → FHIRSchema, and validation against FHIRSchema.
+
+- :func:`convert` turns a StructureDefinition (its differential) into FHIRSchema as the
+  ``@atomic-ehr/fhirschema`` converter emits it, except where that converter is wrong by the
+  FHIR specification (see ``docs/fhirschema-decisions.md``). Pure and deterministic.
+- A :data:`SchemaResolver` maps a canonical URL to a FHIRSchema (or ``None``);
+  :class:`PackageSchemaResolver` is one over loaded packages that converts on demand.
+  :func:`schema_dependencies` lists the canonical URLs a schema depends on; :func:`type_url`
+  turns a FHIRSchema ``type`` into its canonical URL.
+- Validation results are :class:`ValidationIssue` lists (OperationOutcome-style) rendered by
+  :func:`operation_outcome`.
+"""
 
 from ._convert import ConversionError, FHIRSchema, convert
+from ._outcome import Severity, ValidationIssue, ValidationResult, operation_outcome
+from ._resolve import (
+    FHIR_BASE,
+    PackageSchemaResolver,
+    SchemaResolver,
+    schema_dependencies,
+    type_url,
+)
 
-__all__ = ["ConversionError", "FHIRSchema", "convert"]
+__all__ = [
+    "FHIR_BASE",
+    "ConversionError",
+    "FHIRSchema",
+    "PackageSchemaResolver",
+    "SchemaResolver",
+    "Severity",
+    "ValidationIssue",
+    "ValidationResult",
+    "convert",
+    "operation_outcome",
+    "schema_dependencies",
+    "type_url",
+]

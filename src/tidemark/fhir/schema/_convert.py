@@ -441,17 +441,22 @@ def _normalize(value: Any) -> Any:
 
 def _snapshot_index(
     sd: Mapping[str, Any],
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Bindings of choice elements (by path; ``None`` without a snapshot) and slicings (by id)."""
+) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
+    """From the snapshot: bindings of choice elements (by path; ``None`` without a snapshot),
+    slicings (by id) and base cardinality ``base.max`` (by id)."""
     snapshot = sd.get("snapshot")
     elements = snapshot.get("element") if isinstance(snapshot, Mapping) else None
     if not isinstance(elements, list):
-        return None, {}
+        return None, {}, {}
     bindings: dict[str, Any] = {}
     slicings: dict[str, Any] = {}
+    base_max: dict[str, Any] = {}
     for element in elements:
         if not isinstance(element, Mapping):
             continue
+        base = element.get("base")
+        if isinstance(base, Mapping) and isinstance(element.get("id"), str):
+            base_max.setdefault(element["id"], base.get("max"))
         if str(element.get("path", "")).endswith("[x]") and element.get("binding"):
             bindings.setdefault(element["path"], element["binding"])
         slicing = element.get("slicing")
@@ -460,7 +465,7 @@ def _snapshot_index(
                 element["id"],
                 {k: slicing[k] for k in ("discriminator", "rules", "ordered") if k in slicing},
             )
-    return bindings, slicings
+    return bindings, slicings, base_max
 
 
 def _slicing_root_id(element: Mapping[str, Any]) -> str:
@@ -503,7 +508,7 @@ def convert(structure_definition: Mapping[str, Any]) -> FHIRSchema:
     elements = _collapse_choice_type_slicing(_differential(sd))
     sd_url = sd.get("url")
     sd_type = sd.get("type")
-    choice_bindings, inherited_slicings = _snapshot_index(sd)
+    choice_bindings, inherited_slicings, base_maxima = _snapshot_index(sd)
     stack: list[dict[str, Any]] = [header]
     previous: _Path = []
     queue = deque(elements)
@@ -534,7 +539,13 @@ def convert(structure_definition: Mapping[str, Any]) -> FHIRSchema:
                 choice_binding = declaration_binding
             else:
                 choice_binding = choice_bindings.get(f"{sd_type}.{element['choiceOf']}[x]")
-        converted = transform_element(element, sd_url, choice_binding)
+        own_base = element.get("base")
+        base_max = (
+            own_base.get("max")
+            if isinstance(own_base, Mapping)
+            else base_maxima.get(str(element.get("id")))
+        )
+        converted = transform_element(element, sd_url, choice_binding, base_max)
         choice_slicing = converted.pop("_choiceSlicing", None)
         if choice_slicing:
             converted["slicing"] = choice_slicing

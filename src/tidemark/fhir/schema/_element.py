@@ -126,12 +126,14 @@ def transform_element(
     element: Mapping[str, Any],
     sd_url: str | None,
     choice_binding: Mapping[str, Any] | None,
+    base_max: Any = None,
 ) -> dict[str, Any]:
     """Convert one (choice-expanded) ElementDefinition; nesting and slices are done by the caller.
 
     ``choice_binding`` is the binding of the ``[x]`` declaration a typed choice variant came
     from. The private ``_required`` (``min == 1``) and ``_excluded`` (``max == 0``) flags are
-    moved by the caller to the parent's ``required`` and ``excluded`` lists.
+    moved by the caller to the parent's ``required`` and ``excluded`` lists. ``base_max`` is
+    ``ElementDefinition.base.max`` (from the snapshot) when known.
     """
     result: dict[str, Any] = {k: v for k, v in element.items() if k not in _DROPPED_KEYS}
     types = element.get("type")
@@ -187,10 +189,15 @@ def transform_element(
     else:
         result.pop("min", None)
         result.pop("max", None)
+        base_parsed = parse_max(base_max)
         is_array = (
             maximum == "*"
             or (isinstance(minimum, int) and minimum >= 2)
             or (parsed is not None and parsed >= 2)
+            # Decision D12: the JSON shape follows the base definition, so a profile that
+            # limits a repeating element to max 1 still describes an array (of at most 1).
+            or base_max == "*"
+            or (base_parsed is not None and base_parsed >= 2)
         )
         if is_array:
             result["array"] = True
