@@ -107,10 +107,10 @@ class PackageSchemaResolver:
         self.counters = Counters("conversions", "hits", "misses")
 
     def __call__(self, url: str) -> FHIRSchema | None:
-        cached = self._schemas.get(url, _MISSING)
-        if cached is not _MISSING:
+        if url in self._schemas:
+            cached = self._schemas[url]
             self.counters.increment("hits" if cached is not None else "misses")
-            return cached  # type: ignore[return-value]
+            return cached
         resource = self.packages.resource(url)
         if resource is None or resource.get("resourceType") != "StructureDefinition":
             schema = None
@@ -125,6 +125,3 @@ class PackageSchemaResolver:
     def urls(self) -> list[str]:
         """Canonical URLs of every StructureDefinition the packages define."""
         return [entry.url for _, entry in self.packages.structure_definitions() if entry.url]
-
-
-_MISSING: Any = object()
