@@ -7,11 +7,13 @@
   :class:`PackageSchemaResolver` is one over loaded packages that converts on demand.
   :func:`schema_dependencies` lists the canonical URLs a schema depends on; :func:`type_url`
   turns a FHIRSchema ``type`` into its canonical URL.
-- Validation results are :class:`ValidationIssue` lists (OperationOutcome-style) rendered by
-  :func:`operation_outcome`.
+- :class:`Validator` (or :func:`validate`) checks a resource against its type, base chain,
+  profiles (``meta.profile``) and extensions; the :class:`ValidationResult` holds
+  OperationOutcome-style :class:`ValidationIssue` objects, rendered by :func:`operation_outcome`.
 """
 
 from ._convert import ConversionError, FHIRSchema, convert
+from ._fhirpath import SUPPORTED_FUNCTIONS as FHIRPATH_FUNCTIONS
 from ._outcome import Severity, ValidationIssue, ValidationResult, operation_outcome
 from ._resolve import (
     FHIR_BASE,
@@ -20,8 +22,10 @@ from ._resolve import (
     schema_dependencies,
     type_url,
 )
+from ._validate import Validator, validate
 
 __all__ = [
+    "FHIRPATH_FUNCTIONS",
     "FHIR_BASE",
     "ConversionError",
     "FHIRSchema",
@@ -30,8 +34,10 @@ __all__ = [
     "Severity",
     "ValidationIssue",
     "ValidationResult",
+    "Validator",
     "convert",
     "operation_outcome",
     "schema_dependencies",
     "type_url",
+    "validate",
 ]
