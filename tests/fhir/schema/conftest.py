@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import require_data
 from tidemark.fhir.packages import FhirPackage, PackageSet
 from tidemark.fhir.schema import PackageSchemaResolver, Validator
-
-from tests.support import require_data
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,13 @@
 """Validator rules, shown with US Core resources written for these tests (valid and invalid)."""
 
 import copy
+from typing import Any
 
 import pytest
 
 from tidemark.fhir.schema import (
-    Validator,
     ValidationIssue,
+    Validator,
     operation_outcome,
     validate,
 )
@@ -16,7 +17,7 @@ PATIENT = US_CORE + "us-core-patient"
 LAB = US_CORE + "us-core-observation-lab"
 NARRATIVE = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'}
 
-VALID_PATIENT = {
+VALID_PATIENT: dict[str, Any] = {
     "resourceType": "Patient",
     "id": "amy",
     "meta": {"profile": [PATIENT]},
@@ -42,7 +43,7 @@ VALID_PATIENT = {
     "generalPractitioner": [{"reference": "Practitioner/p1"}],
 }
 
-VALID_LAB = {
+VALID_LAB: dict[str, Any] = {
     "resourceType": "Observation",
     "id": "glucose",
     "meta": {"profile": [LAB]},
@@ -233,7 +234,7 @@ def test_a_prohibited_element_is_reported(validator):
     assert ("Patient.extension[0]", "invariant") in errors  # ext-1: value and extensions
 
 
-BLOOD_PRESSURE = {
+BLOOD_PRESSURE: dict[str, Any] = {
     "resourceType": "Observation",
     "id": "bp",
     "meta": {"profile": [US_CORE + "us-core-blood-pressure"]},
