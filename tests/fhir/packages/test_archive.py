@@ -142,3 +142,29 @@ def test_extracted_files_get_plain_permissions(tmp_path):
     extract_archive(tgz(MANIFEST, [(info, b"{}")]), target)
     mode = os.stat(target / "package" / "setuid.json").st_mode
     assert not mode & 0o6000
+
+
+def test_pax_and_plain_archives_read_the_same(tmp_path):
+    long_name = "package/" + "x" * 150 + ".json"
+    plain = tgz(MANIFEST, [(member("package/a.json"), b"{}")])
+    with_pax = tgz(MANIFEST, [(member("package/a.json"), b"{}"), (member(long_name), b"[]")])
+    assert read_archive_files(plain, _everything) == {**MANIFEST, "package/a.json": b"{}"}
+    files = read_archive_files(with_pax, _everything)
+    assert files[long_name] == b"[]" and files["package/a.json"] == b"{}"
+
+
+def test_a_decompression_bomb_is_stopped_at_the_limit():
+    bomb = tgz(MANIFEST, [(member("package/zeros.json"), bytes(5_000_000))])
+    assert len(bomb) < 50_000
+    limits = ArchiveLimits(max_member_bytes=10_000_000, max_total_bytes=100_000, max_members=10)
+    with pytest.raises(OversizedArchiveError):
+        read_archive_files(bomb, _everything, limits)
+
+
+def test_a_damaged_header_is_corrupt_data():
+    import gzip
+
+    raw = bytearray(gzip.decompress(tgz(MANIFEST)))
+    raw[0:5] = b"\xff\xfe\xfd\xfc\xfb"  # breaks the first header's checksum
+    with pytest.raises(CorruptDataError):
+        read_archive_files(gzip.compress(bytes(raw)), _everything)

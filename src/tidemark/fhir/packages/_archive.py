@@ -153,6 +153,93 @@ def _iterate(
             stream.close()
 
 
+class _NotPlain(Exception):
+    """The archive uses tar features the fast reader leaves to :mod:`tarfile`."""
+
+
+_BLOCK = 512
+_PLAIN_TYPES = frozenset((b"0", b"\x00", b"5"))
+
+
+def _decompress(data: bytes, limits: ArchiveLimits) -> bytes:
+    """The tar bytes of a (possibly gzip-compressed) archive, capped against archive bombs."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    cap = limits.max_total_bytes + _BLOCK * min(limits.max_members, 1_000_000) * 2
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        raw = inflater.decompress(data, cap + 1)
+    except zlib.error as exc:
+        raise CorruptDataError(f"not a readable package archive: {exc}") from exc
+    if len(raw) > cap:
+        raise OversizedArchiveError(f"archive expands to more than {limits.max_total_bytes} bytes")
+    if not inflater.eof:
+        raise CorruptDataError("not a readable package archive: truncated gzip stream")
+    return raw
+
+
+def _plain_members(raw: bytes) -> Iterator[tuple[str, bytes, int, int]]:
+    """``(name, type, size, offset)`` of a tar made only of ustar files and folders.
+
+    Raises :class:`_NotPlain` on anything else (links, pax or GNU headers, base-256 sizes, bad
+    checksums), so that :mod:`tarfile` reads the archive and reports its problems.
+    """
+    offset = 0
+    while offset + _BLOCK <= len(raw):
+        header = raw[offset : offset + _BLOCK]
+        if header == bytes(_BLOCK):
+            return
+        kind = header[156:157]
+        if kind not in _PLAIN_TYPES or header[257:262] != b"ustar" or header[124] & 0x80:
+            raise _NotPlain
+        stored = header[148:156].split(b"\x00", 1)[0].strip()
+        checksum = sum(header[:148]) + 8 * 32 + sum(header[156:])
+        try:
+            size = int(header[124:136].split(b"\x00", 1)[0].strip() or b"0", 8)
+            if int(stored, 8) != checksum:
+                raise _NotPlain
+        except ValueError:
+            raise _NotPlain from None
+        name = header[:100].split(b"\x00", 1)[0]
+        prefix = header[345:500].split(b"\x00", 1)[0]
+        if prefix:
+            name = prefix + b"/" + name
+        start = offset + _BLOCK
+        if start + size > len(raw):
+            raise _NotPlain
+        yield name.decode("utf-8", "surrogateescape"), kind, size, start
+        offset = start + (size + _BLOCK - 1) // _BLOCK * _BLOCK
+    raise _NotPlain  # no end-of-archive marker: let tarfile judge the truncation
+
+
+def _read_plain(
+    raw: bytes, keep: Callable[[tuple[str, ...]], bool], limits: ArchiveLimits
+) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    total = 0
+    for count, (name, kind, size, start) in enumerate(_plain_members(raw), start=1):
+        if count > limits.max_members:
+            raise OversizedArchiveError(f"archive has more than {limits.max_members} members")
+        parts = member_parts(name)
+        if kind == b"5":
+            continue
+        if size > limits.max_member_bytes:
+            raise OversizedArchiveError(
+                f"archive member {name!r} is {size} bytes, over the limit of "
+                f"{limits.max_member_bytes}"
+            )
+        total += size
+        if total > limits.max_total_bytes:
+            raise OversizedArchiveError(
+                f"archive expands to more than {limits.max_total_bytes} bytes"
+            )
+        if not parts:
+            raise UnsafeArchiveError(f"archive member has an empty name: {name!r}")
+        if keep(parts):
+            files["/".join(parts)] = raw[start : start + size]
+    return files
+
+
 def read_archive_files(
     source: ArchiveSource,
     keep: Callable[[tuple[str, ...]], bool],
@@ -164,6 +251,12 @@ def read_archive_files(
     Raises :class:`UnsafeArchiveError` / :class:`OversizedArchiveError` for unsafe archives and
     :class:`CorruptDataError` for unreadable ones.
     """
+    data = _read_capped(source, limits)
+    raw = _decompress(data, limits)
+    try:
+        return _read_plain(raw, keep, limits)
+    except _NotPlain:
+        pass  # links, pax headers, damage...: the general reader below decides
     files: dict[str, bytes] = {}
 
     def visit(tar: tarfile.TarFile) -> None:
@@ -179,8 +272,21 @@ def read_archive_files(
                     raise CorruptDataError(f"archive member {member.name!r} cannot be read")
                 files["/".join(parts)] = handle.read()
 
-    _iterate(source, limits, visit)
+    _iterate(raw, limits, visit)
     return files
+
+
+def _read_capped(source: ArchiveSource, limits: ArchiveLimits) -> bytes:
+    if isinstance(source, bytes):
+        data = source
+    elif isinstance(source, Path):
+        with source.open("rb") as handle:
+            data = handle.read(limits.max_archive_bytes + 1)
+    else:
+        data = source.read(limits.max_archive_bytes + 1)
+    if len(data) > limits.max_archive_bytes:
+        raise OversizedArchiveError(f"archive is larger than {limits.max_archive_bytes} bytes")
+    return data
 
 
 def _inside(root: Path, candidate: str) -> bool:
