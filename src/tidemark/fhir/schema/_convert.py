@@ -12,9 +12,12 @@ Pure, synchronous and deterministic: no I/O, no global state, the input is never
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from tidemark.core import UnprocessableError
 
@@ -71,7 +74,7 @@ def _is_choice(element: Mapping[str, Any]) -> bool:
         return True
     types = element.get("type")
     if isinstance(types, list) and len(types) > 1:
-        return len({t.get("code") for t in types if isinstance(t, Mapping)}) > 1
+        return len({t.get("code") for t in types if isinstance(t, dict)}) > 1
     return False
 
 
@@ -108,11 +111,11 @@ def _is_type_slicing_root(element: Mapping[str, Any]) -> bool:
     if not element["path"].endswith("[x]") or element.get("sliceName"):
         return False
     slicing = element.get("slicing")
-    discriminator = slicing.get("discriminator") if isinstance(slicing, Mapping) else None
+    discriminator = slicing.get("discriminator") if isinstance(slicing, dict) else None
     return (
         isinstance(discriminator, list)
         and len(discriminator) == 1
-        and isinstance(discriminator[0], Mapping)
+        and isinstance(discriminator[0], dict)
         and discriminator[0].get("type") == "type"
         and str(discriminator[0].get("path", "")).strip() == "$this"
     )
@@ -188,7 +191,7 @@ def _parse_path(element: Mapping[str, Any]) -> _Path:
     maximum = element.get("max")
     parsed_max = parse_max(maximum) if maximum and maximum != "*" else None
     slicing = element.get("slicing")
-    if isinstance(slicing, Mapping):
+    if isinstance(slicing, dict):
         item_slicing = dict(slicing)
         if "min" in element:
             item_slicing["min"] = element["min"]
@@ -264,7 +267,7 @@ def _actions(previous: _Path, new: _Path) -> list[_Action]:
 
 def _lookup(value: Any, steps: list[str]) -> Any:
     for step in steps:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict):
             return None
         value = value.get(step)
     return value
@@ -277,15 +280,15 @@ def _slice_match(slicing: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[
     if not isinstance(discriminators, list):
         return match
     for discriminator in discriminators:
-        if not isinstance(discriminator, Mapping):
+        if not isinstance(discriminator, dict):
             continue
         if discriminator.get("type") not in ("pattern", "value"):
             continue
         path = str(discriminator.get("path", "")).strip()
         if path == "$this":
             constant = schema.get("pattern") or schema.get("fixed")
-            value = constant.get("value") if isinstance(constant, Mapping) else None
-            if isinstance(value, Mapping):
+            value = constant.get("value") if isinstance(constant, dict) else None
+            if isinstance(value, dict):
                 match.update(value)
             elif value:
                 match["value"] = value
@@ -298,7 +301,7 @@ def _slice_match(slicing: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[
                 steps.append("elements")
         for kind in ("pattern", "fixed"):
             found = _lookup(schema, ["elements", *steps, kind])
-            if isinstance(found, Mapping) and "value" in found:
+            if isinstance(found, dict) and "value" in found:
                 _set_path(match, parts, found["value"])
                 break
         else:
@@ -321,11 +324,11 @@ def _set_path(match: dict[str, Any], parts: list[str], value: Any) -> None:
 def _wrap_arrays(match: dict[str, Any], schema: Mapping[str, Any]) -> None:
     """Values matched inside array elements become one-item arrays (``coding: [{...}]``)."""
     elements = schema.get("elements")
-    if not isinstance(elements, Mapping):
+    if not isinstance(elements, dict):
         return
     for key, value in list(match.items()):
         definition = elements.get(key)
-        if not isinstance(definition, Mapping) or not isinstance(value, dict):
+        if not isinstance(definition, dict) or not isinstance(value, dict):
             continue
         _wrap_arrays(value, definition)
         if definition.get("array"):
@@ -349,7 +352,7 @@ def _build_slice(
         node["min"] = cardinality["min"]
     if cardinality.get("max") is not None:
         node["max"] = cardinality["max"]
-    slicing = dict(existing) if isinstance(existing, Mapping) else {}
+    slicing = dict(existing) if isinstance(existing, dict) else {}
     if action.get("slicing"):
         slicing.update(action["slicing"])
     slices = dict(slicing.get("slices") or {})
@@ -360,9 +363,9 @@ def _build_slice(
 
 def _slicing_to_extensions(element: Mapping[str, Any]) -> dict[str, Any]:
     slicing = element.get("slicing")
-    slices = slicing.get("slices") if isinstance(slicing, Mapping) else None
+    slices = slicing.get("slices") if isinstance(slicing, dict) else None
     extensions: dict[str, Any] = {}
-    if not isinstance(slices, Mapping):
+    if not isinstance(slices, dict):
         return extensions
     for name, node in slices.items():
         schema = node.get("schema")
@@ -370,7 +373,7 @@ def _slicing_to_extensions(element: Mapping[str, Any]) -> dict[str, Any]:
             continue
         extension: dict[str, Any] = {}
         match = node.get("match")
-        if isinstance(match, Mapping) and "url" in match:
+        if isinstance(match, dict) and "url" in match:
             extension["url"] = match["url"]
         if node.get("min") is not None and node["min"] != 0:
             extension["min"] = node["min"]
@@ -386,25 +389,26 @@ def _slicing_to_extensions(element: Mapping[str, Any]) -> dict[str, Any]:
     return extensions
 
 
-def _add_element(name: str, parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
-    updated = dict(parent)
+def _add_element(name: str, parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    # Both dicts come off the stack and belong to this conversion alone (nothing else refers
+    # to them, and their ``elements``/``required``/``excluded`` were created here), so they are
+    # updated in place: copying them for every element made large resources quadratic.
     if name == "extension":
-        updated["extensions"] = _slicing_to_extensions(child)
-    elements = dict(updated.get("elements") or {})
-    elements[name] = {k: v for k, v in child.items() if k not in ("_required", "_excluded")}
-    updated["elements"] = elements
-    if child.get("_excluded"):
-        excluded = list(updated.get("excluded") or [])
-        if name not in excluded:
-            excluded.append(name)
-        updated["excluded"] = excluded
-    if child.get("_required"):
-        required = list(updated.get("required") or [])
-        actual = child.get("choiceOf") or name
-        if actual not in required:
-            required.append(actual)
-        updated["required"] = required
-    return updated
+        parent["extensions"] = _slicing_to_extensions(child)
+    required = child.pop("_required", None)
+    excluded = child.pop("_excluded", None)
+    parent.setdefault("elements", {})[name] = child
+    if excluded:
+        _add_sorted(parent.setdefault("excluded", []), name)
+    if required:
+        _add_sorted(parent.setdefault("required", []), child.get("choiceOf") or name)
+    return parent
+
+
+def _add_sorted(names: list[str], name: str) -> None:
+    """``required``/``excluded`` are sets, written sorted (as the reference does)."""
+    if name not in names:
+        bisect.insort(names, name)
 
 
 def _apply(stack: list[dict[str, Any]], actions: list[_Action], value: dict[str, Any]) -> None:
@@ -425,18 +429,9 @@ def _apply(stack: list[dict[str, Any]], actions: list[_Action], value: dict[str,
                 stack.append(_build_slice(action, parent, child))
 
 
-def _normalize(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_normalize(v) for v in value]
-    if isinstance(value, Mapping):
-        result = {}
-        for key, item in value.items():
-            if key in ("required", "excluded") and isinstance(item, list):
-                result[key] = sorted(v for v in item if isinstance(v, str))
-            else:
-                result[key] = _normalize(item)
-        return result
-    return value
+def _detached(value: FHIRSchema) -> FHIRSchema:
+    """A deep copy sharing nothing with the input StructureDefinition (orjson: fast, in C)."""
+    return orjson.loads(orjson.dumps(value))  # type: ignore[no-any-return]
 
 
 def _snapshot_index(
@@ -445,22 +440,22 @@ def _snapshot_index(
     """From the snapshot: bindings of choice elements (by path; ``None`` without a snapshot),
     slicings (by id) and base cardinality ``base.max`` (by id)."""
     snapshot = sd.get("snapshot")
-    elements = snapshot.get("element") if isinstance(snapshot, Mapping) else None
+    elements = snapshot.get("element") if isinstance(snapshot, dict) else None
     if not isinstance(elements, list):
         return None, {}, {}
     bindings: dict[str, Any] = {}
     slicings: dict[str, Any] = {}
     base_max: dict[str, Any] = {}
     for element in elements:
-        if not isinstance(element, Mapping):
+        if not isinstance(element, dict):
             continue
         base = element.get("base")
-        if isinstance(base, Mapping) and isinstance(element.get("id"), str):
+        if isinstance(base, dict) and isinstance(element.get("id"), str):
             base_max.setdefault(element["id"], base.get("max"))
         if str(element.get("path", "")).endswith("[x]") and element.get("binding"):
             bindings.setdefault(element["path"], element["binding"])
         slicing = element.get("slicing")
-        if isinstance(slicing, Mapping) and isinstance(element.get("id"), str):
+        if isinstance(slicing, dict) and isinstance(element.get("id"), str):
             slicings.setdefault(
                 element["id"],
                 {k: slicing[k] for k in ("discriminator", "rules", "ordered") if k in slicing},
@@ -476,14 +471,14 @@ def _slicing_root_id(element: Mapping[str, Any]) -> str:
 
 def _differential(sd: Mapping[str, Any]) -> list[dict[str, Any]]:
     differential = sd.get("differential")
-    elements = differential.get("element") if isinstance(differential, Mapping) else None
+    elements = differential.get("element") if isinstance(differential, dict) else None
     if elements is None:
         return []
     if not isinstance(elements, list):
         raise ConversionError("differential.element is not a list")
     result = []
     for element in elements:
-        if not isinstance(element, Mapping) or not isinstance(element.get("path"), str):
+        if not isinstance(element, dict) or not isinstance(element.get("path"), str):
             raise ConversionError(f"differential element without a path: {element!r:.200}")
         if "." in element["path"]:
             result.append(dict(element))
@@ -497,13 +492,15 @@ def convert(structure_definition: Mapping[str, Any]) -> FHIRSchema:
     and processes. Raises :class:`ConversionError` when the input is not a StructureDefinition.
     """
     sd = structure_definition
-    if not isinstance(sd, Mapping) or sd.get("resourceType", "StructureDefinition") != (
+    if isinstance(sd, Mapping) and not isinstance(sd, dict):
+        sd = dict(sd)
+    if not isinstance(sd, dict) or sd.get("resourceType", "StructureDefinition") != (
         "StructureDefinition"
     ):
         raise ConversionError("not a StructureDefinition")
     header = _header(sd)
     if sd.get("kind") == "primitive-type":
-        return _normalize(header)  # type: ignore[no-any-return]
+        return _detached(header)
 
     elements = _collapse_choice_type_slicing(_differential(sd))
     sd_url = sd.get("url")
@@ -542,7 +539,7 @@ def convert(structure_definition: Mapping[str, Any]) -> FHIRSchema:
         own_base = element.get("base")
         base_max = (
             own_base.get("max")
-            if isinstance(own_base, Mapping)
+            if isinstance(own_base, dict)
             else base_maxima.get(str(element.get("id")))
         )
         converted = transform_element(element, sd_url, choice_binding, base_max)
@@ -556,4 +553,4 @@ def convert(structure_definition: Mapping[str, Any]) -> FHIRSchema:
     _apply(stack, _actions(previous, []), {"index": index})
     if len(stack) != 1:
         raise ConversionError(f"differential does not nest: {len(stack)} open elements remain")
-    return _normalize(stack[0])  # type: ignore[no-any-return]
+    return _detached(stack[0])

@@ -65,6 +65,8 @@ def parse_max(value: Any) -> int | None:
     """``ElementDefinition.max`` as a number, ``None`` for ``*`` or absent/unparseable values."""
     if not isinstance(value, str) or value == "*":
         return None
+    if value.isdecimal():
+        return int(value)
     digits = ""
     for char in value.strip():
         if not char.isdigit():
@@ -76,7 +78,7 @@ def parse_max(value: Any) -> int | None:
 def _reference_targets(types: list[Any]) -> list[str]:
     targets: set[str] = set()
     for item in types:
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             continue
         profiles = item.get("targetProfile")
         if isinstance(profiles, str):
@@ -94,7 +96,7 @@ def normalize_binding(binding: Mapping[str, Any]) -> dict[str, Any]:
     if binding.get("valueSet"):
         result["valueSet"] = binding["valueSet"]
     for ext in binding.get("extension") or ():
-        if isinstance(ext, Mapping) and ext.get("url") == BINDING_NAME_EXT:
+        if isinstance(ext, dict) and ext.get("url") == BINDING_NAME_EXT:
             if ext.get("valueString"):
                 result["bindingName"] = ext["valueString"]
             break
@@ -106,7 +108,7 @@ def _constraints(items: Any) -> dict[str, Any] | None:
         return None
     result: dict[str, Any] = {}
     for item in items:
-        if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
             continue
         entry = {k: item[k] for k in ("expression", "human", "severity") if k in item}
         result[item["key"]] = entry
@@ -139,7 +141,7 @@ def transform_element(
     types = element.get("type")
     types = types if isinstance(types, list) and types else None
     first_type: Mapping[str, Any] = (
-        types[0] if types is not None and isinstance(types[0], Mapping) else {}
+        types[0] if types is not None and isinstance(types[0], dict) else {}
     )
     code = first_type.get("code")
 
@@ -157,7 +159,7 @@ def transform_element(
         pass
     elif "choiceOf" in result and choice_binding is not None:
         result["binding"] = normalize_binding(choice_binding)
-    elif isinstance(binding, Mapping) and binding.get("valueSet"):
+    elif isinstance(binding, dict) and binding.get("valueSet"):
         result["binding"] = normalize_binding(binding)
 
     constraints = _constraints(result.get("constraint"))
@@ -211,7 +213,7 @@ def transform_element(
     if types is not None:
         type_ext = (first_type.get("extension") or [None])[0]
         if (
-            isinstance(type_ext, Mapping)
+            isinstance(type_ext, dict)
             and type_ext.get("url") == FHIR_TYPE_EXT
             and isinstance(type_ext.get("valueUrl"), str)
             and type_ext["valueUrl"]
