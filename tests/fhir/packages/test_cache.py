@@ -156,3 +156,18 @@ def test_settings_configure_root_registry_and_limits(tmp_path):
 
 def test_default_root_is_the_ecosystem_cache():
     assert PackageCache().root == Path.home() / ".fhir" / "packages"
+
+
+def test_an_archive_torn_midway_installs_nothing(tmp_path):
+    import gzip
+
+    # A torn archive is handed to the streaming extractor, which writes members as it reads
+    # them: the tear is found after several files are already in the staging folder.
+    files = package_files("torn.pkg", "1.0.0")
+    extra = [(member(f"package/f{i}.json"), b"{" + bytes(2000) + b"}") for i in range(20)]
+    raw = gzip.decompress(tgz(files, extra))
+    torn = gzip.compress(raw[: len(raw) // 2])
+    cache = PackageCache(tmp_path)
+    with pytest.raises(CorruptDataError):
+        cache.install_archive(torn)
+    assert list(tmp_path.iterdir()) == []

@@ -212,16 +212,19 @@ def _plain_members(raw: bytes) -> Iterator[tuple[str, bytes, int, int]]:
     raise _NotPlain  # no end-of-archive marker: let tarfile judge the truncation
 
 
-def _read_plain(
-    raw: bytes, keep: Callable[[tuple[str, ...]], bool], limits: ArchiveLimits
-) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
+def _plain_entries(
+    raw: bytes, limits: ArchiveLimits
+) -> list[tuple[tuple[str, ...], bytes, int, int]]:
+    """Every member of a plain archive, all checked before any is used."""
+    entries = []
     total = 0
     for count, (name, kind, size, start) in enumerate(_plain_members(raw), start=1):
         if count > limits.max_members:
             raise OversizedArchiveError(f"archive has more than {limits.max_members} members")
         parts = member_parts(name)
         if kind == b"5":
+            if parts:
+                entries.append((parts, kind, 0, start))
             continue
         if size > limits.max_member_bytes:
             raise OversizedArchiveError(
@@ -235,9 +238,8 @@ def _read_plain(
             )
         if not parts:
             raise UnsafeArchiveError(f"archive member has an empty name: {name!r}")
-        if keep(parts):
-            files["/".join(parts)] = raw[start : start + size]
-    return files
+        entries.append((parts, kind, size, start))
+    return entries
 
 
 def read_archive_files(
@@ -251,12 +253,17 @@ def read_archive_files(
     Raises :class:`UnsafeArchiveError` / :class:`OversizedArchiveError` for unsafe archives and
     :class:`CorruptDataError` for unreadable ones.
     """
-    data = _read_capped(source, limits)
-    raw = _decompress(data, limits)
+    raw = _decompress(_read_capped(source, limits), limits)
     try:
-        return _read_plain(raw, keep, limits)
+        entries = _plain_entries(raw, limits)
     except _NotPlain:
         pass  # links, pax headers, damage...: the general reader below decides
+    else:
+        return {
+            "/".join(parts): raw[start : start + size]
+            for parts, kind, size, start in entries
+            if kind != b"5" and keep(parts)
+        }
     files: dict[str, bytes] = {}
 
     def visit(tar: tarfile.TarFile) -> None:
@@ -304,6 +311,14 @@ def extract_archive(
     path of its folder. On any error the partly extracted ``target`` is removed. Raises like
     :func:`read_archive_files`.
     """
+    raw = _decompress(_read_capped(source, limits), limits)
+    try:
+        entries = _plain_entries(raw, limits)
+    except _NotPlain:
+        pass  # links, pax headers, damage...: extracted by the general path below
+    else:
+        _extract_plain(raw, entries, target)
+        return
     target.mkdir(parents=True, exist_ok=False)
     root = Path(os.path.realpath(target))
 
@@ -353,7 +368,28 @@ def extract_archive(
                     shutil.copyfileobj(handle, out, 1024 * 1024)
 
     try:
-        _iterate(source, limits, visit)
+        _iterate(raw, limits, visit)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def _extract_plain(
+    raw: bytes, entries: list[tuple[tuple[str, ...], bytes, int, int]], target: Path
+) -> None:
+    """Write a checked plain archive: only files and folders with lexically safe names, into a
+    fresh folder, so nothing can redirect a write (no links exist to follow)."""
+    target.mkdir(parents=True, exist_ok=False)
+    try:
+        made: set[tuple[str, ...]] = set()
+        for parts, kind, size, start in entries:
+            folder_parts = parts if kind == b"5" else parts[:-1]
+            if folder_parts not in made:
+                target.joinpath(*folder_parts).mkdir(parents=True, exist_ok=True)
+                made.add(folder_parts)
+            if kind != b"5":
+                with open(target.joinpath(*parts), "wb") as out:
+                    out.write(raw[start : start + size])
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
