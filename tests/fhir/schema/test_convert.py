@@ -135,6 +135,7 @@ def test_the_input_is_not_modified(us_core):
         {"resourceType": "Patient"},
         {"resourceType": "StructureDefinition", "differential": {"element": "nope"}},
         {"resourceType": "StructureDefinition", "differential": {"element": [{"id": "x"}]}},
+        {"resourceType": "StructureDefinition", "kind": "primitive-type", "description": {1, 2}},
     ],
 )
 def test_what_is_not_a_structure_definition_is_a_conversion_error(value):

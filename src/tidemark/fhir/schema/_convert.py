@@ -431,7 +431,12 @@ def _apply(stack: list[dict[str, Any]], actions: list[_Action], value: dict[str,
 
 def _detached(value: FHIRSchema) -> FHIRSchema:
     """A deep copy sharing nothing with the input StructureDefinition (orjson: fast, in C)."""
-    return orjson.loads(orjson.dumps(value))  # type: ignore[no-any-return]
+    try:
+        return orjson.loads(orjson.dumps(value))  # type: ignore[no-any-return]
+    except orjson.JSONEncodeError as exc:
+        raise ConversionError(
+            f"StructureDefinition holds a value JSON cannot express: {exc}"
+        ) from exc
 
 
 def _snapshot_index(
