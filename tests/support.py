@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -78,3 +79,82 @@ async def async_wait_until(
         if time.monotonic() >= deadline:
             pytest.fail(f"condition not met within {timeout}s: {message or predicate}")
         await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tidemark_command() -> list[str]:
+    """The installed ``tidemark`` console script (or ``python -m tidemark.cli``)."""
+    import sys
+
+    exe = Path(sys.executable).parent / "tidemark"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "tidemark.cli"]
+
+
+class ServerProcess:
+    """A real ``tidemark serve`` subprocess on loopback. Use as a context manager."""
+
+    def __init__(
+        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.args = ["serve", "--port", str(self.port), *args]
+        self.cwd = cwd
+        self.env = env
+        self.process: subprocess.Popen[str] | None = None
+        self.stderr = ""
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        import httpx
+
+        merged = {**os.environ, **(self.env or {})}
+        self.process = subprocess.Popen(
+            [*tidemark_command(), *self.args],
+            cwd=self.cwd,
+            env=merged,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+        def up() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                pytest.fail(
+                    f"tidemark serve exited: {self.process.stderr.read() if self.process.stderr else ''}"
+                )
+            try:
+                return httpx.get(self.base_url + "/health", timeout=0.5).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=timeout, interval=0.05, message=f"tidemark serve on {self.base_url}")
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            _out, err = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _out, err = self.process.communicate(timeout=30)
+        self.stderr += err or ""
+        self.process = None
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -100,11 +100,20 @@ class Counters:
     def __init__(self, *names: str) -> None:
         self._lock = threading.Lock()
         self._values: dict[str, int] = dict.fromkeys(names, 0)
+        self._listeners: list[Callable[[str, int], None]] = []
 
     def increment(self, name: str, amount: int = 1) -> None:
-        """Add ``amount`` to ``name`` (created at 0 on first use)."""
+        """Add ``amount`` to ``name`` (created at 0 on first use) and tell the listeners."""
         with self._lock:
             self._values[name] = self._values.get(name, 0) + amount
+            listeners = self._listeners
+        for listener in listeners:
+            listener(name, amount)
+
+    def add_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(name, amount)`` after every increment (e.g. to feed Prometheus)."""
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
 
     def __getitem__(self, name: str) -> int:
         with self._lock:

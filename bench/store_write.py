@@ -1,0 +1,257 @@
+"""Upserts/s through the store API vs bare INSERTs of the same JSON rows, on SQLite and PostgreSQL.
+
+The store does everything a write needs — validation against jsonSchemaForInsert, natural-key
+lookup, reference resolution, change-version stamping, journal, history and reference rows — in
+one transaction per call. The baseline inserts the same canonical JSON text into one plain table,
+one transaction per row, through the same engine (same worker thread, group commit, durability
+and client concurrency), so the ratio is the cost of the bookkeeping alone. A second baseline,
+a bare sqlite3 loop on the caller's thread, is printed for reference. Target (SQLite, default
+durability): the store stays within 2.0x of the bare insert through the engine.
+
+Run: ./dev bench store_write [--rows N] [--concurrency C] [--pg DSN | --no-pg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import print_table
+from tidemark.core import canonical_bytes
+from tidemark.store import PostgresEngine, SqliteEngine, open_store
+
+TERM = "uri://ed-fi.org/TermDescriptor#Fall"
+
+
+def offering(i: int, title: str) -> dict[str, Any]:
+    return {
+        "localCourseCode": f"C-{i:06d}",
+        "localCourseTitle": title,
+        "schoolReference": {"schoolId": 1},
+        "sessionReference": {"schoolId": 1, "schoolYear": 2025, "sessionName": "Fall"},
+    }
+
+
+def workload(rows: int) -> list[dict[str, Any]]:
+    """N inserts (two references each), then N updates of the same documents (history rows)."""
+    return [offering(i, "Algebra") for i in range(rows)] + [
+        offering(i, "Algebra I") for i in range(rows)
+    ]
+
+
+async def store_rate(url: str, bodies: list[dict[str, Any]], concurrency: int = 1) -> float:
+    """Upserts/s through ``Store.upsert``: ``concurrency`` tasks, each awaiting one call at a time."""
+    store = await open_store(url)
+    try:
+        await store.upsert(
+            "termDescriptors",
+            {
+                "namespace": "uri://ed-fi.org/TermDescriptor",
+                "codeValue": "Fall",
+                "shortDescription": "Fall",
+            },
+        )
+        await store.upsert("schools", {"schoolId": 1, "nameOfInstitution": "Bench High"})
+        await store.upsert(
+            "sessions",
+            {
+                "schoolReference": {"schoolId": 1},
+                "schoolYear": 2025,
+                "sessionName": "Fall",
+                "beginDate": "2024-08-20",
+                "endDate": "2024-12-20",
+                "termDescriptor": TERM,
+            },
+        )
+        half = len(bodies) // 2
+        started = time.perf_counter()
+        for phase in (bodies[:half], bodies[half:]):  # all inserts, then all updates
+            lanes = [phase[i::concurrency] for i in range(concurrency)]
+
+            async def lane(items: list[dict[str, Any]]) -> None:
+                for body in items:
+                    await store.upsert("courseOfferings", body)
+
+            await asyncio.gather(*(lane(items) for items in lanes))
+        return len(bodies) / (time.perf_counter() - started)
+    finally:
+        await store.close()
+
+
+async def engine_bare_rate(engine: Any, bodies: list[dict[str, Any]], concurrency: int) -> float:
+    """Bare INSERTs of the same JSON text through a store engine, one transaction per row."""
+    texts = [canonical_bytes(b).decode() for b in bodies]
+    await engine.write(
+        lambda tx: tx.execute("CREATE TABLE plain (pk BIGINT PRIMARY KEY, body TEXT NOT NULL)")
+    )
+    counter = iter(range(len(texts)))
+    started = time.perf_counter()
+    lanes = [texts[i::concurrency] for i in range(concurrency)]
+
+    async def lane(items: list[str]) -> None:
+        for text in items:
+            pk = next(counter)
+            await engine.write(
+                lambda tx, pk=pk, text=text: tx.execute(
+                    "INSERT INTO plain (pk, body) VALUES (?, ?)", (pk, text)
+                )
+            )
+
+    await asyncio.gather(*(lane(items) for items in lanes))
+    rate = len(texts) / (time.perf_counter() - started)
+    await engine.close()
+    return rate
+
+
+async def sqlite_engine_bare_rate(
+    path: str, bodies: list[dict[str, Any]], synchronous: str, concurrency: int
+) -> float:
+    return await engine_bare_rate(SqliteEngine(path, synchronous=synchronous), bodies, concurrency)
+
+
+async def pg_engine_bare_rate(dsn: str, bodies: list[dict[str, Any]], concurrency: int) -> float:
+    engine = PostgresEngine(dsn)
+    await asyncio.to_thread(engine.open)
+    return await engine_bare_rate(engine, bodies, concurrency)
+
+
+def sqlite_bare_rate(path: str, bodies: list[dict[str, Any]], synchronous: str) -> float:
+    """Bare INSERT + COMMIT per row into one plain table, same WAL and synchronous settings."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("CREATE TABLE plain (pk INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+    texts = [canonical_bytes(b).decode() for b in bodies]
+    started = time.perf_counter()
+    for text in texts:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO plain (body) VALUES (?)", (text,))
+        conn.execute("COMMIT")
+    rate = len(texts) / (time.perf_counter() - started)
+    conn.close()
+    return rate
+
+
+def pg_bare_rate(dsn: str, bodies: list[dict[str, Any]]) -> float:
+    """Bare INSERT + COMMIT per row on one connection (synchronous_commit as configured)."""
+    import psycopg
+
+    texts = [canonical_bytes(b).decode() for b in bodies]
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "CREATE TABLE plain (pk BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body TEXT NOT NULL)"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        for text in texts:
+            conn.execute("INSERT INTO plain (body) VALUES (%s)", (text,), prepare=True)
+            conn.commit()
+        return len(texts) / (time.perf_counter() - started)
+
+
+def pg_schema_dsn(dsn: str, schema: str) -> str:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in dsn else "?"
+    return f"{dsn}{sep}options=-csearch_path%3D{schema}"
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--rows", type=int, default=1000, help="documents (each inserted then updated)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="concurrent clients of the second run"
+    )
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("TIDEMARK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument("--no-pg", action="store_true")
+    args = parser.parse_args()
+    bodies = workload(args.rows)
+    rows: list[list[Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("FULL", "NORMAL"):
+            raw = sqlite_bare_rate(str(Path(tmp) / f"raw-{mode}.db"), bodies, mode)
+            for clients in (1, args.concurrency):
+                bare = asyncio.run(
+                    sqlite_engine_bare_rate(
+                        f"{tmp}/bare-{mode}-{clients}.db", bodies, mode, clients
+                    )
+                )
+                stored = asyncio.run(
+                    store_rate(
+                        f"sqlite:///{tmp}/store-{mode}-{clients}.db?synchronous={mode}",
+                        bodies,
+                        clients,
+                    )
+                )
+                label = f"sqlite {mode}" + (" (default)" if mode == "FULL" else "")
+                rows.append([label, clients, stored, bare, f"{bare / stored:.2f}x", raw])
+    if not args.no_pg:
+        schema = f"bench_{os.getpid()}"
+        try:
+            raw_pg = pg_bare_rate(pg_schema_dsn(args.pg, schema + "_raw"), bodies)
+            for clients in (1, args.concurrency):
+                bare_pg = asyncio.run(
+                    pg_engine_bare_rate(
+                        pg_schema_dsn(args.pg, f"{schema}_b{clients}"), bodies, clients
+                    )
+                )
+                stored_pg = asyncio.run(
+                    store_rate(pg_schema_dsn(args.pg, f"{schema}_s{clients}"), bodies, clients)
+                )
+                rows.append(
+                    [
+                        "postgresql",
+                        clients,
+                        stored_pg,
+                        bare_pg,
+                        f"{bare_pg / stored_pg:.2f}x",
+                        raw_pg,
+                    ]
+                )
+        finally:
+            for suffix in ("_raw", "_b1", f"_b{args.concurrency}", "_s1", f"_s{args.concurrency}"):
+                drop_schema(args.pg, schema + suffix)
+    print_table(
+        f"store_write: {len(bodies)} upserts ({args.rows} inserts + {args.rows} updates of courseOfferings "
+        "with 2 references each), one transaction per call",
+        [
+            "engine",
+            "clients",
+            "store upserts/s",
+            "bare inserts/s (same engine)",
+            "bare/store",
+            "raw sqlite3/psycopg loop/s",
+        ],
+        rows,
+    )
+    print(
+        "\ntarget: on SQLite with the default durability (FULL) the store stays within 2.0x of the bare insert"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""tidemark.api: the HTTP server — Ed-Fi data API, discovery, OpenAPI, problem+json errors.
+
+``create_app(store, settings)`` builds the Starlette application; ``tidemark serve`` runs it
+with uvicorn. Route groups live in private modules and are mounted by ``create_app``.
+"""
+
+from ._app import create_app
+from ._openapi import openapi_document
+from ._responses import FastJSONResponse, problem, read_json_body
+from ._settings import ServerSettings, is_loopback
+
+__all__ = [
+    "FastJSONResponse",
+    "ServerSettings",
+    "create_app",
+    "is_loopback",
+    "openapi_document",
+    "problem",
+    "read_json_body",
+]

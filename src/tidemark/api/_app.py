@@ -1,0 +1,250 @@
+"""The Starlette application: route groups, error handling, access logs, store lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tidemark import __version__
+from tidemark.core import (
+    SYSTEM_CLOCK,
+    Clock,
+    MethodNotAllowedError,
+    NotFoundError,
+    TidemarkError,
+    get_logger,
+)
+from tidemark.store import Store, open_store
+
+from . import _edfi
+from ._auth import BearerAuthMiddleware, TokenIssuer, parse_clients, token_endpoint
+from ._metrics import MetricsMiddleware, metrics_endpoint, record_store_count, route_templates
+from ._openapi import openapi_document
+from ._responses import FastJSONResponse, correlation_id, problem
+from ._settings import ServerSettings
+
+log = get_logger("api")
+access_log = get_logger("access")
+
+RouteGroup = Callable[[], Sequence[BaseRoute]]
+
+
+async def discovery(request: Request) -> Response:
+    """``GET /``: version, data models and the URLs of the APIs."""
+    store: Store = request.app.state.store
+    base = str(request.base_url).rstrip("/")
+    return FastJSONResponse(
+        {
+            "version": __version__,
+            "applicationName": "tidemark",
+            "dataModels": [
+                {"name": name, "version": version}
+                for name, version in sorted(store.model.projects.items())
+            ],
+            "urls": {
+                "dataManagementApi": f"{base}/data/",
+                "openApiMetadata": f"{base}/metadata/openapi.json",
+                "changeQueries": f"{base}/changeQueries/v1/",
+            },
+        }
+    )
+
+
+async def health(request: Request) -> Response:
+    """``GET /health``: liveness plus a round trip to the database (503 when it fails)."""
+    store: Store = request.app.state.store
+    try:
+        newest = await store.newest_change_version()
+    except TidemarkError as error:
+        return FastJSONResponse(
+            {"status": "unavailable", "database": "unreachable", "detail": error.detail},
+            status_code=503,
+        )
+    except Exception as exc:  # a dead connection surfaces as a driver error
+        log.warning("health check failed", error=str(exc))
+        return FastJSONResponse(
+            {"status": "unavailable", "database": "unreachable"}, status_code=503
+        )
+    return FastJSONResponse(
+        {
+            "status": "ok",
+            "database": "ok",
+            "engine": store.engine.name,
+            "newestChangeVersion": newest,
+        }
+    )
+
+
+async def _retention_loop(store: Store, settings: ServerSettings) -> None:
+    assert settings.retain_changes is not None
+    while True:
+        try:
+            horizon = store.clock.now() - timedelta(seconds=settings.retain_changes)
+            removed = await store.purge_changes(horizon)
+            if removed:
+                log.info("retention pass", rows=removed)
+        except TidemarkError as error:
+            log.warning("retention pass failed; retrying", error=error.detail)
+        await asyncio.sleep(settings.retention_interval)
+
+
+async def openapi(request: Request) -> Response:
+    """``GET /metadata/openapi.json``: the OpenAPI document of the loaded model."""
+    cached = getattr(request.app.state, "openapi", None)
+    if cached is None:
+        settings: ServerSettings = request.app.state.settings
+        cached = openapi_document(
+            request.app.state.store.model, max_page_size=settings.max_page_size
+        )
+        request.app.state.openapi = cached
+    return FastJSONResponse(cached)
+
+
+class AccessLogMiddleware:
+    """Assigns a correlation id, echoes it in the response, and logs one structured line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        cid = correlation_id(request)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"correlation-id", cid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            access_log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+                correlation_id=cid,
+            )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return problem(request, NotFoundError("The specified data could not be found."))
+    if exc.status_code == 405:
+        return problem(
+            request, MethodNotAllowedError(f"The method {request.method} is not allowed here.")
+        )
+    return Response(status_code=exc.status_code, content=exc.detail)
+
+
+async def _tidemark_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TidemarkError)
+    return problem(request, exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error(
+        "unhandled error",
+        path=request.url.path,
+        correlation_id=correlation_id(request),
+        exc_info=exc,
+    )
+    error = TidemarkError(
+        "An unexpected error occurred; quote the correlationId when reporting it."
+    )
+    return problem(request, error)
+
+
+def create_app(
+    store: Store | None = None,
+    settings: ServerSettings | None = None,
+    *,
+    extra_routes: Sequence[RouteGroup] = (),
+    clock: Clock | None = None,
+) -> Starlette:
+    """The tidemark HTTP application.
+
+    With ``store`` given the app uses it (the caller closes it); otherwise the store is opened
+    from ``settings`` when the app starts and closed when it stops. ``extra_routes`` lets other
+    route groups (FHIR facade, sync) mount themselves. ``clock`` (default: the store's) dates
+    access tokens.
+    """
+    settings = settings or ServerSettings()
+    issuer = TokenIssuer(
+        parse_clients(settings.clients),
+        lifetime=settings.token_lifetime,
+        secret=settings.token_secret,
+        clock=clock or (store.clock if store is not None else SYSTEM_CLOCK),
+    )
+
+    def attach(opened: Store) -> None:
+        app.state.store = opened
+        opened.counters.add_listener(record_store_count)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = None
+        if getattr(app.state, "store", None) is None:
+            owned = await open_store(settings.db, model=settings.api_schema)
+            attach(owned)
+        retention = None
+        if settings.retain_changes is not None:
+            retention = asyncio.create_task(_retention_loop(app.state.store, settings))
+        try:
+            yield
+        finally:
+            if retention is not None:
+                retention.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention
+            if owned is not None:
+                await owned.close()
+
+    routes: list[BaseRoute] = [
+        Route("/", discovery, methods=["GET"], name="discovery"),
+        Route("/metadata/openapi.json", openapi, methods=["GET"], name="openapi"),
+        Route("/health", health, methods=["GET"], name="health"),
+        Route("/metrics", metrics_endpoint, methods=["GET"], name="metrics"),
+        Route("/oauth/token", token_endpoint, methods=["POST"], name="oauth_token"),
+    ]
+    for group in extra_routes:
+        routes.extend(group())
+    routes.extend(_edfi.routes())
+    handlers: dict[Any, Any] = {
+        HTTPException: _http_error,
+        TidemarkError: _tidemark_error,
+        Exception: _unexpected,
+    }
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    # Outermost first when a request arrives: access log, metrics, authentication, routes.
+    app.add_middleware(BearerAuthMiddleware, issuer=issuer)
+    app.add_middleware(MetricsMiddleware, templates=route_templates(routes))
+    app.add_middleware(AccessLogMiddleware)
+    app.state.settings = settings
+    app.state.token_issuer = issuer
+    app.state.store = None
+    if store is not None:
+        attach(store)
+    return app

@@ -1,0 +1,108 @@
+"""Prometheus metrics: requests by route and status, and the store's counters.
+
+In a single process the metrics live in this module's registry. With ``tidemark serve
+--workers N`` the server sets ``PROMETHEUS_MULTIPROC_DIR`` before starting the workers, and a
+scrape of any worker aggregates all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "tidemark_http_requests",
+    "HTTP requests by route template, method and status.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "tidemark_http_request_duration_seconds",
+    "HTTP request latency by route template.",
+    ["route"],
+    registry=REGISTRY,
+)
+STORE_COUNTERS = {
+    "change_versions_allocated": Counter(
+        "tidemark_change_versions_allocated",
+        "Change versions allocated by writes.",
+        registry=REGISTRY,
+    ),
+    "journal_rows": Counter(
+        "tidemark_journal_rows",
+        "Representation changes journaled (inserts, updates, cascades).",
+        registry=REGISTRY,
+    ),
+    "noop_writes": Counter(
+        "tidemark_noop_writes_skipped",
+        "Writes whose canonical body equalled the stored one.",
+        registry=REGISTRY,
+    ),
+}
+
+
+def record_store_count(name: str, amount: int) -> None:
+    """A :class:`tidemark.core.Counters` listener that mirrors the store's counters."""
+    metric = STORE_COUNTERS.get(name)
+    if metric is not None:
+        metric.inc(amount)
+
+
+def route_templates(routes: list[BaseRoute]) -> dict[object, str]:
+    """Map each route's endpoint to its path template (bounded label values)."""
+    return {route.endpoint: route.path for route in routes if isinstance(route, Route)}
+
+
+class MetricsMiddleware:
+    """Counts every request by route template (``unmatched`` for 404s), method and status."""
+
+    def __init__(self, app: ASGIApp, templates: dict[object, str]) -> None:
+        self.app = app
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = self.templates.get(scope.get("endpoint"), "unmatched")
+            REQUESTS.labels(route, scope["method"], str(status)).inc()
+            LATENCY.labels(route).observe(time.perf_counter() - started)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """``GET /metrics`` in the Prometheus text format."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        payload = generate_latest(registry)
+    else:
+        payload = generate_latest(REGISTRY)
+    return Response(payload, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,60 @@
+"""tidemark.store: the change-tracked document store.
+
+Ed-Fi resources (natural keys, references, identity cascades) and generic collections (the FHIR
+facade, the sync server) in one store on SQLite or PostgreSQL. Every document carries
+representation stamps (``ContentVersion``/``IdentityVersion`` from one global change-version
+sequence, and their timestamps); every change appends a journal row and keeps the previous
+representation in history; every delete leaves a tombstone; no-op writes allocate nothing.
+"""
+
+from ._engine import Engine, PostgresEngine, SqliteEngine, Transaction, engine_for
+from ._model import (
+    DescriptorReferenceSpec,
+    QueryField,
+    ReferenceSpec,
+    ResourceModel,
+    ResourceSpec,
+    descriptor_uri,
+    load_model,
+    referential_id,
+)
+from ._paths import JsonPath, parse_path
+from ._store import Store, open_store
+from ._types import (
+    ChangeVersions,
+    HistoryEntry,
+    KeyChange,
+    Page,
+    StoredDocument,
+    Tombstone,
+    WriteOutcome,
+    stamp_text,
+)
+
+__all__ = [
+    "ChangeVersions",
+    "DescriptorReferenceSpec",
+    "Engine",
+    "HistoryEntry",
+    "JsonPath",
+    "KeyChange",
+    "Page",
+    "PostgresEngine",
+    "QueryField",
+    "ReferenceSpec",
+    "ResourceModel",
+    "ResourceSpec",
+    "SqliteEngine",
+    "Store",
+    "StoredDocument",
+    "Tombstone",
+    "Transaction",
+    "WriteOutcome",
+    "descriptor_uri",
+    "engine_for",
+    "load_model",
+    "open_store",
+    "parse_path",
+    "referential_id",
+    "stamp_text",
+]

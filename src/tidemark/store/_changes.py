@@ -1,0 +1,530 @@
+"""The write path: everything that happens inside one store transaction.
+
+A :class:`ChangeSet` collects the documents a request changes — directly or through an identity
+cascade — keeping each one's original state. References and natural-key aliases are updated as
+soon as a body changes (later cascade steps must find them), while stamps are written once per
+document in :meth:`ChangeSet.finalize`, so a document reached twice in one cascade gets one new
+change version, and a change followed by its reversal allocates nothing. Journal, history and
+key-change rows are written by database triggers whenever stamps move (see ``_migrations``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidemark.core import (
+    ConflictError,
+    DependentItemExistsError,
+    KeyChangeNotSupportedError,
+    NotFoundError,
+    PreconditionFailedError,
+    UnresolvedReferenceError,
+    canonical_bytes,
+    content_hash,
+    etag_matches,
+    parse_iso_utc,
+    parse_json,
+    version_etag,
+)
+
+from ._engine import RetryTransaction, Transaction
+from ._model import ResolvedReference, ResourceModel, ResourceSpec, referential_id
+from ._types import HistoryEntry, StoredDocument, Tombstone
+
+DOC_COLUMNS = (
+    "doc_pk, collection, id, body, content_hash, key_values, content_version, "
+    "content_modified_at, identity_version, identity_modified_at, created_at"
+)
+
+#: An identity cascade longer than this is a modelling error (a cycle), not a real workload.
+MAX_CASCADE_STEPS = 1_000_000
+
+
+@dataclass(slots=True)
+class DocRow:
+    """One ``documents`` row as read inside a transaction."""
+
+    pk: int
+    collection: str
+    id: str
+    body_text: str
+    content_hash: str
+    key_values_text: str | None
+    content_version: int
+    content_modified_at: str
+    identity_version: int
+    identity_modified_at: str
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> DocRow:
+        return cls(*row)
+
+    def document(self, body: dict[str, Any] | None = None) -> StoredDocument:
+        return StoredDocument(
+            collection=self.collection,
+            id=self.id,
+            body=parse_json(self.body_text) if body is None else body,
+            content_version=int(self.content_version),
+            content_last_modified_at=parse_iso_utc(self.content_modified_at),
+            identity_version=int(self.identity_version),
+            identity_last_modified_at=parse_iso_utc(self.identity_modified_at),
+            content_hash=self.content_hash,
+            created_at=parse_iso_utc(self.created_at),
+        )
+
+
+def check_preconditions(
+    current: DocRow | None, if_match: str | None, if_none_match: str | None
+) -> None:
+    """Apply ``If-Match`` / ``If-None-Match`` to a write; raise 412 when one fails."""
+    tag = version_etag(current.content_version) if current is not None else None
+    try:
+        if if_match is not None and not etag_matches(if_match, tag):
+            raise PreconditionFailedError("The item has been modified by another user.")
+        if if_none_match is not None and etag_matches(if_none_match, tag):
+            raise PreconditionFailedError(
+                "The item already exists."
+                if if_none_match.strip() == "*"
+                else "The item has not changed."
+            )
+    except ValueError as exc:
+        raise PreconditionFailedError(f"Malformed precondition header: {exc}") from exc
+
+
+def select_doc(tx: Transaction, collection: str, id: str, *, lock: bool = False) -> DocRow | None:
+    """The document ``(collection, id)``, locked for update when ``lock``."""
+    row = tx.query_one(
+        f"SELECT {DOC_COLUMNS} FROM documents WHERE collection = ? AND id = ?"
+        + (tx.for_update if lock else ""),
+        (collection, id),
+    )
+    return DocRow.from_row(row) if row else None
+
+
+def select_doc_by_referential_id(tx: Transaction, rid: str, *, lock: bool = False) -> DocRow | None:
+    """The document that answers to a natural key (referential id)."""
+    row = tx.query_one(
+        f"SELECT {DOC_COLUMNS} FROM documents WHERE doc_pk = "
+        "(SELECT doc_pk FROM reference_targets WHERE referential_id = ?)"
+        + (tx.for_update if lock else ""),
+        (rid,),
+    )
+    return DocRow.from_row(row) if row else None
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+@dataclass(slots=True)
+class Facts:
+    """What the model says about one body, computed once: identity, key values, references."""
+
+    identity: dict[str, Any] = field(default_factory=dict)
+    references: dict[str, ResolvedReference] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, spec: ResourceSpec | None, body: dict[str, Any]) -> Facts:
+        if spec is None:
+            return cls()
+        return cls(
+            spec.identity(body), {r.referential_id: r for r in spec.resolve_references(body)}
+        )
+
+
+@dataclass(slots=True)
+class _Touched:
+    row: DocRow
+    spec: ResourceSpec | None
+    original: Facts
+    body: dict[str, Any]
+    facts: Facts
+
+
+class ChangeSet:
+    """The documents one transaction changes. Use once: set bodies, :meth:`cascade`, :meth:`finalize`."""
+
+    def __init__(self, tx: Transaction, model: ResourceModel | None, now: str) -> None:
+        self.tx = tx
+        self.model = model
+        self.now = now
+        self._touched: dict[int, _Touched] = {}
+        self._queue: deque[tuple[ResourceSpec, dict[str, Any], dict[str, Any]]] = deque()
+        #: Change versions allocated and representation changes (journal rows) written so far.
+        self.allocated = 0
+        self.journaled = 0
+
+    def _allocate(self) -> int:
+        self.allocated += 1
+        return self.tx.allocate_version()
+
+    # -- references ------------------------------------------------------------------------------
+    def _link_references(self, pk: int, references: dict[str, ResolvedReference]) -> None:
+        """Record ``pk``'s references, raising 409 naming every one whose target does not exist.
+
+        One statement checks and inserts: only references to existing targets are inserted
+        (share-locked on PostgreSQL so a concurrent delete waits for us), and any difference
+        between what was asked and what was inserted is a missing target.
+        """
+        wanted = sorted(references)
+        linked: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            linked.update(
+                row[0]
+                for row in self.tx.query(
+                    "WITH targets AS (SELECT referential_id FROM reference_targets "
+                    f"WHERE referential_id IN ({_placeholders(len(chunk))}){self.tx.for_share}) "
+                    "INSERT INTO document_references (referrer_pk, referential_id) "
+                    "SELECT ?, referential_id FROM targets WHERE true RETURNING referential_id",
+                    [*chunk, pk],
+                )
+            )
+        missing = [references[rid] for rid in wanted if rid not in linked]
+        if missing:
+            names = sorted({ref.target for ref in missing})
+            problems: dict[str, list[str]] = {}
+            for ref in missing:
+                problems.setdefault(ref.location, []).append(
+                    f"The referenced {ref.target} item does not exist ({ref.describe()})."
+                )
+            raise UnresolvedReferenceError(
+                "The referenced " + ", ".join(f"'{n}'" for n in names) + " item(s) do not exist.",
+                validation_errors=problems,
+                data={
+                    "unresolved": [
+                        {"resource": r.target, "location": r.location, "identity": r.identity}
+                        for r in missing
+                    ]
+                },
+            )
+
+    def _claim_aliases(
+        self, spec: ResourceSpec, identity: dict[str, Any], pk: int, *, inserting: bool = False
+    ) -> None:
+        """Register the natural keys of ``pk``; 409 when another document already has one.
+
+        When a new document (``inserting``) finds its own natural key taken, another transaction
+        inserted the same key concurrently (we looked it up first): the transaction is retried,
+        and the retry finds that document and updates it, as an upsert must.
+        """
+        aliases = spec.aliases(identity)
+        rids = [referential_id(p, n, i) for p, n, i in aliases]
+        values = ", ".join("(?, ?)" for _ in rids)
+        params: list[Any] = []
+        for rid in rids:
+            params += [rid, pk]
+        claimed = {
+            row[0]
+            for row in self.tx.query(
+                f"INSERT INTO reference_targets (referential_id, doc_pk) VALUES {values} "
+                "ON CONFLICT DO NOTHING RETURNING referential_id",
+                params,
+            )
+        }
+        clash = [
+            name for (_p, name, _i), rid in zip(aliases, rids, strict=True) if rid not in claimed
+        ]
+        if clash:
+            conflict = ConflictError(
+                f"A {', '.join(clash)} with the same identity already exists.",
+                data={"identity": identity},
+            )
+            if inserting and rids[0] not in claimed:
+                raise RetryTransaction(conflict)
+            raise conflict
+
+    # -- inserts ---------------------------------------------------------------------------------
+    def insert(
+        self,
+        collection: str,
+        spec: ResourceSpec | None,
+        body: dict[str, Any],
+        id: str | None = None,
+        *,
+        facts: Facts | None = None,
+    ) -> StoredDocument:
+        """Insert a new document (the caller checked that its id and natural key are free)."""
+        text = canonical_bytes(body).decode()
+        digest = content_hash(text)
+        facts = facts or Facts.of(spec, body)
+        key_values = canonical_bytes(spec.key_values(body)).decode() if spec is not None else None
+        version = self._allocate()
+        doc_id = id or uuid.uuid4().hex
+        row = self.tx.query_one(
+            "INSERT INTO documents (collection, id, body, content_hash, key_values, content_version, "
+            "content_modified_at, identity_version, identity_modified_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING doc_pk",
+            (
+                collection,
+                doc_id,
+                text,
+                digest,
+                key_values,
+                version,
+                self.now,
+                version,
+                self.now,
+                self.now,
+            ),
+        )
+        assert row is not None
+        pk = int(row[0])
+        if spec is not None:
+            self._claim_aliases(spec, facts.identity, pk, inserting=True)
+            if facts.references:
+                self._link_references(pk, facts.references)
+        self.journaled += 1
+        stored = DocRow(
+            pk,
+            collection,
+            doc_id,
+            text,
+            digest,
+            key_values,
+            version,
+            self.now,
+            version,
+            self.now,
+            self.now,
+        )
+        return stored.document(body)
+
+    # -- updates ---------------------------------------------------------------------------------
+    def _working(self, row: DocRow, spec: ResourceSpec | None) -> _Touched:
+        touched = self._touched.get(row.pk)
+        if touched is None:
+            original = parse_json(row.body_text)
+            facts = Facts.of(spec, original)
+            touched = _Touched(row, spec, facts, original, facts)
+            self._touched[row.pk] = touched
+        return touched
+
+    def set_body(
+        self,
+        row: DocRow,
+        spec: ResourceSpec | None,
+        body: dict[str, Any],
+        *,
+        facts: Facts | None = None,
+        identity_may_change: bool = True,
+    ) -> None:
+        """Give ``row`` a new body. Updates its references and aliases now; queues the cascade
+        when its identity changed; stamps it in :meth:`finalize`.
+
+        Raises :class:`KeyChangeNotSupportedError` when the identity changes and
+        ``identity_may_change`` is false (a direct write to a resource without identity updates).
+        """
+        touched = self._working(row, spec)
+        before = touched.facts
+        after = facts or Facts.of(spec, body)
+        if spec is not None and not identity_may_change and before.identity != after.identity:
+            raise KeyChangeNotSupportedError(
+                f"Identifying values for the {spec.resource_name} resource cannot be changed. "
+                "Delete and recreate the resource item instead.",
+            )
+        touched.body, touched.facts = body, after
+        if spec is None:
+            return
+        removed = sorted(before.references.keys() - after.references.keys())
+        added = {rid: ref for rid, ref in after.references.items() if rid not in before.references}
+        if removed:
+            self.tx.executemany(
+                "DELETE FROM document_references WHERE referrer_pk = ? AND referential_id = ?",
+                [(row.pk, rid) for rid in removed],
+            )
+        if added:
+            self._link_references(row.pk, added)
+        if before.identity != after.identity:
+            self.tx.execute("DELETE FROM reference_targets WHERE doc_pk = ?", (row.pk,))
+            self._claim_aliases(spec, after.identity, row.pk)
+            self._queue.append((spec, before.identity, after.identity))
+
+    def cascade(self) -> None:
+        """Propagate queued identity changes to every referrer, recursively."""
+        steps = 0
+        while self._queue:
+            spec, old_identity, new_identity = self._queue.popleft()
+            for (project, name, old_alias), (_p, _n, new_alias) in zip(
+                spec.aliases(old_identity), spec.aliases(new_identity), strict=True
+            ):
+                if old_alias == new_alias:
+                    continue
+                referrers = self.tx.query(
+                    f"SELECT {DOC_COLUMNS} FROM documents WHERE doc_pk IN "
+                    "(SELECT referrer_pk FROM document_references WHERE referential_id = ?) ORDER BY doc_pk"
+                    + self.tx.for_update,
+                    (referential_id(project, name, old_alias),),
+                )
+                for raw in referrers:
+                    steps += 1
+                    if steps > MAX_CASCADE_STEPS:
+                        raise ConflictError("identity cascade did not converge")
+                    row = DocRow.from_row(raw)
+                    known = self._touched.get(row.pk)
+                    referrer = (
+                        known.spec
+                        if known
+                        else (self.model.by_collection(row.collection) if self.model else None)
+                    )
+                    if referrer is None:
+                        continue
+                    working = self._working(row, referrer)
+                    body = parse_json(canonical_bytes(working.body))  # a private copy to rewrite
+                    if referrer.rewrite_references(body, (project, name), old_alias, new_alias):
+                        self.set_body(working.row, referrer, body)
+
+    def finalize(self) -> list[StoredDocument]:
+        """Stamp every changed document once (the triggers add journal, history, key changes).
+
+        Returns the new state of each document whose representation changed, in the order the
+        documents were first touched.
+        """
+        written: list[StoredDocument] = []
+        for touched in self._touched.values():
+            row, spec = touched.row, touched.spec
+            text = canonical_bytes(touched.body).decode()
+            if text == row.body_text:
+                continue  # changed and changed back: nothing to record
+            version = self._allocate()
+            digest = content_hash(text)
+            identity_changed = touched.original.identity != touched.facts.identity
+            key_values = (
+                canonical_bytes(spec.key_values(touched.body)).decode()
+                if spec is not None
+                else None
+            )
+            identity_version = version if identity_changed else row.identity_version
+            identity_at = self.now if identity_changed else row.identity_modified_at
+            self.tx.execute(
+                "UPDATE documents SET body = ?, content_hash = ?, key_values = ?, content_version = ?, "
+                "content_modified_at = ?, identity_version = ?, identity_modified_at = ? WHERE doc_pk = ?",
+                (
+                    text,
+                    digest,
+                    key_values,
+                    version,
+                    self.now,
+                    identity_version,
+                    identity_at,
+                    row.pk,
+                ),
+            )
+            self.journaled += 1
+            stored = DocRow(
+                row.pk,
+                row.collection,
+                row.id,
+                text,
+                digest,
+                key_values,
+                version,
+                self.now,
+                identity_version,
+                identity_at,
+                row.created_at,
+            )
+            written.append(stored.document(touched.body))
+        return written
+
+    # -- deletes ---------------------------------------------------------------------------------
+    def _resource_name(self, collection: str) -> str:
+        spec = self.model.by_collection(collection) if self.model is not None else None
+        return spec.resource_name if spec is not None else collection
+
+    def delete(self, row: DocRow, spec: ResourceSpec | None) -> Tombstone:
+        """Delete ``row``: 409 when referenced; leaves a tombstone and a final history entry."""
+        own_rid = None
+        if spec is not None:
+            # Remove (and so lock) our natural-key rows first: a concurrent writer that wants to
+            # reference us then waits for our outcome instead of racing the referrer check.
+            rids = [
+                r[0]
+                for r in self.tx.query(
+                    "DELETE FROM reference_targets WHERE doc_pk = ? RETURNING referential_id",
+                    (row.pk,),
+                )
+            ]
+            if rids:
+                referrers = self.tx.query(
+                    "SELECT d.collection, count(*) FROM document_references r JOIN documents d ON d.doc_pk = r.referrer_pk "
+                    f"WHERE r.referential_id IN ({_placeholders(len(rids))}) AND r.referrer_pk <> ? "
+                    "GROUP BY d.collection ORDER BY d.collection",
+                    [*rids, row.pk],
+                )
+                if referrers:
+                    names = [self._resource_name(c) for c, _n in referrers]
+                    raise DependentItemExistsError(
+                        "The requested action cannot be performed because this item is referenced by existing "
+                        + ", ".join(f"'{n}'" for n in names)
+                        + " item(s).",
+                        data={"referencedBy": {c: int(n) for c, n in referrers}},
+                    )
+            self.tx.execute("DELETE FROM document_references WHERE referrer_pk = ?", (row.pk,))
+            own_rid = spec.referential_ids(spec.identity(parse_json(row.body_text)))[0]
+        version = self._allocate()
+        self.tx.execute("DELETE FROM documents WHERE doc_pk = ?", (row.pk,))
+        self.tx.execute(
+            "INSERT INTO tombstones (change_version, collection, id, referential_id, key_values, "
+            "last_content_version, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                version,
+                row.collection,
+                row.id,
+                own_rid,
+                row.key_values_text,
+                row.content_version,
+                self.now,
+            ),
+        )
+        self.tx.execute(
+            "INSERT INTO history (collection, id, body, content_version, valid_from, valid_to, superseded_by, deleted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.collection,
+                row.id,
+                row.body_text,
+                row.content_version,
+                row.content_modified_at,
+                self.now,
+                version,
+                True,
+            ),
+        )
+        return Tombstone(
+            collection=row.collection,
+            id=row.id,
+            change_version=version,
+            deleted_at=parse_iso_utc(self.now),
+            key_values=parse_json(row.key_values_text) if row.key_values_text else None,
+            last_content_version=int(row.content_version),
+        )
+
+
+def require(row: DocRow | None, what: str) -> DocRow:
+    """``row``, or a 404 naming ``what``."""
+    if row is None:
+        raise NotFoundError(f"{what} was not found.")
+    return row
+
+
+def history_entries(rows: Iterable[Sequence[Any]]) -> list[HistoryEntry]:
+    """Rows ``(collection, id, body, content_version, valid_from, valid_to, superseded_by, deleted)``."""
+    return [
+        HistoryEntry(
+            collection=c,
+            id=i,
+            body=parse_json(b),
+            content_version=int(v),
+            valid_from=parse_iso_utc(f),
+            valid_to=parse_iso_utc(t),
+            superseded_by=int(s),
+            deleted=bool(d),
+        )
+        for c, i, b, v, f, t, s, d in rows
+    ]

@@ -1,0 +1,641 @@
+"""Database engines behind the store: SQLite (embedded default) and PostgreSQL (shared).
+
+One transactional code path serves both: the store's logic runs synchronously inside a
+:class:`Transaction` on a worker thread, with SQL written once using ``?`` placeholders. Only
+the few things that differ (version allocation, row locks, JSON extraction, DDL) live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from urllib.parse import parse_qsl, unquote, urlparse
+
+from tidemark.core import ConfigurationError, ConflictError, SourceUnavailableError, get_logger
+
+from ._migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
+
+T = TypeVar("T")
+log = get_logger("store")
+
+Row = tuple[Any, ...]
+
+
+class RetryTransaction(Exception):
+    """Raised inside a write to ask the engine to run the whole transaction again.
+
+    Concurrent writers on PostgreSQL can race (two inserts of one natural key); the engine
+    retries a few times and then raises ``error``. A serialised engine (SQLite) never races, so
+    it raises ``error`` at once.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Transaction(Protocol):
+    """One open database transaction. SQL uses ``?`` placeholders. Not thread-safe."""
+
+    engine_name: str
+    #: Row-lock suffixes for SELECT (empty on SQLite, where the writer holds the database lock).
+    for_update: str
+    for_share: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+    def allocate_version(self) -> int:
+        """The next value of the global change-version sequence (unique, increasing)."""
+        ...
+
+    def json_value(self, column: str, path: Sequence[str]) -> str:
+        """SQL for the JSON value at ``path`` inside a JSON text ``column``, comparable with
+        :meth:`json_param` values."""
+        ...
+
+    def json_param(self, value: Any) -> Any:
+        """The parameter to compare with :meth:`json_value`."""
+        ...
+
+    def json_path_param(self, path: Sequence[str]) -> Any:
+        """The parameter that :meth:`json_value`'s placeholder takes for ``path``."""
+        ...
+
+
+class Engine(Protocol):
+    """A database: runs functions inside transactions on worker threads."""
+
+    name: str
+
+    async def write(
+        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
+    ) -> T:
+        """Run ``fn`` in a read-write transaction; commit on return, roll back on exception.
+
+        ``on_done`` runs on the worker thread after the commit or rollback.
+        """
+        ...
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T:
+        """Run ``fn`` in a read-only transaction (a consistent snapshot)."""
+        ...
+
+    def write_sync(self, fn: Callable[[Transaction], T]) -> T:
+        """:meth:`write` for callers already on a worker thread."""
+        ...
+
+    async def newest_safe_version(self) -> int:
+        """The largest change version V such that every version <= V is committed or rolled
+        back: the newest version a watermark client may safely store."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _run_then(
+    write_sync: Callable[[Callable[[Transaction], T]], T],
+    fn: Callable[[Transaction], T],
+    on_done: Callable[[], None] | None,
+) -> T:
+    try:
+        return write_sync(fn)
+    finally:
+        if on_done is not None:
+            on_done()
+
+
+# -- SQLite -----------------------------------------------------------------------------------
+
+
+class _SqliteTransaction:
+    engine_name = "sqlite"
+    for_update = ""
+    for_share = ""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    def allocate_version(self) -> int:
+        # The single-row counter is updated in the writer's transaction, so a rolled-back write
+        # gives its value back and concurrent processes serialise on the database lock.
+        row = self._conn.execute(
+            "UPDATE change_version_counter SET value = value + 1 RETURNING value"
+        ).fetchone()
+        return int(row[0])
+
+    def json_value(self, column: str, path: Sequence[str]) -> str:
+        return f"json_extract({column}, ?)"
+
+    def json_param(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return 1 if value else 0
+        return value
+
+    def json_path_param(self, path: Sequence[str]) -> str:
+        return "$" + "".join(f'."{p}"' for p in path)
+
+
+@dataclass(slots=True)
+class _WriteJob:
+    fn: Callable[[Transaction], Any]
+    future: Future[Any]
+    on_done: Callable[[], None] | None
+
+
+class SqliteEngine:
+    """SQLite file in WAL mode: one writer thread with group commit, a pool of reader threads.
+
+    Writes queued while the writer is busy are executed together in one transaction, each inside
+    its own savepoint (so one failing write does not affect the others), and made durable by one
+    commit. ``synchronous="FULL"`` (the default) syncs the WAL at every commit: an acknowledged
+    write survives a crash or power loss. Writers take the database lock at ``BEGIN IMMEDIATE``,
+    so several processes may share the file safely.
+    """
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        readers: int = 2,
+        busy_timeout_ms: int = 10_000,
+        synchronous: str = "FULL",
+        max_group: int = 256,
+    ) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigurationError(f"unsupported SQLite synchronous mode {synchronous!r}")
+        self.path = str(path)
+        self.synchronous = synchronous.upper()
+        self._busy_timeout_ms = busy_timeout_ms
+        self._max_group = max_group
+        self._jobs: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="tidemark-sqlite-w", daemon=True
+        )
+        self._writer_started = False
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tidemark-sqlite-r")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        #: Write transactions committed and writes they carried (group commit at work).
+        self.commits = 0
+        self.writes = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise SourceUnavailableError("the store is closed")
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_timeout_ms / 1000,
+                )
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                conn.execute("PRAGMA foreign_keys = OFF")
+            except sqlite3.Error as exc:
+                raise SourceUnavailableError(
+                    f"cannot open SQLite database {self.path}: {exc}"
+                ) from exc
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema (idempotent)."""
+        self.write_sync(self._migrate)
+
+    def _migrate(self, tx: Transaction) -> None:
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        row = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        current = int(row[0]) if row else 0
+        for version, statements in SQLITE_MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in statements:
+                tx.execute(statement)
+            tx.execute(
+                "INSERT INTO schema_migrations VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                (version,),
+            )
+            log.info("migration applied", engine="sqlite", version=version)
+
+    # -- the writer ------------------------------------------------------------------------------
+    def _submit(
+        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None
+    ) -> Future[T]:
+        if self._closed:
+            raise SourceUnavailableError("the store is closed")
+        with self._lock:
+            if not self._writer_started:
+                self._writer.start()
+                self._writer_started = True
+        future: Future[T] = Future()
+        self._jobs.put(_WriteJob(fn, future, on_done))
+        return future
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < self._max_group:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            # A caller that was cancelled before its write started no longer waits for it: skip it.
+            batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            if batch:
+                try:
+                    self._run_group(batch)
+                except BaseException as exc:  # never let the writer thread die
+                    log.error("writer failed", exc_info=exc)
+                    failure = SourceUnavailableError(f"SQLite writer failed: {exc!r}")
+                    for job in batch:
+                        if not job.future.done():
+                            job.future.set_exception(failure)
+            if stop:
+                return
+
+    def _run_group(self, batch: list[_WriteJob]) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+        except (sqlite3.Error, SourceUnavailableError) as exc:
+            error = (
+                exc
+                if isinstance(exc, SourceUnavailableError)
+                else SourceUnavailableError(f"SQLite: {exc}")
+            )
+            self._finish(batch, [(None, error)] * len(batch))
+            return
+        tx = _SqliteTransaction(conn)
+        grouped = len(batch) > 1
+        for job in batch:
+            if grouped:
+                conn.execute("SAVEPOINT tidemark_write")
+            try:
+                result = job.fn(tx)
+            except RetryTransaction as retry:
+                if grouped and conn.in_transaction:
+                    conn.execute("ROLLBACK TO tidemark_write")
+                    conn.execute("RELEASE tidemark_write")
+                results.append((None, retry.error))
+                continue
+            except BaseException as exc:
+                if grouped and conn.in_transaction:
+                    conn.execute("ROLLBACK TO tidemark_write")
+                    conn.execute("RELEASE tidemark_write")
+                results.append((None, exc))
+            else:
+                if grouped:
+                    conn.execute("RELEASE tidemark_write")
+                results.append((result, None))
+        if not grouped and results[0][1] is not None:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        else:
+            try:
+                conn.execute("COMMIT")
+                self.commits += 1
+                self.writes += sum(1 for _r, e in results if e is None)
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                failure = SourceUnavailableError(f"SQLite commit failed: {exc}")
+                results = [(None, failure)] * len(batch)
+        self._finish(batch, results)
+
+    @staticmethod
+    def _finish(batch: list[_WriteJob], results: list[tuple[Any, BaseException | None]]) -> None:
+        for job, (result, error) in zip(batch, results, strict=True):
+            if job.on_done is not None:
+                job.on_done()
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(result)
+
+    def write_sync(self, fn: Callable[[Transaction], T]) -> T:
+        """Blocking :meth:`write` (must not be called from the writer thread itself)."""
+        return self._submit(fn, None).result()
+
+    async def write(
+        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
+    ) -> T:
+        return await asyncio.wrap_future(self._submit(fn, on_done))
+
+    async def newest_safe_version(self) -> int:
+        """The committed value of the change-version counter.
+
+        Writers are serialised by the database lock and commit the counter with their rows, so
+        every version up to the committed counter value is committed or was rolled back.
+        """
+
+        def read(tx: Transaction) -> int:
+            row = tx.query_one("SELECT value FROM change_version_counter")
+            return int(row[0]) if row else 0
+
+        return await self.read(read)
+
+    def _read_sync(self, fn: Callable[[Transaction], T]) -> T:
+        conn = self._connect()
+        conn.execute("BEGIN")
+        try:
+            return fn(_SqliteTransaction(conn))
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read_sync, fn)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        if self._writer_started:
+            await asyncio.to_thread(self._writer.join)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+#: Advisory-lock keys of in-flight writers: ``tag * 2**48 + floor`` (see PostgresEngine).
+_LOCK_SHIFT = 2**48
+
+
+class _PostgresTransaction:
+    engine_name = "postgresql"
+    for_update = " FOR UPDATE"
+    for_share = " FOR SHARE"
+
+    def __init__(self, conn: Any, lock_tag: int = 0) -> None:
+        self._conn = conn
+        self._lock_tag = lock_tag
+        self._announced = False
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(self._sql(sql), params, prepare=True)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(self._sql(sql), list(rows))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        rows: list[Row] = self._conn.execute(self._sql(sql), params, prepare=True).fetchall()
+        return rows
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self._conn.execute(self._sql(sql), params, prepare=True).fetchone()
+        return row
+
+    def allocate_version(self) -> int:
+        if not self._announced and self._lock_tag:
+            # Before the first allocation, publish a floor below every version this transaction
+            # can get: a shared advisory lock keyed by (tag, sequence value + 1), held until
+            # commit or rollback and visible to other sessions at once. Readers never report a
+            # newest change version at or above the floor of an in-flight writer.
+            self._conn.execute(
+                "SELECT pg_advisory_xact_lock_shared(%s * %s + (SELECT CASE WHEN is_called "
+                "THEN last_value + 1 ELSE last_value END FROM change_version_seq))",
+                (self._lock_tag, _LOCK_SHIFT),
+                prepare=True,
+            )
+            self._announced = True
+        row = self._conn.execute("SELECT nextval('change_version_seq')", prepare=True).fetchone()
+        return int(row[0])
+
+    def json_value(self, column: str, path: Sequence[str]) -> str:
+        return f"({column}::jsonb #> ?::text[])"
+
+    def json_param(self, value: Any) -> Any:
+        from psycopg.types.json import Jsonb
+
+        return Jsonb(value)
+
+    def json_path_param(self, path: Sequence[str]) -> list[str]:
+        return list(path)
+
+
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
+
+
+class PostgresEngine:
+    """PostgreSQL through a psycopg connection pool; transactions run on worker threads.
+
+    Serialization failures, deadlocks and unique-key races between concurrent writers are retried
+    (the whole transaction function runs again), so callers see either success or a real error.
+    """
+
+    name = "postgresql"
+
+    def __init__(self, dsn: str, *, pool_size: int = 8, retries: int = 8) -> None:
+        self.dsn = dsn
+        self._retries = retries
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="tidemark-pg")
+        self.lock_tag = 0
+
+    def open(self) -> None:
+        """Open the pool (blocking); raises :class:`SourceUnavailableError` when unreachable."""
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        pool = ConnectionPool(
+            self.dsn, min_size=1, max_size=self._pool_size, open=False, kwargs={"autocommit": False}
+        )
+        try:
+            pool.open(wait=True, timeout=10)
+        except (psycopg.Error, Exception) as exc:
+            pool.close()
+            raise SourceUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+        self._pool = pool
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe when several processes start at once."""
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(7283514)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            current = conn.execute(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations"
+            ).fetchone()[0]
+            for version, statements in POSTGRES_MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                log.info("migration applied", engine="postgresql", version=version)
+            tag = conn.execute("SELECT value FROM store_settings WHERE key = 'lock_tag'").fetchone()
+            self.lock_tag = int(tag[0])
+
+    def newest_safe_version_sync(self) -> int:
+        """The largest change version V such that every version <= V is committed or rolled back.
+
+        Read in two steps, in this order, each with a fresh view: the sequence's last value L,
+        then the floors of in-flight writers (their advisory locks). A writer announces its floor
+        before it allocates, so any allocation counted in L by a transaction still running is at
+        or above a floor seen in the second step; the answer is min(L, smallest floor - 1).
+        """
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                row = conn.execute(
+                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM change_version_seq"
+                ).fetchone()
+                newest = int(row[0])
+                row = conn.execute(
+                    "SELECT min(((l.classid::bigint & 65535) << 32) | l.objid::bigint) FROM pg_locks l "
+                    "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND (l.classid::bigint >> 16) = %s "
+                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                    (self.lock_tag,),
+                ).fetchone()
+            finally:
+                conn.autocommit = False
+        floor = row[0] if row else None
+        if floor is not None:
+            newest = min(newest, int(floor) - 1)
+        return newest
+
+    async def newest_safe_version(self) -> int:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.newest_safe_version_sync)
+
+    def write_sync(self, fn: Callable[[Transaction], T]) -> T:
+        import psycopg
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    return fn(_PostgresTransaction(conn, self.lock_tag))
+            except RetryTransaction as retry:
+                if attempt < self._retries:
+                    time.sleep(random.uniform(0, 0.002 * attempt))
+                    continue
+                raise retry.error from None
+            except psycopg.Error as exc:
+                state = exc.sqlstate
+                if state in _RETRYABLE_SQLSTATES and attempt < self._retries:
+                    # Another writer won a race (same natural key, lock order): run again on
+                    # fresh data after a short randomised pause.
+                    time.sleep(random.uniform(0, 0.002 * attempt))
+                    continue
+                if state == "23505":
+                    raise ConflictError(
+                        f"concurrent writes conflicted on a unique key: {exc}"
+                    ) from exc
+                if isinstance(exc, psycopg.OperationalError):
+                    raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
+                raise
+
+    def _read_sync(self, fn: Callable[[Transaction], T]) -> T:
+        import psycopg
+
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return fn(_PostgresTransaction(conn))
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
+
+    async def write(
+        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _run_then, self.write_sync, fn, on_done)
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._read_sync, fn)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.close)
+
+
+def engine_for(url: str | Path) -> SqliteEngine | PostgresEngine:
+    """An engine for a database URL: ``postgresql://…``, ``sqlite:///path`` or a file path."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresEngine(text)
+    if text.startswith("sqlite://"):
+        parsed = urlparse(text)
+        path = unquote(parsed.path)
+        if parsed.netloc:
+            raise ConfigurationError(f"use sqlite:///relative or sqlite:////absolute, not {text!r}")
+        options = dict(parse_qsl(parsed.query))
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise ConfigurationError(f"unknown SQLite URL option(s): {', '.join(sorted(unknown))}")
+        # sqlite:///relative.db → "relative.db"; sqlite:////abs/path.db → "/abs/path.db"
+        return SqliteEngine(path[1:], synchronous=options.get("synchronous", "FULL"))
+    if "://" in text:
+        raise ConfigurationError(
+            f"unsupported database URL {text!r} (use a path, sqlite:/// or postgresql://)"
+        )
+    return SqliteEngine(text)

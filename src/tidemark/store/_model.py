@@ -1,0 +1,476 @@
+"""The resource model: what an Ed-Fi ApiSchema says about each resource, in a form the store uses.
+
+Pure: loading parses JSON; every method computes from a document body without I/O.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+
+from tidemark.core import (
+    ConfigurationError,
+    DataValidationError,
+    canonical_hash,
+    parse_json,
+)
+
+from ._paths import MISSING, JsonPath, iter_locations, parse_path
+
+#: Members that a client may send but that the server owns; removed before validation.
+SERVER_MEMBERS = ("id", "_etag", "_lastModifiedDate", "link")
+
+SAMPLE_MODEL = "sample-api-schema.json"
+
+
+def referential_id(project: str, resource_name: str, identity: Mapping[str, Any]) -> str:
+    """The stable id of a natural key: a hash of the project, resource name and identity values.
+
+    Two documents of one resource with equal identity values have equal referential ids, so the
+    store can look up, reference and de-duplicate by natural key with one indexed column.
+    """
+    return canonical_hash([project, resource_name, sorted(identity.items())])
+
+
+def descriptor_uri(body: Mapping[str, Any]) -> str:
+    """A descriptor's URI ``namespace#codeValue``."""
+    return f"{body.get('namespace', '')}#{body.get('codeValue', '')}"
+
+
+def _descriptor_identity(uri: str) -> dict[str, Any]:
+    # Descriptor URIs compare case-insensitively, as in the Ed-Fi ODS/API.
+    return {"uri": uri.lower()}
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceSpec:
+    """A reference from one resource to another (possibly inside arrays, possibly role-named)."""
+
+    name: str
+    target_project: str
+    target: str
+    object_path: JsonPath
+    fields: tuple[tuple[str, str], ...]
+    in_identity: bool
+
+    def identities(self, body: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each present reference object as (location, identity of its target)."""
+        for location, obj in iter_locations(body, self.object_path):
+            if not isinstance(obj, dict):
+                continue
+            identity: dict[str, Any] = {}
+            for member, target_path in self.fields:
+                if member in obj:
+                    identity[target_path] = obj[member]
+            if identity:
+                yield location, identity
+
+    def rewrite(self, body: Any, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """Replace, in place, every reference object pointing at ``old`` with ``new`` values."""
+        changed = False
+        for obj in self.object_path.values(body):
+            if not isinstance(obj, dict):
+                continue
+            if all(
+                obj.get(member, MISSING) == old.get(path, MISSING) for member, path in self.fields
+            ):
+                for member, path in self.fields:
+                    if path in new and obj.get(member, MISSING) != new[path]:
+                        obj[member] = new[path]
+                        changed = True
+        return changed
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptorReferenceSpec:
+    """A descriptor reference: a URI string at ``path`` naming a document of ``target``."""
+
+    name: str
+    target_project: str
+    target: str
+    path: JsonPath
+    in_identity: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedReference:
+    """One reference found in a body: what it points at and where (for error messages)."""
+
+    target_project: str
+    target: str
+    identity: dict[str, Any]
+    location: str
+
+    def describe(self) -> str:
+        """The target as a reader would write it: ``schoolId=255901`` or the descriptor URI."""
+        if set(self.identity) == {"uri"}:
+            return str(self.identity["uri"])
+        return ", ".join(
+            f"{path.rsplit('.', 1)[-1]}={value!r}" for path, value in self.identity.items()
+        )
+
+    @property
+    def referential_id(self) -> str:
+        """The id of the target's natural key (descriptor URIs compare case-insensitively)."""
+        identity = self.identity
+        if set(identity) == {"uri"}:
+            identity = _descriptor_identity(str(identity["uri"]))
+        return referential_id(self.target_project, self.target, identity)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryField:
+    """A query parameter of a resource and the path(s) it filters on."""
+
+    name: str
+    paths: tuple[JsonPath, ...]
+    type: str
+
+
+@dataclass
+class ResourceSpec:
+    """Everything the store needs to know about one resource of the model."""
+
+    project: str
+    project_endpoint: str
+    resource_name: str
+    endpoint: str
+    identity_paths: tuple[JsonPath, ...]
+    allow_identity_updates: bool
+    is_descriptor: bool
+    references: tuple[ReferenceSpec, ...]
+    descriptor_references: tuple[DescriptorReferenceSpec, ...]
+    json_schema: dict[str, Any]
+    query_fields: dict[str, QueryField]
+    equality_constraints: tuple[tuple[JsonPath, JsonPath], ...]
+    superclass: tuple[str, str, JsonPath | None] | None = None
+    _validator: Any = field(default=None, repr=False)
+    _validator_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def collection(self) -> str:
+        """The store collection that holds this resource's documents (``ed-fi:sessions``)."""
+        return f"{self.project_endpoint}:{self.endpoint}"
+
+    # -- identity --------------------------------------------------------------------------
+    def identity(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The natural key values by identity path (descriptors: their lower-cased URI)."""
+        if self.is_descriptor:
+            return _descriptor_identity(descriptor_uri(body))
+        identity: dict[str, Any] = {}
+        for path in self.identity_paths:
+            value = path.value(body)
+            if value is MISSING:
+                raise DataValidationError(
+                    "Data validation failed. See 'validationErrors' for details.",
+                    validation_errors={path.text: [f"{path.leaf} is required."]},
+                )
+            identity[path.text] = value
+        return identity
+
+    def aliases(self, identity: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+        """(project, resource name, identity) under which other documents can reference this one:
+        its own, and its superclass's for a subclass (a School is an EducationOrganization)."""
+        names = [(self.project, self.resource_name, dict(identity))]
+        if self.superclass is not None:
+            project, name, super_path = self.superclass
+            if super_path is not None and len(identity) == 1:
+                names.append((project, name, {super_path.text: next(iter(identity.values()))}))
+            else:
+                names.append((project, name, dict(identity)))
+        return names
+
+    def referential_ids(self, identity: Mapping[str, Any]) -> list[str]:
+        """The referential ids of :meth:`aliases`, own first."""
+        return [referential_id(p, n, i) for p, n, i in self.aliases(identity)]
+
+    def key_values(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The natural key as Change Queries report it: query-field names to values."""
+        if self.is_descriptor:
+            return {"namespace": body.get("namespace"), "codeValue": body.get("codeValue")}
+        by_path = {qf.paths[0].text: name for name, qf in self.query_fields.items() if qf.paths}
+        values: dict[str, Any] = {}
+        for path in self.identity_paths:
+            name = by_path.get(path.text, path.leaf)
+            value = path.value(body)
+            values[name] = None if value is MISSING else value
+        return values
+
+    # -- references --------------------------------------------------------------------------
+    def resolve_references(self, body: Mapping[str, Any]) -> list[ResolvedReference]:
+        """Every document and descriptor reference in ``body``, de-duplicated by target."""
+        found: dict[str, ResolvedReference] = {}
+        for spec in self.references:
+            for location, identity in spec.identities(body):
+                ref = ResolvedReference(spec.target_project, spec.target, identity, location)
+                found.setdefault(ref.referential_id, ref)
+        for dspec in self.descriptor_references:
+            for location, value in iter_locations(body, dspec.path):
+                if isinstance(value, str):
+                    ref = ResolvedReference(
+                        dspec.target_project, dspec.target, {"uri": value}, location
+                    )
+                    found.setdefault(ref.referential_id, ref)
+        return list(found.values())
+
+    def rewrite_references(
+        self, body: Any, target: tuple[str, str], old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> bool:
+        """Rewrite references to ``target`` (project, name) whose values equal ``old``."""
+        changed = False
+        for spec in self.references:
+            if (spec.target_project, spec.target) == target:
+                changed |= spec.rewrite(body, old, new)
+        return changed
+
+    # -- validation --------------------------------------------------------------------------
+    def _compiled(self) -> Any:
+        with self._validator_lock:
+            if self._validator is None:
+                self._validator = jsonschema_rs.validator_for(
+                    self.json_schema, validate_formats=True
+                )
+            return self._validator
+
+    def validate(self, body: Mapping[str, Any]) -> None:
+        """Check ``body`` against ``jsonSchemaForInsert`` and ``equalityConstraints``.
+
+        Raises :class:`DataValidationError` listing every problem by JSON path.
+        """
+        validator = self._compiled()
+        problems: dict[str, list[str]] = {}
+        if not validator.is_valid(body):
+            for error in validator.iter_errors(body):
+                path, message = _describe(error)
+                problems.setdefault(path, []).append(message)
+        for source, target in self.equality_constraints:
+            values = source.values(body) + target.values(body)
+            distinct = {canonical_hash(v) for v in values}
+            if len(distinct) > 1:
+                shown = ", ".join(sorted({repr(v) for v in values}))
+                problems.setdefault(source.text, []).append(
+                    f"All values supplied for '{source.leaf}' must match. Review all references "
+                    f"(including those higher up in the resource's data) and align the following "
+                    f"conflicting values: {shown}"
+                )
+        if problems:
+            raise DataValidationError(
+                "Data validation failed. See 'validationErrors' for details.",
+                validation_errors=problems,
+            )
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    location = "$" + "".join(
+        f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.instance_path
+    )
+    kind = error.kind
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+        return f"{location}.{kind.property}", f"{kind.property} is required."
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+        names = ", ".join(kind.unexpected)
+        return location, f"Unexpected member(s) not allowed here: {names}."
+    return location, str(error.message)
+
+
+class ResourceModel:
+    """All resources of one or more ApiSchema projects, by endpoint and by resource name."""
+
+    def __init__(
+        self, specs: list[ResourceSpec], source: str, projects: Mapping[str, str] | None = None
+    ) -> None:
+        self.source = source
+        #: Project name → version (``{"Ed-Fi": "5.1.0"}``), as the ApiSchema declares them.
+        self.projects = dict(projects or {})
+        self._by_endpoint: dict[tuple[str, str], ResourceSpec] = {}
+        self._by_name: dict[tuple[str, str], ResourceSpec] = {}
+        self._by_collection: dict[str, ResourceSpec] = {}
+        for spec in specs:
+            self._by_endpoint[(spec.project_endpoint, spec.endpoint.lower())] = spec
+            self._by_name[(spec.project, spec.resource_name)] = spec
+            self._by_collection[spec.collection] = spec
+        self._project_endpoints = sorted({spec.project_endpoint for spec in specs})
+
+    def __len__(self) -> int:
+        return len(self._by_collection)
+
+    def __iter__(self) -> Iterator[ResourceSpec]:
+        return iter(self._by_collection.values())
+
+    @property
+    def project_endpoints(self) -> list[str]:
+        """The URL names of the projects (``ed-fi``)."""
+        return self._project_endpoints
+
+    def find(self, project_endpoint: str, endpoint: str) -> ResourceSpec | None:
+        """The resource served at ``/data/{project_endpoint}/{endpoint}`` (case-insensitive)."""
+        return self._by_endpoint.get((project_endpoint.lower(), endpoint.lower()))
+
+    def by_name(self, project: str, resource_name: str) -> ResourceSpec | None:
+        """The resource with this project and resource name (``Ed-Fi``, ``Session``)."""
+        return self._by_name.get((project, resource_name))
+
+    def by_collection(self, collection: str) -> ResourceSpec | None:
+        """The resource stored in ``collection`` (``ed-fi:sessions``), if it is a model resource."""
+        return self._by_collection.get(collection)
+
+    def dependency_order(self) -> list[ResourceSpec]:
+        """Resources ordered so that every resource comes after those it references."""
+        ordered: list[ResourceSpec] = []
+        state: dict[str, int] = {}
+        subclasses: dict[tuple[str, str], list[ResourceSpec]] = {}
+        for spec in self:
+            if spec.superclass is not None:
+                subclasses.setdefault(spec.superclass[:2], []).append(spec)
+
+        def targets(spec: ResourceSpec) -> Iterator[ResourceSpec]:
+            keys = [(r.target_project, r.target) for r in spec.references]
+            keys += [(d.target_project, d.target) for d in spec.descriptor_references]
+            for key in keys:
+                found = self._by_name.get(key)
+                if found is not None:
+                    yield found
+                yield from subclasses.get(key, [])
+
+        def visit(spec: ResourceSpec) -> None:
+            mark = state.get(spec.collection, 0)
+            if mark:
+                return
+            state[spec.collection] = 1
+            for dependency in sorted(targets(spec), key=lambda s: s.collection):
+                if dependency is not spec:
+                    visit(dependency)
+            state[spec.collection] = 2
+            ordered.append(spec)
+
+        for spec in sorted(self, key=lambda s: s.collection):
+            visit(spec)
+        return ordered
+
+
+def _project_specs(project_endpoint: str, project: dict[str, Any]) -> list[ResourceSpec]:
+    project_name = project.get("projectName", project_endpoint)
+    specs = []
+    for endpoint, raw in project.get("resourceSchemas", {}).items():
+        identity_texts = list(raw.get("identityJsonPaths", []))
+        identity_set = set(identity_texts)
+        references: list[ReferenceSpec] = []
+        descriptors: list[DescriptorReferenceSpec] = []
+        for name, mapping in raw.get("documentPathsMapping", {}).items():
+            if not mapping.get("isReference"):
+                continue
+            target_project = mapping.get("projectName", project_name)
+            if mapping.get("isDescriptor"):
+                path = parse_path(mapping["path"])
+                descriptors.append(
+                    DescriptorReferenceSpec(
+                        name,
+                        target_project,
+                        mapping["resourceName"],
+                        path,
+                        path.text in identity_set,
+                    )
+                )
+                continue
+            pairs = mapping.get("referenceJsonPaths", [])
+            if not pairs:
+                continue
+            ref_paths = [parse_path(p["referenceJsonPath"]) for p in pairs]
+            parents = {p.parent.text for p in ref_paths}
+            if len(parents) != 1:
+                raise ConfigurationError(
+                    f"{endpoint}.{name}: reference paths do not share one object: {sorted(parents)}"
+                )
+            fields = tuple(
+                sorted(
+                    (rp.leaf, p["identityJsonPath"]) for rp, p in zip(ref_paths, pairs, strict=True)
+                )
+            )
+            references.append(
+                ReferenceSpec(
+                    name=name,
+                    target_project=target_project,
+                    target=mapping["resourceName"],
+                    object_path=ref_paths[0].parent,
+                    fields=fields,
+                    in_identity=any(rp.text in identity_set for rp in ref_paths),
+                )
+            )
+        query_fields = {
+            name: QueryField(
+                name,
+                tuple(parse_path(entry["path"]) for entry in entries),
+                entries[0].get("type", "string") if entries else "string",
+            )
+            for name, entries in raw.get("queryFieldMapping", {}).items()
+        }
+        superclass = None
+        if raw.get("isSubclass") and raw.get("superclassResourceName"):
+            super_path = raw.get("superclassIdentityJsonPath")
+            superclass = (
+                raw.get("superclassProjectName", project_name),
+                raw["superclassResourceName"],
+                parse_path(super_path) if super_path else None,
+            )
+        specs.append(
+            ResourceSpec(
+                project=project_name,
+                project_endpoint=project_endpoint.lower(),
+                resource_name=raw["resourceName"],
+                endpoint=endpoint,
+                identity_paths=tuple(parse_path(p) for p in identity_texts),
+                allow_identity_updates=bool(raw.get("allowIdentityUpdates")),
+                is_descriptor=bool(raw.get("isDescriptor")),
+                references=tuple(references),
+                descriptor_references=tuple(descriptors),
+                json_schema=raw.get("jsonSchemaForInsert") or {"type": "object"},
+                query_fields=query_fields,
+                equality_constraints=tuple(
+                    (parse_path(c["sourceJsonPath"]), parse_path(c["targetJsonPath"]))
+                    for c in raw.get("equalityConstraints", [])
+                ),
+                superclass=superclass,
+            )
+        )
+    return specs
+
+
+def load_model(source: str | Path | Mapping[str, Any] | None = None) -> ResourceModel:
+    """Load an Ed-Fi ApiSchema (a file path, or the parsed JSON); ``None`` loads the sample model.
+
+    Raises :class:`ConfigurationError` when the file is missing, not JSON or not an ApiSchema.
+    """
+    if source is None:
+        text = resources.files("tidemark.store").joinpath(SAMPLE_MODEL).read_bytes()
+        data, label = parse_json(text), f"tidemark sample model ({SAMPLE_MODEL})"
+    elif isinstance(source, Mapping):
+        data, label = dict(source), "<in-memory ApiSchema>"
+    else:
+        path = Path(source)
+        try:
+            data = parse_json(path.read_bytes())
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read ApiSchema {path}: {exc}") from exc
+        except ValueError as exc:
+            raise ConfigurationError(f"ApiSchema {path} is not valid JSON: {exc}") from exc
+        label = str(path)
+    projects = data.get("projectSchemas") if isinstance(data, dict) else None
+    if not isinstance(projects, dict) or not projects:
+        raise ConfigurationError(f"{label} is not an Ed-Fi ApiSchema: no 'projectSchemas'")
+    specs: list[ResourceSpec] = []
+    versions: dict[str, str] = {}
+    try:
+        for project_endpoint, project in projects.items():
+            specs.extend(_project_specs(project_endpoint, project))
+            versions[project.get("projectName", project_endpoint)] = str(
+                project.get("projectVersion", "")
+            )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigurationError(f"{label}: malformed ApiSchema ({exc!r})") from exc
+    return ResourceModel(specs, label, versions)

@@ -1,0 +1,130 @@
+"""Values the store returns: documents with their stamps, write outcomes, tombstones, history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from tidemark.core import EntityTag, iso_utc, version_etag
+
+T = TypeVar("T")
+
+
+def stamp_text(moment: datetime) -> str:
+    """How the store writes a timestamp: ISO-8601 UTC with milliseconds and ``Z`` (sortable)."""
+    return iso_utc(moment, timespec="milliseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """A document as stored, with its representation stamps.
+
+    ``body`` never contains the server members (``id``, ``_etag``, ``_lastModifiedDate``); use
+    :meth:`representation` for what the Ed-Fi API returns.
+    """
+
+    collection: str
+    id: str
+    body: dict[str, Any]
+    content_version: int
+    content_last_modified_at: datetime
+    identity_version: int
+    identity_last_modified_at: datetime
+    content_hash: str
+    created_at: datetime
+
+    @property
+    def etag(self) -> EntityTag:
+        """The strong entity tag of this representation (derived from ``content_version``)."""
+        return version_etag(self.content_version)
+
+    @property
+    def last_modified(self) -> str:
+        """``content_last_modified_at`` as ISO-8601 UTC ending in ``Z`` (millisecond precision)."""
+        return stamp_text(self.content_last_modified_at)
+
+    def representation(self) -> dict[str, Any]:
+        """The Ed-Fi representation: ``id``, the body, ``_etag`` and ``_lastModifiedDate``."""
+        return {
+            "id": self.id,
+            **self.body,
+            "_etag": self.etag.value,
+            "_lastModifiedDate": self.last_modified,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """The result of a write: the current document, whether it was created, whether it changed.
+
+    A write whose canonical body equals the stored one has ``changed=False`` and returns the
+    stored stamps untouched.
+    """
+
+    document: StoredDocument
+    created: bool
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """What a delete leaves: the change version it allocated and the document's natural key."""
+
+    collection: str
+    id: str
+    change_version: int
+    deleted_at: datetime
+    key_values: dict[str, Any] | None
+    last_content_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A previous representation and the interval during which it was current.
+
+    ``valid_from``/``valid_to`` are its ``_lastModifiedDate`` and the time it was replaced;
+    ``content_version`` its own version and ``superseded_by`` the version that replaced it (the
+    tombstone's version when ``deleted``).
+    """
+
+    collection: str
+    id: str
+    body: dict[str, Any]
+    content_version: int
+    valid_from: datetime
+    valid_to: datetime
+    superseded_by: int
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of results, with the total count when it was asked for."""
+
+    items: list[T]
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """A document's natural key change within a window: the first old and the last new values."""
+
+    collection: str
+    id: str
+    change_version: int
+    old_key_values: dict[str, Any]
+    new_key_values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeVersions:
+    """The change versions a Change Queries client can ask for.
+
+    ``newest`` never exceeds a version below which an allocated version is still uncommitted,
+    so a client that stores it as its watermark misses nothing; ``oldest`` is the smallest
+    version whose changes are still retained (0 when nothing has been purged).
+    """
+
+    oldest: int
+    newest: int

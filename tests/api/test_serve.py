@@ -1,0 +1,79 @@
+"""`tidemark serve` as users run it: a real process on loopback, secure defaults."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import wait_until
+from tidemark.api import ServerSettings, is_loopback
+from tidemark.core import ConfigurationError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tidemark_command() -> list[str]:
+    exe = Path(sys.executable).parent / "tidemark"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "tidemark.cli"]
+
+
+def test_non_loopback_without_credentials_is_refused():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    with pytest.raises(ConfigurationError, match="non-loopback"):
+        ServerSettings(host="0.0.0.0").check()
+    ServerSettings(host="0.0.0.0", clients=["key:secret"]).check()
+
+
+def test_serve_refuses_a_public_bind_and_exits_with_an_error(tmp_path: Path):
+    result = subprocess.run(
+        [*tidemark_command(), "serve", "--host", "0.0.0.0", "--db", str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "non-loopback" in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_serve_runs_on_the_sqlite_default_and_persists(tmp_path: Path):
+    port = free_port()
+    process = subprocess.Popen(
+        [*tidemark_command(), "serve", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(base + "/", timeout=0.5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=30, interval=0.05, message="tidemark serve answers")
+        created = httpx.post(
+            base + "/data/ed-fi/schools", json={"schoolId": 1, "nameOfInstitution": "A"}, timeout=5
+        )
+        assert created.status_code == 201
+        assert httpx.get(created.headers["location"], timeout=5).json()["schoolId"] == 1
+    finally:
+        process.terminate()
+        _out, err = process.communicate(timeout=30)
+    assert (tmp_path / "tidemark.db").exists()
+    assert '"component":"access"' in err
