@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tidemark.store import open_store
 from tests.store import samples
 from tests.support import ServerProcess, wait_until
+from tidemark.store import open_store
 
 SESSIONS = "/data/ed-fi/sessions"
 
@@ -204,19 +204,21 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(crash_db: str, tmp_pa
 
 @pytest.mark.postgres
 def test_workers_share_one_postgresql_database(pg_dsn: str, tmp_path: Path):
-    with ServerProcess("--db", pg_dsn, "--workers", "2", "--log-text", cwd=tmp_path) as server:
-        with httpx.Client(base_url=server.base_url, timeout=10) as http:
-            versions = []
-            for i in range(40):
-                response = http.post("/data/ed-fi/schools", json=samples.school(i + 1))
-                assert response.status_code == 201
-                versions.append(_version(response))
-            assert len(set(versions)) == 40
-            assert len(http.get("/data/ed-fi/schools", params={"limit": 100}).json()) == 40
-            metrics = http.get("/metrics").text
-            total = sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in metrics.splitlines()
-                if line.startswith("tidemark_journal_rows_total")
-            )
-            assert total == 40  # aggregated over both workers
+    with (
+        ServerProcess("--db", pg_dsn, "--workers", "2", "--log-text", cwd=tmp_path) as server,
+        httpx.Client(base_url=server.base_url, timeout=10) as http,
+    ):
+        versions = []
+        for i in range(40):
+            response = http.post("/data/ed-fi/schools", json=samples.school(i + 1))
+            assert response.status_code == 201
+            versions.append(_version(response))
+        assert len(set(versions)) == 40
+        assert len(http.get("/data/ed-fi/schools", params={"limit": 100}).json()) == 40
+        metrics = http.get("/metrics").text
+        total = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("tidemark_journal_rows_total")
+        )
+        assert total == 40  # aggregated over both workers

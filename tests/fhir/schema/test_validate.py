@@ -451,7 +451,7 @@ def test_validating_all_us_core_examples_finds_no_errors(validator, us_core):
     path = require_data("fhir/hl7.fhir.us.core-6.1.0.tgz")
     with tarfile.open(path) as archive:
         examples = [
-            orjson.loads(archive.extractfile(m).read())  # type: ignore[union-attr]
+            orjson.loads(archive.extractfile(m).read())
             for m in archive.getmembers()
             if m.name.startswith("package/example/") and m.name.endswith(".json")
         ]
