@@ -33,6 +33,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 PAGING_PARAMETERS = ("limit", "offset", "totalCount")
 WINDOW_PARAMETERS = ("minChangeVersion", "maxChangeVersion")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Numbers the databases can compare (64-bit signed integers).
+MAX_INTEGER = 2**63 - 1
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
 _TIME = re.compile(r"^\d{2}:\d{2}:\d{2}$")
 
 
@@ -90,7 +93,7 @@ def parse_paging(params: Mapping[str, str], settings: ServerSettings, errors: li
     total_count = False
     if "limit" in params:
         raw = params["limit"]
-        if raw.isdigit() and 0 <= int(raw) <= settings.max_page_size:
+        if _DIGITS.match(raw) and 0 <= int(raw) <= settings.max_page_size:
             limit = int(raw)
         else:
             errors.append(
@@ -98,7 +101,7 @@ def parse_paging(params: Mapping[str, str], settings: ServerSettings, errors: li
             )
     if "offset" in params:
         raw = params["offset"]
-        if raw.isdigit():
+        if _DIGITS.match(raw) and int(raw) <= MAX_INTEGER:
             offset = int(raw)
         else:
             errors.append("Offset must be a numeric value greater than or equal to 0.")
@@ -133,7 +136,7 @@ def parse_window(params: Mapping[str, str], errors: list[str]) -> Window:
         raw = params.get(name)
         if raw is None:
             values[name] = None
-        elif raw.isdigit():
+        elif _DIGITS.match(raw) and int(raw) <= MAX_INTEGER:
             values[name] = int(raw)
         else:
             values[name] = None
@@ -147,13 +150,16 @@ def parse_window(params: Mapping[str, str], errors: list[str]) -> Window:
 def _query_value(name: str, kind: str, raw: str, errors: list[str]) -> Any:
     if kind == "number":
         try:
-            return int(raw)
+            number: int | float = int(raw)
         except ValueError:
             try:
-                return float(raw)
+                number = float(raw)
             except ValueError:
-                errors.append(f"The value '{raw}' is not valid for {name}: a number is required.")
-                return None
+                number = float("nan")
+        if number != number or abs(number) > MAX_INTEGER:  # NaN, infinities and huge values
+            errors.append(f"The value '{raw[:40]}' is not valid for {name}: a number is required.")
+            return None
+        return number
     if kind == "boolean":
         if raw.lower() in ("true", "false"):
             return raw.lower() == "true"

@@ -93,7 +93,12 @@ def _paths_for(spec: ResourceSpec, max_page_size: int) -> dict[str, Any]:
         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
         {"name": "totalCount", "in": "query", "schema": {"type": "boolean"}},
     ]
-    list_params += [
+    window_params: list[dict[str, Any]] = [
+        {"name": "minChangeVersion", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        {"name": "maxChangeVersion", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    ]
+    feed_params = list_params + window_params
+    list_params = feed_params + [
         {"name": qf.name, "in": "query", "schema": _QUERY_TYPES.get(qf.type, {"type": "string"})}
         for qf in spec.query_fields.values()
     ]
@@ -164,6 +169,36 @@ def _paths_for(spec: ResourceSpec, max_page_size: int) -> dict[str, Any]:
                 },
             },
         },
+        f"{base}/deletes": {
+            "get": {
+                "operationId": f"get_{name}_deletes",
+                "tags": tag,
+                "summary": f"Deleted {spec.resource_name} documents in a change-version window",
+                "parameters": feed_params,
+                "responses": {
+                    "200": {
+                        "description": "Deletions",
+                        "content": {"application/json": {"schema": {"type": "array"}}},
+                    },
+                    **_problem_responses(400, 401, 404, 410),
+                },
+            }
+        },
+        f"{base}/keyChanges": {
+            "get": {
+                "operationId": f"get_{name}_key_changes",
+                "tags": tag,
+                "summary": f"Natural-key changes of {spec.resource_name} documents in a window",
+                "parameters": feed_params,
+                "responses": {
+                    "200": {
+                        "description": "Key changes",
+                        "content": {"application/json": {"schema": {"type": "array"}}},
+                    },
+                    **_problem_responses(400, 401, 404, 410),
+                },
+            }
+        },
         f"{base}/{{id}}/history": {
             "get": {
                 "operationId": f"get_{name}_history",
@@ -206,6 +241,40 @@ def openapi_document(
         schemas[name] = _insert_schema(spec)
         schemas[f"{name}_representation"] = _representation_schema(name)
         paths.update(_paths_for(spec, max_page_size))
+    paths["/changeQueries/v1/availableChangeVersions"] = {
+        "get": {
+            "operationId": "get_available_change_versions",
+            "tags": ["changeQueries"],
+            "responses": {
+                "200": {
+                    "description": "The oldest and newest change versions",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["oldestChangeVersion", "newestChangeVersion"],
+                                "properties": {
+                                    "oldestChangeVersion": {"type": "integer"},
+                                    "newestChangeVersion": {"type": "integer"},
+                                },
+                            }
+                        }
+                    },
+                },
+                **_problem_responses(401),
+            },
+        }
+    }
+    paths["/health"] = {
+        "get": {
+            "operationId": "get_health",
+            "tags": ["operation"],
+            "responses": {
+                "200": {"description": "Healthy"},
+                "503": {"description": "Database unreachable"},
+            },
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {

@@ -1,0 +1,191 @@
+"""A page of 100 changes from a store holding 10,000 vs 1,000,000 journal rows.
+
+Change Queries select "journal + verify": journal rows of the window in version order, kept when
+the document still has that version, until the page is full. The page's cost should follow the
+page, not the size of the journal. Target: the 1M page time within 1.5x of the 10k page time.
+
+The stores are filled in bulk with SQL through the store's own engine (triggers write the journal
+exactly as for API writes); every tenth document is updated once so the journal holds stale rows
+that the verify step must skip. Then pages are read through ``Store.changes``.
+
+Run: ./dev bench change_queries [--small N] [--large N] [--pg DSN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import print_table
+from tidemark.core import canonical_bytes, content_hash
+from tidemark.store import Store, open_store
+
+STAMP = "2025-01-01T00:00:00.000Z"
+COLLECTION = "ed-fi:classPeriods"
+
+
+def _rows(start: int, count: int) -> list[tuple[Any, ...]]:
+    rows = []
+    for n in range(start, start + count):
+        body = canonical_bytes(
+            {"classPeriodName": f"P{n}", "schoolReference": {"schoolId": 1}}
+        ).decode()
+        key = canonical_bytes({"classPeriodName": f"P{n}", "schoolId": 1}).decode()
+        version = n + 1
+        rows.append(
+            (
+                COLLECTION,
+                uuid.uuid4().hex,
+                body,
+                content_hash(body),
+                key,
+                version,
+                STAMP,
+                version,
+                STAMP,
+                STAMP,
+            )
+        )
+    return rows
+
+
+async def fill(store: Store, documents: int, chunk: int = 20_000) -> int:
+    """Insert ``documents`` documents and update every tenth once; returns journal rows."""
+
+    def insert(rows: list[tuple[Any, ...]]) -> Any:
+        def work(tx: Any) -> None:
+            tx.executemany(
+                "INSERT INTO documents (collection, id, body, content_hash, key_values, content_version, "
+                "content_modified_at, identity_version, identity_modified_at, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        return work
+
+    for start in range(0, documents, chunk):
+        await store.engine.write(insert(_rows(start, min(chunk, documents - start))))
+    updates = documents // 10
+    base = documents
+
+    def update(tx: Any) -> None:
+        # every tenth document gets a new version: its first journal row becomes stale
+        tx.executemany(
+            "UPDATE documents SET content_version = ?, body = body WHERE content_version = ? AND collection = ?",
+            [(base + i + 1, i * 10 + 1, COLLECTION) for i in range(updates)],
+        )
+
+    await store.engine.write(update)
+    top = base + updates
+
+    def set_counter(tx: Any) -> None:
+        if tx.engine_name == "sqlite":
+            tx.execute("UPDATE change_version_counter SET value = ?", (top,))
+        else:
+            tx.execute("SELECT setval('change_version_seq', ?)", (top,))
+
+    await store.engine.write(set_counter)
+    return documents + updates
+
+
+async def page_times(store: Store, newest: int, repeat: int = 30) -> dict[str, float]:
+    """Median milliseconds for a page of 100 at the start, middle and end of the journal."""
+    windows = {"first page": 1, "middle": newest // 2, "newest 100": max(1, newest - 99)}
+    result = {}
+    for label, low in windows.items():
+        samples = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            page = await store.changes(COLLECTION, min_version=low, limit=100)
+            samples.append((time.perf_counter() - started) * 1000)
+            assert len(page.items) == 100 or label == "newest 100"
+        result[label] = statistics.median(samples)
+    return result
+
+
+async def measure(url: str, documents: int) -> tuple[int, dict[str, float]]:
+    store = await open_store(url)
+    try:
+        journal = await fill(store, documents)
+        return journal, await page_times(store, journal)
+    finally:
+        await store.close()
+
+
+def pg_schema_dsn(dsn: str, schema: str) -> str:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--small", type=int, default=9_091, help="documents of the small store (~10k journal rows)"
+    )
+    parser.add_argument(
+        "--large", type=int, default=909_091, help="documents of the large store (~1M journal rows)"
+    )
+    parser.add_argument("--pg", default=None, help="also measure PostgreSQL at this DSN")
+    args = parser.parse_args()
+    rows: list[list[Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        engines: list[tuple[str, Callable[[str], str], str | None]] = [
+            ("sqlite", lambda name: f"{tmp}/{name}.db", None)
+        ]
+        if args.pg:
+            pg: str = args.pg
+            engines.append(
+                ("postgresql", lambda name: pg_schema_dsn(pg, f"bench_cq_{name}_{os.getpid()}"), pg)
+            )
+        for engine, url_for, dsn in engines:
+            try:
+                small_rows, small = asyncio.run(measure(url_for("small"), args.small))
+                large_rows, large = asyncio.run(measure(url_for("large"), args.large))
+            finally:
+                if dsn:
+                    drop_schema(dsn, f"bench_cq_small_{os.getpid()}")
+                    drop_schema(dsn, f"bench_cq_large_{os.getpid()}")
+            for label in small:
+                rows.append(
+                    [
+                        engine,
+                        label,
+                        small_rows,
+                        small[label],
+                        large_rows,
+                        large[label],
+                        f"{large[label] / small[label]:.2f}x",
+                    ]
+                )
+    print_table(
+        "change_queries: median ms for one page of 100 live changes (Store.changes, journal + verify)",
+        ["engine", "window", "journal rows", "page ms", "journal rows", "page ms", "large/small"],
+        rows,
+    )
+    print("\ntarget: the 1M page time within 1.5x of the 10k page time")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""POST and GET throughput through a real `tidemark serve` on loopback, with latency percentiles.
+
+Starts the server as a subprocess (SQLite file, then PostgreSQL), drives it with an asyncio
+httpx client at a fixed concurrency, and prints requests/s with p50/p99 latencies for POST
+(creates) and GET by id. Client and server share this machine's cores.
+
+Run: ./dev bench http_load [--requests N] [--concurrency C] [--pg DSN | --no-pg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import percentile, print_table
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(db: str, workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    exe = Path(sys.executable).parent / "tidemark"
+    log = open(Path(workdir) / f"serve-{port}.log", "wb")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [str(exe), "serve", "--db", db, "--port", str(port)], stdout=log, stderr=log, cwd=workdir
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/health", timeout=0.5).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(
+        f"tidemark serve did not start: {(Path(workdir) / f'serve-{port}.log').read_text()}"
+    )
+
+
+async def drive(
+    base: str, bodies: list[Any], method: str, concurrency: int, ids: list[str]
+) -> tuple[float, list[float], list[str]]:
+    latencies: list[float] = []
+    created: list[str] = []
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for item in bodies:
+        queue.put_nowait(item)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+
+        async def worker() -> None:
+            while True:
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                started = time.perf_counter()
+                if method == "POST":
+                    response = await http.post("/data/ed-fi/schools", json=item)
+                    if response.status_code != 201:
+                        raise RuntimeError(response.text)
+                    created.append(response.headers["location"].rsplit("/", 1)[1])
+                else:
+                    response = await http.get(f"/data/ed-fi/schools/{item}")
+                    if response.status_code != 200:
+                        raise RuntimeError(response.text)
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return len(bodies) / elapsed, latencies, created
+
+
+def run(engine: str, db: str, workdir: str, requests: int, concurrency: int) -> list[list[Any]]:
+    process, base = start_server(db, workdir)
+    try:
+        bodies = [
+            {"schoolId": i + 1, "nameOfInstitution": f"School {i + 1}"} for i in range(requests)
+        ]
+        post_rate, post_lat, created = asyncio.run(drive(base, bodies, "POST", concurrency, []))
+        reads = [random.choice(created) for _ in range(requests)]
+        get_rate, get_lat, _ = asyncio.run(drive(base, reads, "GET", concurrency, created))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return [
+        [
+            engine,
+            "POST (create)",
+            requests,
+            concurrency,
+            post_rate,
+            percentile(post_lat, 50),
+            percentile(post_lat, 99),
+        ],
+        [
+            engine,
+            "GET by id",
+            requests,
+            concurrency,
+            get_rate,
+            percentile(get_lat, 50),
+            percentile(get_lat, 99),
+        ],
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("TIDEMARK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument("--no-pg", action="store_true")
+    args = parser.parse_args()
+    rows: list[list[Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += run("sqlite", str(Path(tmp) / "load.db"), tmp, args.requests, args.concurrency)
+        if not args.no_pg:
+            import psycopg
+
+            schema = f"bench_http_{os.getpid()}"
+            with psycopg.connect(args.pg, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA "{schema}"')
+            try:
+                dsn = f"{args.pg}{'&' if '?' in args.pg else '?'}options=-csearch_path%3D{schema}"
+                rows += run("postgresql", dsn, tmp, args.requests, args.concurrency)
+            finally:
+                with psycopg.connect(args.pg, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    print_table(
+        "http_load: tidemark serve on loopback, asyncio httpx client",
+        ["engine", "request", "requests", "concurrency", "req/s", "p50 ms", "p99 ms"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
