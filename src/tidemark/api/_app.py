@@ -23,7 +23,7 @@ from tidemark.core import (
 )
 from tidemark.store import Store, open_store
 
-from . import _edfi
+from . import _edfi, _fhir
 from ._openapi import openapi_document
 from ._responses import FastJSONResponse, correlation_id, problem
 from ._settings import ServerSettings
@@ -166,6 +166,7 @@ def create_app(
     for group in extra_routes:
         routes.extend(group())
     routes.extend(_edfi.routes())
+    routes.extend(_fhir.routes())
     handlers: dict[Any, Any] = {
         HTTPException: _http_error,
         TidemarkError: _tidemark_error,
