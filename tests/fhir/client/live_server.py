@@ -66,7 +66,9 @@ class ThreadedServer:
             access_log=False,
         )
         server = uvicorn.Server(config)
-        sock = socket.socket()
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and
+        # without it every small response waits ~40 ms for a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self._server = server
