@@ -49,6 +49,17 @@ async def test_file_add_change_and_delete_are_tracked_by_polling(
     assert events.pending() == 0
 
 
+async def test_a_rename_is_one_deletion_and_one_creation_in_the_same_poll(
+    folder: Path, provider_factory: ProviderFactory
+) -> None:
+    (folder / "before.fume").write_text("same text", encoding="utf-8")
+    (folder / "stays.fume").write_text("stays", encoding="utf-8")
+    provider = await provider_factory(folder=folder)
+    (folder / "before.fume").rename(folder / "after.fume")
+    await provider.poll_files()
+    assert provider.get_mapping_keys() == ["after", "stays"]
+
+
 async def test_json_key_reordering_is_a_change_but_rewriting_the_same_text_is_not(
     folder: Path, provider_factory: ProviderFactory
 ) -> None:
