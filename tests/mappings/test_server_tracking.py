@@ -156,6 +156,18 @@ async def test_alias_concept_map_304_200_and_410(
     assert provider.get_aliases()["late"] == "http://example.org/late"
 
 
+async def test_a_discovered_concept_map_that_loses_its_fume_context_is_dropped(
+    server: ThreadedServer, writer: FhirWriter, provider_factory: ProviderFactory
+) -> None:
+    await writer.put(alias_concept_map("al", {"k": "v"}))
+    provider = await provider_factory(server_url=server.fhir)
+    assert provider.get_aliases()["k"] == "v"
+    await writer.put({**alias_concept_map("al", {"k": "v"}), "useContext": []})
+    await provider.poll_server()
+    assert provider.get_alias_resource_id() is None
+    assert "k" not in provider.get_aliases()
+
+
 async def test_a_configured_alias_id_that_is_404_stays_configured_and_is_picked_up_later(
     server: ThreadedServer, writer: FhirWriter, provider_factory: ProviderFactory
 ) -> None:

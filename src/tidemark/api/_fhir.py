@@ -672,14 +672,16 @@ def _versions(
         versions.append(
             {"version": entry.content_version, "at": entry.valid_from, "body": entry.body}
         )
+    # Every live version is reported as the PUT that reproduces it (replaying the history as a
+    # transaction then recreates the same ids); 201 marks the versions that created the resource.
     for index, version in enumerate(versions):
         older = versions[index + 1] if index + 1 < len(versions) else None
         if version["body"] is None:
-            version["method"] = "DELETE"
+            version["method"], version["status"] = "DELETE", "204 No Content"
         elif older is None or older["body"] is None:
-            version["method"] = "POST"
+            version["method"], version["status"] = "PUT", "201 Created"
         else:
-            version["method"] = "PUT"
+            version["method"], version["status"] = "PUT", "200 OK"
     return versions
 
 
@@ -692,12 +694,9 @@ def _history_entry(
         entry["resource"] = representation(
             resource_type, id, version["body"], version["version"], version["at"]
         )
-    entry["request"] = {
-        "method": method,
-        "url": resource_type if method == "POST" else f"{resource_type}/{id}",
-    }
+    entry["request"] = {"method": method, "url": f"{resource_type}/{id}"}
     entry["response"] = {
-        "status": {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}[method],
+        "status": version["status"],
         "etag": version_etag(version["version"], weak=True).header(),
         "lastModified": instant(version["at"]),
     }

@@ -49,7 +49,7 @@ from ._folder import (
     LoadReport,
     load_files,
 )
-from ._fume import FILE_KEY, SERVER_KEY, concept_map_aliases
+from ._fume import FILE_KEY, SERVER_KEY, concept_map_aliases, is_alias_concept_map
 from ._model import (
     AliasEntry,
     Mapping,
@@ -533,11 +533,17 @@ class MappingProvider:
         result = await server.read_alias_concept_map(self._alias_id, self._alias_version)
         if result.status == 304:
             return False
-        if result.status == 200 and result.resource is not None:
+        discovered = self.config.alias_concept_map_id is None
+        # A discovered ConceptMap that lost its FUME useContext is no longer the alias one.
+        if (
+            result.status == 200
+            and result.resource is not None
+            and (not discovered or is_alias_concept_map(result.resource))
+        ):
             self._take_alias_concept_map(result.resource, result.version)
             return True
         # 404 / 410: the ConceptMap is gone. Forget a discovered id, then refresh fully.
-        if self.config.alias_concept_map_id is None:
+        if discovered:
             log.info("alias ConceptMap is gone; searching for another", id=self._alias_id)
             self._alias_id = None
         self._alias_version = None
