@@ -19,6 +19,18 @@ from tests.api.fhir_support import (  # noqa: F401
     patient,
 )
 from tests.support import require_data
+from tidemark.core import (
+    BadRequestError,
+    ConflictError,
+    GoneError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PreconditionFailedError,
+    TidemarkError,
+    UnprocessableError,
+    UnsupportedMediaTypeError,
+)
 
 
 def _http_date(moment: datetime) -> str:
@@ -460,3 +472,38 @@ def test_facade_over_a_real_uvicorn_server_on_loopback(
         bundle = http.get("/Patient", params={"_id": "p1"}).json()
         assert bundle["total"] == 1
         assert bundle["entry"][0]["fullUrl"] == f"{server.fhir}/Patient/p1"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (BadRequestError("bad"), 400, "invalid"),
+        (NotFoundError("missing"), 404, "not-found"),
+        (MethodNotAllowedError("no"), 405, "not-supported"),
+        (ConflictError("conflict"), 409, "conflict"),
+        (GoneError("gone"), 410, "deleted"),
+        (PreconditionFailedError("stale"), 412, "conflict"),
+        (PayloadTooLargeError("big"), 413, "too-costly"),
+        (UnsupportedMediaTypeError("xml"), 415, "not-supported"),
+        (UnprocessableError("invalid"), 422, "processing"),
+        (TidemarkError("boom"), 500, "exception"),
+    ],
+)
+def test_every_error_becomes_an_operation_outcome_with_its_status(
+    error: TidemarkError, status: int, code: str
+) -> None:
+    from starlette.requests import Request
+
+    from tidemark.api._fhir import outcome_response
+
+    request = Request(
+        {"type": "http", "method": "GET", "path": "/fhir/x", "headers": [], "query_string": b""}
+    )
+    response = outcome_response(request, error)
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    outcome = orjson.loads(response.body)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == code
+    assert outcome["issue"][0]["severity"] == ("fatal" if status >= 500 else "error")
+    assert outcome["issue"][0]["diagnostics"] == error.detail

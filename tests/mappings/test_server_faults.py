@@ -270,3 +270,18 @@ async def test_a_server_down_at_start_up_does_not_fail_initialize_and_is_loaded_
             assert provider.get_alias_resource_id() == "al"
         finally:
             await provider.close()
+
+
+async def test_a_discovered_alias_concept_map_that_answers_404_is_forgotten_and_searched_again(
+    provider_factory: ProviderFactory,
+) -> None:
+    script = ScriptedServer()
+    script.concept_map = alias_concept_map("old", {"k": "old"}, meta={"versionId": "1"})
+    async with FaultServer(script) as server:
+        provider = await provider_factory(server_url=server.url)
+        assert provider.get_alias_resource_id() == "old"
+        script.concept_map = alias_concept_map("new", {"k": "new"}, meta={"versionId": "1"})
+        await provider.poll_server()  # GET ConceptMap/old → 404
+    assert provider.counters["conditional_reads_404"] == 1
+    assert provider.get_alias_resource_id() == "new"
+    assert provider.get_aliases()["k"] == "new"
