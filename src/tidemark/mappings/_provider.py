@@ -138,6 +138,7 @@ class MappingProvider:
         self._json_files: dict[str, _FileEntry] = {}
         self._alias_file: LoadedFile | None = None
         self._known: dict[str, FileSignature] = {}
+        self._problems: dict[str, FileSignature] = {}  # file name -> version last warned about
         self._server_maps: dict[str, ServerMapping] = {}
         self._structure_maps_since: str | None = None
         self._structure_maps_loaded = False
@@ -415,7 +416,7 @@ class MappingProvider:
         for loaded in report.loaded:
             listed = loaded.listed
             self._known[listed.name] = listed.signature
-            self._warnings.forget(("file-problem", listed.name))
+            self._problems.pop(listed.name, None)
             if listed.kind == "aliases":
                 for warning in loaded.warnings:
                     self._warnings.warn(
@@ -438,15 +439,18 @@ class MappingProvider:
             keys.add(listed.key)
         for listed, problem in report.problems:
             self.counters.increment("file_errors")
-            self._warnings.warn(
-                ("file-problem", listed.name, listed.signature),
-                "mapping file not taken; keeping the previous value and retrying next tick",
-                file=str(listed.path),
-                problem=problem,
-            )
+            # One warning per version of a broken file, not one per tick while it stays broken.
+            if self._problems.get(listed.name) != listed.signature:
+                self._problems[listed.name] = listed.signature
+                log.warning(
+                    "mapping file not taken; keeping the previous value and retrying next tick",
+                    file=str(listed.path),
+                    problem=problem,
+                )
         for name in [*removed, *(listed.name for listed in report.gone)]:
             kind_key = self._scanner.classify(name) if self._scanner else None
             self._known.pop(name, None)
+            self._problems.pop(name, None)
             if not isinstance(kind_key, tuple):
                 continue
             kind, key = kind_key
