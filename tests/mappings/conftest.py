@@ -108,6 +108,20 @@ class FhirWriter:
         await self.http.aclose()
 
 
+def value_of(provider: MappingProvider, key: str) -> Any:
+    """The cached value of ``key`` (fails the test when the key is not cached)."""
+    mapping = provider.get_mapping(key)
+    assert mapping is not None, f"{key} is not cached"
+    return mapping.value
+
+
+def text_of(provider: MappingProvider, key: str) -> str:
+    """The cached text of ``key`` (fails the test when the key is not cached)."""
+    mapping = provider.get_mapping(key)
+    assert mapping is not None, f"{key} is not cached"
+    return mapping.text
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Replace a file the safe way (temporary file + rename): readers see old or new, whole."""
     temporary = path.with_name(f".{path.name}.tmp")

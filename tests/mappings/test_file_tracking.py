@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mappings.conftest import FAST, ProviderFactory, write_atomic
+from tests.mappings.conftest import FAST, ProviderFactory, value_of, write_atomic
 from tests.support import async_wait_until
 from tidemark.core import Subscription, content_hash
 from tidemark.mappings import MappingEvent
@@ -66,7 +66,7 @@ async def test_json_key_reordering_is_a_change_but_rewriting_the_same_text_is_no
     write_atomic(folder / "codes.json", '{"b": 1, "a": [1, 2]}')
     provider = await provider_factory(folder=folder)
     events = provider.subscribe()
-    assert provider.get_mapping("codes").value == {"b": 1, "a": [1, 2]}  # type: ignore[union-attr]
+    assert value_of(provider, "codes") == {"b": 1, "a": [1, 2]}
 
     write_atomic(folder / "codes.json", '{"a": [1, 2], "b": 1}')  # same JSON value, new text
     await provider.poll_files()
@@ -104,10 +104,10 @@ async def test_json_mapping_values_can_be_any_json_and_are_handed_out_as_copies(
     write_atomic(folder / "number.json", "42")
     write_atomic(folder / "listing.json", '[{"a": 1}]')
     provider = await provider_factory(folder=folder)
-    assert provider.get_mapping("number").value == 42  # type: ignore[union-attr]
-    value = provider.get_mapping("listing").value  # type: ignore[union-attr]
+    assert value_of(provider, "number") == 42
+    value = value_of(provider, "listing")
     value[0]["a"] = "mutated"
-    assert provider.get_mapping("listing").value == [{"a": 1}]  # type: ignore[union-attr]
+    assert value_of(provider, "listing") == [{"a": 1}]
 
 
 async def test_a_half_written_json_file_keeps_the_previous_value_until_it_is_complete(
@@ -122,7 +122,7 @@ async def test_a_half_written_json_file_keeps_the_previous_value_until_it_is_com
     with caplog.at_level(logging.WARNING, logger="tidemark.mappings"):
         await provider.poll_files()
         await provider.poll_files()  # retried next tick, still broken: warned once
-    assert provider.get_mapping("config").value == {"version": 1}  # type: ignore[union-attr]
+    assert value_of(provider, "config") == {"version": 1}
     assert events.pending() == 0
     problems = [r for r in caplog.records if "not taken" in r.getMessage()]
     assert len(problems) == 1
@@ -132,7 +132,7 @@ async def test_a_half_written_json_file_keeps_the_previous_value_until_it_is_com
     await provider.poll_files()
     event = await _next_event(events)
     assert (event.action, event.key) == ("updated", "config")
-    assert provider.get_mapping("config").value == {"version": 2, "items": [1, 2]}  # type: ignore[union-attr]
+    assert value_of(provider, "config") == {"version": 2, "items": [1, 2]}
 
 
 async def test_a_new_half_written_file_appears_only_once_complete(
@@ -144,7 +144,7 @@ async def test_a_new_half_written_file_appears_only_once_complete(
     assert provider.get_mapping("fresh") is None
     (folder / "fresh.json").write_text('{"a": 1}', encoding="utf-8")
     await provider.poll_files()
-    assert provider.get_mapping("fresh").value == {"a": 1}  # type: ignore[union-attr]
+    assert value_of(provider, "fresh") == {"a": 1}
 
 
 async def test_a_json_file_wins_over_a_text_file_with_the_same_key_and_deleting_it_reveals_the_text(
@@ -160,7 +160,7 @@ async def test_a_json_file_wins_over_a_text_file_with_the_same_key_and_deleting_
     assert len([r for r in caplog.records if "JSON mapping file overrides" in r.getMessage()]) == 1
     (folder / "dual.json").unlink()
     await provider.poll_files()
-    assert provider.get_mapping("dual").value == "text mapping"  # type: ignore[union-attr]
+    assert value_of(provider, "dual") == "text mapping"
 
 
 async def test_files_with_invalid_keys_or_other_extensions_are_skipped(
@@ -210,7 +210,7 @@ async def test_symbolic_links_are_followed_inside_the_folder_only(
     (folder / "escape.fume").symlink_to(outside)
     provider = await provider_factory(folder=folder)
     assert provider.get_mapping_keys() == ["inner"]
-    assert provider.get_mapping("inner").value == "inside"  # type: ignore[union-attr]
+    assert value_of(provider, "inner") == "inside"
     assert await provider.refresh_mapping("escape") is None
 
 
@@ -257,13 +257,13 @@ async def test_a_missing_folder_keeps_the_cache_warns_once_and_recovers(
     with caplog.at_level(logging.INFO, logger="tidemark.mappings"):
         for _ in range(3):
             await provider.poll_files()
-        assert provider.get_mapping("kept").value == "kept"  # type: ignore[union-attr]
+        assert value_of(provider, "kept") == "kept"
         assert not provider.status()["files"].available
         assert await provider.refresh_mapping("kept") is not None
         moved.rename(folder)
         (folder / "kept.fume").write_text("kept v2", encoding="utf-8")
         await provider.poll_files()
-    assert provider.get_mapping("kept").value == "kept v2"  # type: ignore[union-attr]
+    assert value_of(provider, "kept") == "kept v2"
     assert provider.status()["files"].available
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("source unavailable; keeping the last good cache") == 1

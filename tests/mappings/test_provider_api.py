@@ -19,6 +19,7 @@ from tests.mappings.conftest import (
     ProviderFactory,
     alias_concept_map,
     fume_structure_map,
+    text_of,
     write_atomic,
 )
 from tests.support import async_wait_until, wait_until
@@ -224,8 +225,8 @@ async def test_concurrent_refreshes_polls_and_resyncs_never_delete_and_recreate_
         ]
     await asyncio.gather(*operations)
     await provider.forced_resync()
-    assert provider.get_mapping("f0").text == "file 0 round 5"  # type: ignore[union-attr]
-    assert provider.get_mapping("s0").text == "server 0 round 5"  # type: ignore[union-attr]
+    assert text_of(provider, "f0") == "file 0 round 5"
+    assert text_of(provider, "s0") == "server 0 round 5"
     assert len(provider.get_mapping_keys()) == 10
     seen: list[MappingEvent] = []
     while events.pending():

@@ -19,6 +19,7 @@ from tests.mappings.conftest import (
     ProviderFactory,
     alias_concept_map,
     fume_structure_map,
+    text_of,
 )
 from tests.support import async_wait_until
 from tidemark.mappings import MappingProvider, MappingsConfig
@@ -51,7 +52,7 @@ async def test_a_server_process_outage_keeps_the_cache_and_recovery_misses_no_ch
         await writer.close()
         with caplog.at_level(logging.INFO, logger="tidemark.mappings"):
             await provider.initialize()
-            assert provider.get_mapping("m").text == "v1"  # type: ignore[union-attr]
+            assert text_of(provider, "m") == "v1"
 
             process.stop()
             await async_wait_until(lambda: not provider.status()["server"].available, timeout=10)
@@ -59,7 +60,7 @@ async def test_a_server_process_outage_keeps_the_cache_and_recovery_misses_no_ch
             await async_wait_until(
                 lambda: provider.counters["server_errors"] >= errors + 3, timeout=10
             )
-            assert provider.get_mapping("m").text == "v1"  # type: ignore[union-attr]
+            assert text_of(provider, "m") == "v1"
             assert provider.get_aliases()["k"] == "v1"
 
             # Changes made while the server is down (straight into its database).
@@ -237,7 +238,7 @@ async def test_a_failing_server_keeps_the_last_good_cache_and_recovers(
             script.structure_maps = [fume_structure_map("m", "x2")]
             script.bundle_time = "2024-05-01T11:00:00.000Z"
             await provider.poll_server()
-    assert provider.get_mapping("m").text == "x2"  # type: ignore[union-attr]
+    assert text_of(provider, "m") == "x2"
     assert provider.status()["server"].available
     assert len(_messages(caplog, "source unavailable; keeping the last good cache")) == 1
     assert len(_messages(caplog, "source recovered")) == 1
