@@ -27,7 +27,7 @@ from tidemark.core import (
 )
 from tidemark.store import Store, open_store
 
-from . import _edfi, _sync
+from . import _edfi, _fhir, _sync
 from ._auth import BearerAuthMiddleware, TokenIssuer, parse_clients, token_endpoint
 from ._metrics import MetricsMiddleware, metrics_endpoint, record_store_count, route_templates
 from ._openapi import openapi_document
@@ -233,6 +233,7 @@ def create_app(
         routes.extend(group())
     routes.extend(_sync.routes())
     routes.extend(_edfi.routes())
+    routes.extend(_fhir.routes())
     handlers: dict[Any, Any] = {
         HTTPException: _http_error,
         TidemarkError: _tidemark_error,

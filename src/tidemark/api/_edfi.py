@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -156,7 +157,7 @@ def _query_value(name: str, kind: str, raw: str, errors: list[str]) -> Any:
                 number = float(raw)
             except ValueError:
                 number = float("nan")
-        if number != number or abs(number) > MAX_INTEGER:  # NaN, infinities and huge values
+        if math.isnan(number) or abs(number) > MAX_INTEGER:  # NaN, infinities and huge values
             errors.append(f"The value '{raw[:40]}' is not valid for {name}: a number is required.")
             return None
         return number

@@ -1,0 +1,742 @@
+"""FHIR R4 REST facade on the store's generic collections (``fhir:<Type>``), mounted at ``/fhir``.
+
+Interactions: create (POST, with ``If-None-Exist``), update/create (PUT, ``If-Match``), read
+(``If-None-Match`` / ``If-Modified-Since`` → 304), vread, delete, instance history, type search
+(GET and ``POST _search``) and ``GET /fhir/metadata``. ``meta.versionId`` is the document's
+change version and ``meta.lastUpdated`` its last-modified stamp; both are server-owned. Every
+error is an OperationOutcome.
+
+A schema validator can be plugged in with ``app.state.fhir_validator``: a callable taking the
+resource (dict) and returning OperationOutcome issues (or an awaitable of them); any issue of
+severity ``error`` or ``fatal`` rejects the write with 422.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl, quote
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tidemark.core import (
+    SYSTEM_CLOCK,
+    BadRequestError,
+    GoneError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PreconditionFailedError,
+    TidemarkError,
+    UnprocessableError,
+    UnsupportedMediaTypeError,
+    etag_matches,
+    format_http_date,
+    get_logger,
+    parse_http_date,
+    version_etag,
+)
+from tidemark.store import HistoryEntry, Store, StoredDocument
+
+from ._fhir_model import (
+    FHIR_JSON,
+    ID_PATTERN,
+    R4_RESOURCE_TYPES,
+    CapabilityStatementBuilder,
+    NotAcceptableError,
+    check_resource,
+    collection_of,
+    error_outcome,
+    instant,
+    issue,
+    operation_outcome,
+    representation,
+    stored_body,
+)
+from ._fhir_search import SearchPlan, parse_date_range, parse_search
+from ._responses import read_json_body
+from ._settings import ServerSettings
+
+log = get_logger("fhir")
+
+Handler = Callable[[Request], Awaitable[Response]]
+#: A validator takes a resource and returns OperationOutcome issues (dicts with ``severity``).
+FhirValidator = Callable[
+    [dict[str, Any]], Sequence[Mapping[str, Any]] | Awaitable[Sequence[Mapping[str, Any]]]
+]
+
+BODY_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
+SCAN_CHUNK = 500
+READ_METHODS = ("GET", "HEAD")
+# Routes accept every method and answer the unsupported ones with a 405 OperationOutcome.
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+# -- responses ---------------------------------------------------------------------------------
+class FhirResponse(Response):
+    """A FHIR JSON response (``application/fhir+json`` unless the client asked for plain JSON)."""
+
+    media_type = FHIR_JSON
+
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        pretty: bool = False,
+    ) -> None:
+        self._pretty = pretty
+        super().__init__(content, status_code, headers, media_type)
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_INDENT_2 if self._pretty else 0)
+
+
+def _media_type(request: Request) -> str:
+    fmt = request.query_params.get("_format")
+    if fmt:
+        wanted = fmt.strip().lower()
+        if wanted in ("json", "application/json"):
+            return "application/json"
+        if wanted in (FHIR_JSON, "application/json+fhir", "fhir+json"):
+            return FHIR_JSON
+        raise NotAcceptableError(f"_format={fmt!r} is not supported; this server speaks JSON.")
+    accept = request.headers.get("accept")
+    if not accept:
+        return FHIR_JSON
+    ranges = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if FHIR_JSON in ranges or "application/json+fhir" in ranges:
+        return FHIR_JSON
+    if "application/json" in ranges:
+        return "application/json"
+    if "*/*" in ranges or "application/*" in ranges or not any(ranges):
+        return FHIR_JSON
+    raise NotAcceptableError(
+        f"Cannot produce {accept!r}; this server speaks application/fhir+json."
+    )
+
+
+def _pretty(request: Request) -> bool:
+    return request.query_params.get("_pretty", "").lower() == "true"
+
+
+def _respond(
+    request: Request,
+    content: Any,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    try:
+        media_type = _media_type(request)
+    except NotAcceptableError:
+        media_type = FHIR_JSON
+    return FhirResponse(content, status_code, headers, media_type, _pretty(request))
+
+
+def outcome_response(request: Request, error: TidemarkError) -> Response:
+    """The OperationOutcome response for ``error`` with its HTTP status."""
+    headers = {}
+    allow = error.data.get("allow")
+    if isinstance(allow, str):
+        headers["Allow"] = allow
+    return _respond(request, error_outcome(error), error.status, headers)
+
+
+def fhir_errors(handler: Handler) -> Handler:
+    """Answer every error raised by ``handler`` with an OperationOutcome (never problem+json)."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except TidemarkError as error:
+            return outcome_response(request, error)
+        except Exception as exc:
+            log.error("unhandled error", path=request.url.path, exc_info=exc)
+            return outcome_response(
+                request, TidemarkError("An unexpected error occurred; see the server log.")
+            )
+
+    return wrapped
+
+
+# -- request helpers ---------------------------------------------------------------------------
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _settings(request: Request) -> ServerSettings:
+    settings: ServerSettings = request.app.state.settings
+    return settings
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def _type(request: Request) -> str:
+    resource_type: str = request.path_params["type"]
+    if resource_type not in R4_RESOURCE_TYPES:
+        raise NotFoundError(f"Unknown resource type {resource_type!r} (FHIR R4).")
+    return resource_type
+
+
+def _id(request: Request) -> str:
+    id: str = request.path_params["id"]
+    if not ID_PATTERN.match(id):
+        raise BadRequestError(f"Invalid id {id!r}: 1-64 characters from A-Z a-z 0-9 - .")
+    return id
+
+
+def _allow(request: Request, *methods: str) -> None:
+    if request.method not in methods:
+        allowed = ", ".join(methods)
+        raise MethodNotAllowedError(
+            f"The method {request.method} is not allowed here (allowed: {allowed}).",
+            data={"allow": allowed},
+        )
+
+
+def _prefer(request: Request) -> dict[str, str]:
+    preferences: dict[str, str] = {}
+    for part in request.headers.get("prefer", "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name:
+            preferences[name.strip().lower()] = value.strip().strip('"').lower()
+    return preferences
+
+
+def _version_headers(version: int, last_updated: datetime) -> dict[str, str]:
+    return {
+        "ETag": version_etag(version, weak=True).header(),
+        "Last-Modified": format_http_date(last_updated),
+    }
+
+
+def _not_modified(request: Request, version: int, last_updated: datetime) -> bool:
+    # RFC 9110: If-None-Match, when present, decides alone; If-Modified-Since compares at the
+    # one-second precision of HTTP dates.
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and if_none_match.strip():
+        try:
+            return etag_matches(if_none_match, version_etag(version, weak=True))
+        except ValueError as exc:
+            raise BadRequestError(f"Malformed If-None-Match header: {exc}") from exc
+    since = parse_http_date(request.headers.get("if-modified-since"))
+    return since is not None and last_updated.replace(microsecond=0) <= since
+
+
+async def _read_resource(request: Request) -> Any:
+    content_type = request.headers.get("content-type")
+    if content_type:
+        base = content_type.split(";")[0].strip().lower()
+        if base not in BODY_TYPES:
+            raise UnsupportedMediaTypeError(
+                f"Content-Type {base!r} is not supported; send {FHIR_JSON} or application/json."
+            )
+    return await read_json_body(request, _settings(request).max_body_bytes)
+
+
+async def _validate(request: Request, resource: dict[str, Any]) -> None:
+    validator: FhirValidator | None = getattr(request.app.state, "fhir_validator", None)
+    if validator is None:
+        return
+    result = validator(resource)
+    issues = await result if inspect.isawaitable(result) else result
+    if any(item.get("severity") in ("error", "fatal") for item in issues):
+        raise UnprocessableError(
+            "The resource failed validation.", data={"issues": [dict(i) for i in issues]}
+        )
+
+
+async def _raise_missing(store: Store, resource_type: str, id: str) -> NoReturn:
+    tombstone = await store.get_tombstone(collection_of(resource_type), id)
+    if tombstone is not None:
+        raise GoneError(
+            f"{resource_type}/{id} was deleted (version {tombstone.change_version}).",
+            data={"deleted_version": tombstone.change_version},
+        )
+    raise NotFoundError(f"{resource_type}/{id} does not exist.")
+
+
+def _document_resource(resource_type: str, document: StoredDocument) -> dict[str, Any]:
+    return representation(
+        resource_type,
+        document.id,
+        document.body,
+        document.content_version,
+        document.content_last_modified_at,
+    )
+
+
+def _write_response(
+    request: Request, resource_type: str, document: StoredDocument, created: bool
+) -> Response:
+    headers = _version_headers(document.content_version, document.content_last_modified_at)
+    if created:
+        headers["Location"] = (
+            f"{_base(request)}/{resource_type}/{document.id}/_history/{document.content_version}"
+        )
+    status = 201 if created else 200
+    wanted = _prefer(request).get("return", "representation")
+    if wanted == "minimal":
+        return Response(status_code=status, headers=headers)
+    if wanted == "operationoutcome":
+        text = f"{resource_type}/{document.id} version {document.content_version}"
+        outcome = operation_outcome([issue("information", "informational", text)])
+        return _respond(request, outcome, status, headers)
+    return _respond(request, _document_resource(resource_type, document), status, headers)
+
+
+def _query_string(params: Sequence[tuple[str, str]]) -> str:
+    return "&".join(f"{quote(k, safe=':_-')}={quote(v, safe=':,|$/')}" for k, v in params)
+
+
+# -- interactions ------------------------------------------------------------------------------
+@fhir_errors
+async def metadata(request: Request) -> Response:
+    """``GET /fhir/metadata``: the CapabilityStatement."""
+    _allow(request, *READ_METHODS)
+    _media_type(request)
+    base = _base(request)
+    cache: dict[str, dict[str, Any]] | None = getattr(request.app.state, "fhir_capability", None)
+    if cache is None:
+        cache = {}
+        request.app.state.fhir_capability = cache
+    statement = cache.get(base)
+    if statement is None:
+        statement = CapabilityStatementBuilder.build(
+            base, SYSTEM_CLOCK.now(), _settings(request).max_page_size
+        )
+        cache[base] = statement
+    return _respond(request, statement)
+
+
+@fhir_errors
+async def type_level(request: Request) -> Response:
+    """``GET /fhir/{type}`` (search) and ``POST /fhir/{type}`` (create with a server id)."""
+    _allow(request, "GET", "HEAD", "POST")
+    resource_type = _type(request)
+    _media_type(request)
+    if request.method == "POST":
+        return await _create(request, resource_type)
+    return await _search(request, resource_type, request.query_params.multi_items())
+
+
+@fhir_errors
+async def search_post(request: Request) -> Response:
+    """``POST /fhir/{type}/_search``: search with form-encoded parameters."""
+    _allow(request, "POST")
+    resource_type = _type(request)
+    _media_type(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaTypeError("_search needs application/x-www-form-urlencoded.")
+    limit = _settings(request).max_body_bytes
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise PayloadTooLargeError(f"The request body exceeds the limit of {limit} bytes.")
+    form = parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
+    return await _search(request, resource_type, [*request.query_params.multi_items(), *form])
+
+
+@fhir_errors
+async def type_history(request: Request) -> Response:
+    """``/fhir/{type}/_history``: type-level history is not offered."""
+    _type(request)
+    raise BadRequestError(
+        "Type-level history is not supported; use /{type}/{id}/_history or search with "
+        "_lastUpdated.",
+        data={"issue_code": "not-supported"},
+    )
+
+
+@fhir_errors
+async def instance(request: Request) -> Response:
+    """``/fhir/{type}/{id}``: read (GET/HEAD), update or create (PUT), delete (DELETE)."""
+    _allow(request, "GET", "HEAD", "PUT", "DELETE")
+    resource_type = _type(request)
+    id = _id(request)
+    _media_type(request)
+    if request.method in READ_METHODS:
+        return await _read(request, resource_type, id)
+    if request.method == "PUT":
+        return await _update(request, resource_type, id)
+    return await _delete(request, resource_type, id)
+
+
+@fhir_errors
+async def instance_history(request: Request) -> Response:
+    """``GET /fhir/{type}/{id}/_history``: every version, newest first, as a history Bundle."""
+    _allow(request, *READ_METHODS)
+    resource_type = _type(request)
+    id = _id(request)
+    _media_type(request)
+    return await _history(request, resource_type, id)
+
+
+@fhir_errors
+async def vread(request: Request) -> Response:
+    """``GET /fhir/{type}/{id}/_history/{vid}``: one version (410 for a deletion version)."""
+    _allow(request, *READ_METHODS)
+    resource_type = _type(request)
+    id = _id(request)
+    _media_type(request)
+    return await _vread(request, resource_type, id, request.path_params["vid"])
+
+
+@fhir_errors
+async def not_found(request: Request) -> Response:
+    """Any other path under ``/fhir``."""
+    raise NotFoundError(f"No FHIR interaction at {request.url.path}.")
+
+
+async def _read(request: Request, resource_type: str, id: str) -> Response:
+    store = _store(request)
+    document = await store.get(collection_of(resource_type), id)
+    if document is None:
+        await _raise_missing(store, resource_type, id)
+    headers = _version_headers(document.content_version, document.content_last_modified_at)
+    if _not_modified(request, document.content_version, document.content_last_modified_at):
+        return Response(status_code=304, headers=headers)
+    return _respond(request, _document_resource(resource_type, document), headers=headers)
+
+
+async def _create(request: Request, resource_type: str) -> Response:
+    resource = check_resource(
+        await _read_resource(request), resource_type, None, require_id_match=False
+    )
+    store = _store(request)
+    condition = request.headers.get("if-none-exist")
+    if condition:
+        existing = await _conditional_match(request, resource_type, condition)
+        if existing is not None:
+            return _write_response(request, resource_type, existing, created=False)
+    id = str(uuid.uuid4())
+    body = stored_body(resource)
+    await _validate(request, {**resource, "id": id})
+    outcome = await store.put(collection_of(resource_type), id, body, if_none_match="*")
+    log.info("create", type=resource_type, id=id, version=outcome.document.content_version)
+    return _write_response(request, resource_type, outcome.document, created=True)
+
+
+async def _conditional_match(
+    request: Request, resource_type: str, condition: str
+) -> StoredDocument | None:
+    query = condition.strip()
+    if "?" in query:
+        query = query.split("?", 1)[1]
+    items = parse_qsl(query, keep_blank_values=True)
+    plan = parse_search(items, default_count=2, max_count=2)
+    plan.count, plan.offset = 2, 0
+    documents, total = await _run_search(_store(request), resource_type, plan)
+    if total > 1:
+        raise PreconditionFailedError(
+            f"If-None-Exist matched {total} resources; it must match at most one."
+        )
+    return documents[0] if documents else None
+
+
+async def _update(request: Request, resource_type: str, id: str) -> Response:
+    resource = check_resource(
+        await _read_resource(request), resource_type, id, require_id_match=True
+    )
+    body = stored_body(resource)
+    await _validate(request, {**resource, "id": id})
+    outcome = await _store(request).put(
+        collection_of(resource_type),
+        id,
+        body,
+        if_match=request.headers.get("if-match"),
+        if_none_match=request.headers.get("if-none-match"),
+    )
+    document = outcome.document
+    log.info(
+        "update",
+        type=resource_type,
+        id=id,
+        created=outcome.created,
+        changed=outcome.changed,
+        version=document.content_version,
+    )
+    return _write_response(request, resource_type, document, created=outcome.created)
+
+
+async def _delete(request: Request, resource_type: str, id: str) -> Response:
+    store = _store(request)
+    collection = collection_of(resource_type)
+    if_match = request.headers.get("if-match")
+    try:
+        tombstone = await store.delete(collection, id, if_match=if_match)
+    except NotFoundError:
+        previous = await store.get_tombstone(collection, id)
+        if previous is None:
+            raise NotFoundError(f"{resource_type}/{id} does not exist.") from None
+        if if_match is not None:
+            raise PreconditionFailedError(
+                f"{resource_type}/{id} is deleted; If-Match cannot hold."
+            ) from None
+        # Deleting a deleted resource changes nothing (FHIR: delete is idempotent).
+        etag = version_etag(previous.change_version, weak=True).header()
+        return Response(status_code=204, headers={"ETag": etag})
+    log.info("delete", type=resource_type, id=id, version=tombstone.change_version)
+    etag = version_etag(tombstone.change_version, weak=True).header()
+    return Response(status_code=204, headers={"ETag": etag})
+
+
+async def _search(
+    request: Request, resource_type: str, items: Sequence[tuple[str, str]]
+) -> Response:
+    settings = _settings(request)
+    lenient = _prefer(request).get("handling") == "lenient"
+    # A '+' in an unencoded offset arrives as a space; no date value ever contains one.
+    cleaned = [
+        (name, value.replace(" ", "+") if name.startswith("_lastUpdated") else value)
+        for name, value in items
+    ]
+    plan = parse_search(
+        cleaned,
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+        lenient=lenient,
+    )
+    store = _store(request)
+    # Taken before the query: every write stamped at or before it is visible to the query, so a
+    # client polling with _lastUpdated=gt<this> misses nothing.
+    server_time = store.timestamp_horizon()
+    documents, total = await _run_search(store, resource_type, plan)
+    base = _base(request)
+    entries: list[dict[str, Any]] = [
+        {
+            "fullUrl": f"{base}/{resource_type}/{document.id}",
+            "resource": _document_resource(resource_type, document),
+            "search": {"mode": "match"},
+        }
+        for document in documents
+    ]
+    if plan.ignored:
+        warnings = [
+            issue("warning", "not-supported", f"Search parameter {name!r} was ignored.")
+            for name in plan.ignored
+        ]
+        entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
+    bundle = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": instant(server_time)},
+        "type": "searchset",
+        "total": total,
+        "link": _paging_links(f"{base}/{resource_type}", plan, total),
+        "entry": entries,
+    }
+    return _respond(request, bundle)
+
+
+def _paging_links(url: str, plan: SearchPlan, total: int) -> list[dict[str, str]]:
+    def link(relation: str, offset: int) -> dict[str, str]:
+        params = [*plan.applied, ("_count", str(plan.count))]
+        if offset:
+            params.append(("_offset", str(offset)))
+        return {"relation": relation, "url": f"{url}?{_query_string(params)}"}
+
+    links = [link("self", plan.offset)]
+    if plan.count and plan.offset + plan.count < total:
+        links.append(link("next", plan.offset + plan.count))
+    if plan.count and plan.offset > 0:
+        links.append(link("previous", max(0, plan.offset - plan.count)))
+    return links
+
+
+async def _run_search(
+    store: Store, resource_type: str, plan: SearchPlan
+) -> tuple[list[StoredDocument], int]:
+    collection = collection_of(resource_type)
+    ids = sorted(plan.ids) if plan.ids is not None else None
+    if not plan.filters:
+        page = await store.query(
+            collection,
+            limit=plan.count,
+            offset=plan.offset,
+            ids=ids,
+            where=plan.where,
+            modified=plan.modified,
+            order=plan.order,
+            total_count=True,
+        )
+        return page.items, page.total or 0
+    # Residual predicates (string matching, OR lists): scan the pushed-down candidates in chunks.
+    window: list[StoredDocument] = []
+    total = 0
+    offset = 0
+    while True:
+        page = await store.query(
+            collection,
+            limit=SCAN_CHUNK,
+            offset=offset,
+            ids=ids,
+            where=plan.where,
+            modified=plan.modified,
+            order=plan.order,
+        )
+        for document in page.items:
+            if plan.matches(document.body):
+                if plan.offset <= total < plan.offset + plan.count:
+                    window.append(document)
+                total += 1
+        if len(page.items) < SCAN_CHUNK:
+            return window, total
+        offset += SCAN_CHUNK
+
+
+async def _history(request: Request, resource_type: str, id: str) -> Response:
+    store = _store(request)
+    collection = collection_of(resource_type)
+    settings = _settings(request)
+    params = request.query_params
+    unknown = sorted(set(params.keys()) - {"_count", "_offset", "_since", "_format", "_pretty"})
+    if unknown:
+        raise BadRequestError(f"Unknown history parameter(s): {', '.join(unknown)}.")
+    count = _int_param(params.get("_count"), settings.default_page_size, "_count")
+    count = min(count, settings.max_page_size)
+    offset = _int_param(params.get("_offset"), 0, "_offset")
+    since = None
+    if params.get("_since"):
+        try:
+            since = parse_date_range(params["_since"].replace(" ", "+")).start
+        except ValueError as exc:
+            raise BadRequestError(f"Invalid _since: {exc}.") from exc
+    current = await store.get(collection, id)
+    entries = await store.history(collection, id)
+    if current is None and not entries:
+        raise NotFoundError(f"{resource_type}/{id} does not exist.")
+    versions = _versions(current, entries)
+    if since is not None:
+        versions = [v for v in versions if v["at"] >= since]
+    total = len(versions)
+    base = _base(request)
+    bundle_entries = [
+        _history_entry(base, resource_type, id, version)
+        for version in versions[offset : offset + count]
+    ]
+    url = f"{base}/{resource_type}/{id}/_history"
+    links = [{"relation": "self", "url": f"{url}?_count={count}&_offset={offset}"}]
+    if count and offset + count < total:
+        links.append({"relation": "next", "url": f"{url}?_count={count}&_offset={offset + count}"})
+    bundle = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": instant(store.timestamp_horizon())},
+        "type": "history",
+        "total": total,
+        "link": links,
+        "entry": bundle_entries,
+    }
+    return _respond(request, bundle)
+
+
+def _int_param(raw: str | None, default: int, name: str) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise BadRequestError(f"{name} must be a non-negative integer, not {raw!r}.")
+    return int(raw)
+
+
+def _versions(
+    current: StoredDocument | None, entries: Sequence[HistoryEntry]
+) -> list[dict[str, Any]]:
+    """Every version of one resource, newest first, with deletions as versions of their own."""
+    versions: list[dict[str, Any]] = []
+    if current is not None:
+        versions.append(
+            {
+                "version": current.content_version,
+                "at": current.content_last_modified_at,
+                "body": current.body,
+            }
+        )
+    for entry in entries:  # newest first
+        if entry.deleted:
+            versions.append({"version": entry.superseded_by, "at": entry.valid_to, "body": None})
+        versions.append(
+            {"version": entry.content_version, "at": entry.valid_from, "body": entry.body}
+        )
+    # Every live version is reported as the PUT that reproduces it (replaying the history as a
+    # transaction then recreates the same ids); 201 marks the versions that created the resource.
+    for index, version in enumerate(versions):
+        older = versions[index + 1] if index + 1 < len(versions) else None
+        if version["body"] is None:
+            version["method"], version["status"] = "DELETE", "204 No Content"
+        elif older is None or older["body"] is None:
+            version["method"], version["status"] = "PUT", "201 Created"
+        else:
+            version["method"], version["status"] = "PUT", "200 OK"
+    return versions
+
+
+def _history_entry(
+    base: str, resource_type: str, id: str, version: dict[str, Any]
+) -> dict[str, Any]:
+    method = version["method"]
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{resource_type}/{id}"}
+    if version["body"] is not None:
+        entry["resource"] = representation(
+            resource_type, id, version["body"], version["version"], version["at"]
+        )
+    entry["request"] = {"method": method, "url": f"{resource_type}/{id}"}
+    entry["response"] = {
+        "status": version["status"],
+        "etag": version_etag(version["version"], weak=True).header(),
+        "lastModified": instant(version["at"]),
+    }
+    return entry
+
+
+async def _vread(request: Request, resource_type: str, id: str, vid: str) -> Response:
+    store = _store(request)
+    collection = collection_of(resource_type)
+    current = await store.get(collection, id)
+    entries = await store.history(collection, id)
+    if current is None and not entries:
+        raise NotFoundError(f"{resource_type}/{id} does not exist.")
+    for version in _versions(current, entries):
+        if str(version["version"]) != vid:
+            continue
+        if version["body"] is None:
+            raise GoneError(f"Version {vid} of {resource_type}/{id} is a deletion.")
+        headers = _version_headers(version["version"], version["at"])
+        if _not_modified(request, version["version"], version["at"]):
+            return Response(status_code=304, headers=headers)
+        resource = representation(
+            resource_type, id, version["body"], version["version"], version["at"]
+        )
+        return _respond(request, resource, headers=headers)
+    raise NotFoundError(f"{resource_type}/{id} has no version {vid!r}.")
+
+
+def routes() -> list[BaseRoute]:
+    """The FHIR facade routes under ``/fhir`` (mounted by :func:`tidemark.api.create_app`)."""
+    return [
+        Route("/fhir/metadata", metadata, methods=ALL_METHODS, name="fhir_metadata"),
+        Route("/fhir/{type}/_search", search_post, methods=ALL_METHODS, name="fhir_search"),
+        Route("/fhir/{type}/_history", type_history, methods=ALL_METHODS, name="fhir_type_history"),
+        Route("/fhir/{type}/{id}/_history/{vid}", vread, methods=ALL_METHODS, name="fhir_vread"),
+        Route(
+            "/fhir/{type}/{id}/_history", instance_history, methods=ALL_METHODS, name="fhir_history"
+        ),
+        Route("/fhir/{type}/{id}", instance, methods=ALL_METHODS, name="fhir_instance"),
+        Route("/fhir/{type}", type_level, methods=ALL_METHODS, name="fhir_type"),
+        Route("/fhir", not_found, methods=ALL_METHODS, name="fhir_base"),
+        Route("/fhir/{rest:path}", not_found, methods=ALL_METHODS, name="fhir_other"),
+    ]

@@ -1,0 +1,264 @@
+"""FHIR R4 resources as the facade stores and serves them: types, ids, meta, OperationOutcome.
+
+Pure functions only: the routes in ``_fhir.py`` do the I/O. A resource is stored without ``id``
+(the document key) and without the server-owned ``meta.versionId`` / ``meta.lastUpdated`` (the
+document's stamps), so a client echoing old stamps back does not make a PUT look like a change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from tidemark import __version__
+from tidemark.core import BadRequestError, TidemarkError, iso_utc
+
+FHIR_VERSION = "4.0.1"
+FHIR_JSON = "application/fhir+json"
+COLLECTION_PREFIX = "fhir:"
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+SERVER_META = ("versionId", "lastUpdated")
+
+_R4_TYPE_NAMES = """
+    Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse
+    AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement
+    CarePlan CareTeam CatalogEntry ChargeItem ChargeItemDefinition Claim ClaimResponse
+    ClinicalImpression CodeSystem Communication CommunicationRequest CompartmentDefinition
+    Composition ConceptMap Condition Consent Contract Coverage CoverageEligibilityRequest
+    CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest
+    DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis
+    Encounter Endpoint EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence
+    EvidenceVariable ExampleScenario ExplanationOfBenefit FamilyMemberHistory Flag Goal
+    GraphDefinition Group GuidanceResponse HealthcareService ImagingStudy Immunization
+    ImmunizationEvaluation ImmunizationRecommendation ImplementationGuide InsurancePlan Invoice
+    Library Linkage List Location Measure MeasureReport Media Medication MedicationAdministration
+    MedicationDispense MedicationKnowledge MedicationRequest MedicationStatement MedicinalProduct
+    MedicinalProductAuthorization MedicinalProductContraindication MedicinalProductIndication
+    MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
+    MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect
+    MessageDefinition MessageHeader MolecularSequence NamingSystem NutritionOrder Observation
+    ObservationDefinition OperationDefinition OperationOutcome Organization
+    OrganizationAffiliation Parameters Patient PaymentNotice PaymentReconciliation Person
+    PlanDefinition Practitioner PractitionerRole Procedure Provenance Questionnaire
+    QuestionnaireResponse RelatedPerson RequestGroup ResearchDefinition ResearchElementDefinition
+    ResearchStudy ResearchSubject RiskAssessment RiskEvidenceSynthesis Schedule SearchParameter
+    ServiceRequest Slot Specimen SpecimenDefinition StructureDefinition StructureMap Subscription
+    Substance SubstanceNucleicAcid SubstancePolymer SubstanceProtein
+    SubstanceReferenceInformation SubstanceSourceMaterial SubstanceSpecification SupplyDelivery
+    SupplyRequest Task TerminologyCapabilities TestReport TestScript ValueSet VerificationResult
+    VisionPrescription
+"""
+#: Every concrete resource type of FHIR R4 (4.0.1); checked against the core package in tests.
+R4_RESOURCE_TYPES: frozenset[str] = frozenset(_R4_TYPE_NAMES.split())
+
+# The OperationOutcome issue type that best describes each HTTP status we answer with.
+_ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    409: "conflict",
+    410: "deleted",
+    412: "conflict",
+    413: "too-costly",
+    415: "not-supported",
+    422: "processing",
+}
+
+
+class NotAcceptableError(TidemarkError):
+    """The client accepts no representation the facade can produce (only JSON is served)."""
+
+    code = "not-acceptable"
+    status = 406
+    title = "Not Acceptable"
+
+
+def collection_of(resource_type: str) -> str:
+    """The store collection that holds resources of ``resource_type``."""
+    return COLLECTION_PREFIX + resource_type
+
+
+def instant(moment: datetime) -> str:
+    """A FHIR ``instant`` with millisecond precision in UTC (``2024-01-02T03:04:05.678Z``)."""
+    return iso_utc(moment, timespec="milliseconds")
+
+
+def stored_body(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """What the store keeps of a resource: everything but ``id`` and the server-owned meta.
+
+    Other ``meta`` members (profile, tag, security, source...) are kept; an empty ``meta`` is
+    dropped so that sending ``"meta": {"versionId": "3"}`` is the same as sending no meta.
+    """
+    body = {k: v for k, v in resource.items() if k != "id"}
+    meta = body.get("meta")
+    if meta is None:
+        body.pop("meta", None)
+        return body
+    if not isinstance(meta, dict):
+        raise BadRequestError("meta must be a JSON object.")
+    kept = {k: v for k, v in meta.items() if k not in SERVER_META}
+    if kept:
+        body["meta"] = kept
+    else:
+        del body["meta"]
+    return body
+
+
+def representation(
+    resource_type: str,
+    id: str,
+    body: Mapping[str, Any],
+    version: int,
+    last_updated: datetime,
+) -> dict[str, Any]:
+    """The resource as served: ``resourceType``, ``id``, ``meta`` (with the stamps) first."""
+    extra_meta = body.get("meta")
+    meta: dict[str, Any] = {"versionId": str(version), "lastUpdated": instant(last_updated)}
+    if isinstance(extra_meta, Mapping):
+        meta.update((k, v) for k, v in extra_meta.items() if k not in SERVER_META)
+    resource: dict[str, Any] = {"resourceType": resource_type, "id": id, "meta": meta}
+    resource.update((k, v) for k, v in body.items() if k not in ("resourceType", "id", "meta"))
+    return resource
+
+
+def check_resource(
+    resource: Any, resource_type: str, url_id: str | None, *, require_id_match: bool
+) -> dict[str, Any]:
+    """Check the shape of a request body and return it as a resource dict.
+
+    Raises 400 when the body is not an object, when ``resourceType`` differs from the URL type, or
+    (``require_id_match``, PUT) when a body ``id`` differs from the URL id.
+    """
+    if not isinstance(resource, dict):
+        raise BadRequestError("The request body must be a FHIR resource (a JSON object).")
+    body_type = resource.get("resourceType")
+    if body_type != resource_type:
+        raise BadRequestError(
+            f"The resourceType of the body ({body_type!r}) does not match the URL type "
+            f"({resource_type!r})."
+        )
+    if require_id_match and "id" in resource and resource["id"] != url_id:
+        raise BadRequestError(
+            f"The id in the body ({resource['id']!r}) does not match the id in the URL ({url_id!r})."
+        )
+    return resource
+
+
+def operation_outcome(
+    issues: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """An OperationOutcome resource with the given issues."""
+    return {"resourceType": "OperationOutcome", "issue": [dict(issue) for issue in issues]}
+
+
+def issue(
+    severity: str, code: str, diagnostics: str, expression: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One OperationOutcome issue."""
+    entry: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    if expression:
+        entry["expression"] = list(expression)
+    return entry
+
+
+def error_outcome(error: TidemarkError) -> dict[str, Any]:
+    """The OperationOutcome describing ``error`` (one issue per problem the error lists)."""
+    code = str(error.data.get("issue_code") or _ISSUE_CODES.get(error.status, "exception"))
+    severity = "fatal" if error.status >= 500 else "error"
+    issues = [issue(severity, code, error.detail)]
+    issues += [issue(severity, code, message) for message in error.errors]
+    issues += [
+        issue(severity, code, message, [path])
+        for path, messages in error.validation_errors.items()
+        for message in messages
+    ]
+    extra = error.data.get("issues")
+    if isinstance(extra, list):
+        issues = [dict(item) for item in extra if isinstance(item, Mapping)] or issues
+    return operation_outcome(issues)
+
+
+class CapabilityStatementBuilder:
+    """Builds the facade's CapabilityStatement (``GET /fhir/metadata``)."""
+
+    INTERACTIONS: ClassVar[tuple[str, ...]] = (
+        "read",
+        "vread",
+        "update",
+        "delete",
+        "history-instance",
+        "create",
+        "search-type",
+    )
+    SEARCH_PARAMS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("_id", "token", "Logical id; a comma-separated list matches any of them."),
+        (
+            "_lastUpdated",
+            "date",
+            "meta.lastUpdated with prefixes eq, gt, ge, lt, le; eq matches within the "
+            "precision of the given value. A Bundle's meta.lastUpdated is a safe lower "
+            "bound to poll with gt.",
+        ),
+        ("url", "uri", "Canonical url (exact match)."),
+        (
+            "name",
+            "string",
+            "Top-level name: case- and accent-insensitive prefix match; :exact and "
+            ":contains modifiers; HumanName parts for resources whose name is a HumanName.",
+        ),
+        ("version", "token", "Business version (exact match)."),
+    )
+
+    @classmethod
+    def build(cls, base_url: str, date: datetime, max_page_size: int) -> dict[str, Any]:
+        """The CapabilityStatement of a facade at ``base_url``."""
+        search_params = [
+            {"name": name, "type": kind, "documentation": doc}
+            for name, kind, doc in cls.SEARCH_PARAMS
+        ]
+        resources = [
+            {
+                "type": resource_type,
+                "interaction": [{"code": code} for code in cls.INTERACTIONS],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": True,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": False,
+                "conditionalDelete": "not-supported",
+                "searchParam": search_params,
+            }
+            for resource_type in sorted(R4_RESOURCE_TYPES)
+        ]
+        return {
+            "resourceType": "CapabilityStatement",
+            "id": "tidemark",
+            "status": "active",
+            "date": instant(date),
+            "publisher": "tidemark",
+            "kind": "instance",
+            "software": {"name": "tidemark", "version": __version__},
+            "implementation": {
+                "description": "tidemark FHIR R4 facade over the change-tracked store",
+                "url": base_url,
+            },
+            "fhirVersion": FHIR_VERSION,
+            "format": [FHIR_JSON, "application/json"],
+            "rest": [
+                {
+                    "mode": "server",
+                    "documentation": (
+                        f"Search results are paged with _count (at most {max_page_size}) and "
+                        "_offset; _sort accepts _lastUpdated and -_lastUpdated. Unknown search "
+                        "parameters are rejected with 400 unless Prefer: handling=lenient."
+                    ),
+                    "resource": resources,
+                }
+            ],
+        }
