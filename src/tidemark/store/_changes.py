@@ -172,20 +172,26 @@ class ChangeSet:
         between what was asked and what was inserted is a missing target.
         """
         wanted = sorted(references)
-        linked: set[str] = set()
+        linked = 0
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            linked.update(
-                row[0]
-                for row in self.tx.query(
-                    "WITH targets AS (SELECT referential_id FROM reference_targets "
-                    f"WHERE referential_id IN ({_placeholders(len(chunk))}){self.tx.for_share}) "
-                    "INSERT INTO document_references (referrer_pk, referential_id) "
-                    "SELECT ?, referential_id FROM targets WHERE true RETURNING referential_id",
-                    [*chunk, pk],
-                )
+            linked += self.tx.execute(
+                "INSERT INTO document_references (referrer_pk, referential_id) "
+                "SELECT ?, referential_id FROM reference_targets "
+                f"WHERE referential_id IN ({_placeholders(len(chunk))}){self.tx.for_share}",
+                [pk, *chunk],
             )
-        missing = [references[rid] for rid in wanted if rid not in linked]
+        if linked == len(wanted):
+            return
+        found = {
+            row[0]
+            for row in self.tx.query(
+                f"SELECT referential_id FROM document_references WHERE referrer_pk = ? "
+                f"AND referential_id IN ({_placeholders(len(wanted))})",
+                [pk, *wanted],
+            )
+        }
+        missing = [references[rid] for rid in wanted if rid not in found]
         if missing:
             names = sorted({ref.target for ref in missing})
             problems: dict[str, list[str]] = {}
@@ -219,25 +225,29 @@ class ChangeSet:
         params: list[Any] = []
         for rid in rids:
             params += [rid, pk]
-        claimed = {
-            row[0]
-            for row in self.tx.query(
-                f"INSERT INTO reference_targets (referential_id, doc_pk) VALUES {values} "
-                "ON CONFLICT DO NOTHING RETURNING referential_id",
-                params,
+        inserted = self.tx.execute(
+            f"INSERT INTO reference_targets (referential_id, doc_pk) VALUES {values} ON CONFLICT DO NOTHING",
+            params,
+        )
+        if inserted == len(rids):
+            return
+        # Some natural key is taken: find which (rare, so the extra query is fine).
+        owners: dict[str, int] = dict(
+            self.tx.query(
+                f"SELECT referential_id, doc_pk FROM reference_targets WHERE referential_id IN ({_placeholders(len(rids))})",
+                rids,
             )
-        }
+        )
         clash = [
-            name for (_p, name, _i), rid in zip(aliases, rids, strict=True) if rid not in claimed
+            name for (_p, name, _i), rid in zip(aliases, rids, strict=True) if owners.get(rid) != pk
         ]
-        if clash:
-            conflict = ConflictError(
-                f"A {', '.join(clash)} with the same identity already exists.",
-                data={"identity": identity},
-            )
-            if inserting and rids[0] not in claimed:
-                raise RetryTransaction(conflict)
-            raise conflict
+        conflict = ConflictError(
+            f"A {', '.join(clash)} with the same identity already exists.",
+            data={"identity": identity},
+        )
+        if inserting and owners.get(rids[0]) != pk:
+            raise RetryTransaction(conflict)
+        raise conflict
 
     # -- inserts ---------------------------------------------------------------------------------
     def insert(
@@ -256,10 +266,10 @@ class ChangeSet:
         key_values = canonical_bytes(spec.key_values(body)).decode() if spec is not None else None
         version = self._allocate()
         doc_id = id or uuid.uuid4().hex
-        row = self.tx.query_one(
+        pk = self.tx.insert_id(
             "INSERT INTO documents (collection, id, body, content_hash, key_values, content_version, "
             "content_modified_at, identity_version, identity_modified_at, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING doc_pk",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 collection,
                 doc_id,
@@ -273,8 +283,6 @@ class ChangeSet:
                 self.now,
             ),
         )
-        assert row is not None
-        pk = int(row[0])
         if spec is not None:
             self._claim_aliases(spec, facts.identity, pk, inserting=True)
             if facts.references:

@@ -539,12 +539,11 @@ class Store:
             while True:
 
                 def chunk(tx: Transaction, table: str = table) -> int:
-                    rows = tx.query(
+                    return tx.execute(
                         f"DELETE FROM {table} WHERE change_version IN (SELECT change_version FROM {table} "
-                        "WHERE change_version <= ? ORDER BY change_version LIMIT ?) RETURNING change_version",
+                        "WHERE change_version <= ? ORDER BY change_version LIMIT ?)",
                         (through, batch),
                     )
-                    return len(rows)
 
                 removed = await self.engine.write(chunk)
                 deleted += removed
