@@ -8,12 +8,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect
 from sqlalchemy.orm import QueryableAttribute, Session
 
 from tidemark.core import SYSTEM_CLOCK, Clock, ConfigurationError, get_logger
 
 from ._interchange import InterchangeValue
+from ._lookup import find_by_key
 from ._temporal import STORED_FROM, STORED_UNTIL, VALID_FROM, VALID_UNTIL, audit_class_of
 
 E = TypeVar("E")
@@ -102,7 +103,7 @@ class RowState(Generic[E]):
         time) defaults to ``clock.now()``; pass one value for every row of a message. Raises
         ``sqlalchemy.exc.MultipleResultsFound`` when ``key`` matches several rows.
         """
-        entity = session.scalars(select(model).filter_by(**key)).one_or_none()
+        entity = find_by_key(session, model, key)
         created = entity is None
         if entity is None:
             entity = model(**key, **(defaults or {}))

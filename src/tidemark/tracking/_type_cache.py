@@ -14,12 +14,14 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from tidemark.cache import CacheStats, MemoryCache
 from tidemark.core import SYSTEM_CLOCK, Clock, ConfigurationError, Counters, Settings, get_logger
+
+from ._lookup import find_by_key
 
 E = TypeVar("E")
 
@@ -248,7 +250,7 @@ class TypeCache(Generic[E]):
             if ledger is not None and key in ledger.created:
                 return ledger.created[key][0]  # type: ignore[no-any-return]
         self.counters.increment("queries")
-        entity = session.scalars(select(self.model).filter_by(**criteria)).one_or_none()
+        entity = find_by_key(session, self.model, criteria)
         if entity is not None and self.enabled:
             self._store.set(key, self._snapshot(entity))
         return entity
@@ -287,7 +289,7 @@ class TypeCache(Generic[E]):
                     session.flush()
             except IntegrityError:
                 self.counters.increment("queries")
-                existing = session.scalars(select(self.model).filter_by(**criteria)).one_or_none()
+                existing = find_by_key(session, self.model, criteria)
                 if existing is None:
                     raise
                 _log.info("type entity created concurrently", cache=self.name, key=repr(key))
