@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -161,3 +162,61 @@ def test_bytes_that_are_not_the_declared_encoding_are_reported():
     assert error.data["line"] == 3
     [raw] = list(split_messages(data))
     assert parse_adt(raw, encoding="latin-1").surname == InterchangeValue.of("M\u00dcLLER")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("A\\F\\B", "A|B"),
+        ("A\\S\\B\\T\\C\\R\\D\\E\\", "A^B&C~D\\"),
+        ("\\X4D\\\\X4c\\", "ML"),
+        ("line\\.br\\two", "line\ntwo"),
+        ("\\H\\bold\\N\\", "bold"),
+    ],
+)
+def test_escape_sequences_are_resolved(raw, expected):
+    assert one(adt(name=f"{raw}^ANN")).surname == InterchangeValue.of(expected)
+
+
+@pytest.mark.parametrize("raw", ["A\\F", "A\\\\B", "A\\Q\\B", "\\X4\\"])
+def test_malformed_escape_sequences_are_reported(raw):
+    error = problem(adt(name=f"{raw}^ANN"))
+    assert "PID-5" in error.detail and error.data["line"] == 3
+
+
+def test_custom_delimiters_declared_in_msh_are_honoured():
+    text = adt(name="DOE^JANE").replace("|", "!").replace("^~\\&", "$*/%").replace("^", "$")
+    event = one(text)
+    assert (event.surname, event.given_name) == (
+        InterchangeValue.of("DOE"),
+        InterchangeValue.of("JANE"),
+    )
+
+
+@pytest.mark.parametrize("msh2", ["^^\\&", "^~|&", "a~\\&", "^"])
+def test_unusable_encoding_characters_are_reported(msh2):
+    error = problem(adt().replace("^~\\&", msh2, 1))
+    assert error.data["line"] == 1
+
+
+def test_mangled_messages_raise_only_data_validation_errors():
+    # Random damage to a valid message must never escape as anything but a reported problem.
+    rng = random.Random(20240305)
+    base = adt("A02", prior="W^R^B^^^N", admitted="20240101", discharged="20240102").encode()
+    alphabet = b'|^~\\&\r\nMSHPIDVEN01"9 '
+    for _ in range(300):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 6)):
+            position = rng.randrange(len(data))
+            choice = rng.random()
+            if choice < 0.4:
+                data[position] = rng.choice(alphabet)
+            elif choice < 0.7:
+                del data[position : position + rng.randint(1, 12)]
+            else:
+                data[position:position] = bytes(rng.choice(alphabet) for _ in range(3))
+        for raw in split_messages(bytes(data)):
+            try:
+                parse_adt(raw)
+            except DataValidationError as exc:
+                assert exc.data.get("line", 1) >= 1

@@ -170,7 +170,7 @@ class AdtIngester:
         tally = _Tally()
         try:
             with Session(self.engine) as session, session.begin():
-                self.apply(session, event, tally)
+                self._apply(session, event, tally)
         except DataValidationError as exc:
             self._problem(MessageProblem(source, index, line, exc.detail))
             return
@@ -221,9 +221,13 @@ class AdtIngester:
                 summary.unchanged += count
 
     # -- applying one message --------------------------------------------------------------
-    def apply(self, session: Session, event: AdtEvent, tally: _Tally | None = None) -> None:
-        """Apply one parsed message inside the caller's transaction (nothing is committed)."""
-        message = _Message(session, event, self.clock.now(), tally or _Tally())
+    def apply(self, session: Session, event: AdtEvent) -> None:
+        """Apply one parsed message inside the caller's transaction (nothing is committed and
+        :attr:`summary` is not touched)."""
+        self._apply(session, event, _Tally())
+
+    def _apply(self, session: Session, event: AdtEvent, tally: _Tally) -> None:
+        message = _Message(session, event, self.clock.now(), tally)
         patient = self._patient(message)
         visit = self._visit(message, patient)
         if event.trigger == "A01":

@@ -32,6 +32,74 @@ _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 
 
 @dataclass(frozen=True, slots=True)
+class _Encoding:
+    """The delimiters a message declares in MSH-1 and MSH-2 (HL7 defaults for missing ones)."""
+
+    field: str
+    component: str
+    repetition: str
+    escape: str
+    subcomponent: str
+
+    @classmethod
+    def of(cls, msh: str) -> _Encoding:
+        """Read and check the delimiters; raises ``ValueError`` when they are unusable."""
+        field = msh[3]
+        end = msh.find(field, 4)
+        declared = msh[4:end] if end > 0 else msh[4:]
+        defaults = "^~\\&"
+        chars = declared[:4] + defaults[len(declared[:4]) :]
+        encoding = cls(field, chars[0], chars[1], chars[2], chars[3])
+        used = [field, *chars]
+        if not 2 <= len(declared) <= 5 or len(set(used)) != len(used):
+            raise ValueError(f"MSH-1/MSH-2 encoding characters {field + declared!r} are not usable")
+        if any(c.isalnum() or c.isspace() for c in used):
+            raise ValueError(f"MSH-1/MSH-2 encoding characters {field + declared!r} are not usable")
+        return encoding
+
+    def unescape(self, text: str) -> str:
+        """Resolve HL7 escape sequences (``\\F\\`` ``\\S\\`` ``\\T\\`` ``\\R\\`` ``\\E\\`` ``\\Xhh\\``;
+        highlighting, formatting and character-set sequences are dropped). Raises ``ValueError``
+        on an unterminated or malformed sequence.
+        """
+        escape = self.escape
+        out: list[str] = []
+        position = 0
+        while True:
+            start = text.find(escape, position)
+            if start < 0:
+                out.append(text[position:])
+                return "".join(out)
+            end = text.find(escape, start + 1)
+            if end < 0:
+                raise ValueError(f"unterminated escape sequence in {text!r}")
+            out.append(text[position:start])
+            out.append(self._sequence(text[start + 1 : end], text))
+            position = end + 1
+
+    def _sequence(self, code: str, text: str) -> str:
+        simple = {
+            "F": self.field,
+            "S": self.component,
+            "T": self.subcomponent,
+            "R": self.repetition,
+            "E": self.escape,
+        }
+        if code in simple:
+            return simple[code]
+        if code[:1] == "X" and len(code) > 1 and len(code) % 2 == 1:
+            try:
+                return bytes.fromhex(code[1:]).decode("latin-1")
+            except ValueError:
+                pass
+        elif code == ".br":
+            return "\n"
+        elif code[:1] in ("H", "N", ".", "C", "M", "Z") and code:
+            return ""
+        raise ValueError(f"bad escape sequence {code!r} in {text!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class RawMessage:
     """One message cut out of a source: its segments (bytes) and the line each starts on."""
 
@@ -105,9 +173,11 @@ class AdtEvent:
 class _Reader:
     """Field access on a parsed message that knows the source line of every segment."""
 
-    def __init__(self, raw: RawMessage, text_segments: list[str], message: Any) -> None:
+    def __init__(
+        self, raw: RawMessage, text_segments: list[str], message: Any, encoding: _Encoding
+    ) -> None:
         self.raw = raw
-        self.message = message
+        self.encoding = encoding
         self.lines: dict[str, int] = {}
         self.segments: dict[str, Any] = {}
         for position, segment in enumerate(message):
@@ -134,10 +204,10 @@ class _Reader:
         for index in (repeat, component, 1):
             node = _child(node, index)
         text = node if isinstance(node, str) else str(node)
-        if self.message.esc in text:
+        if self.encoding.escape in text:
             try:
-                return str(self.message.unescape(text))
-            except (IndexError, KeyError, ValueError) as exc:
+                return self.encoding.unescape(text)
+            except ValueError as exc:
                 raise self.fail(
                     segment,
                     f"{segment}-{field}: bad escape sequence: {exc}",
@@ -217,15 +287,18 @@ def parse_adt(raw: RawMessage, *, default_tz: tzinfo = UTC, encoding: str = "utf
         )
     texts = _decode(raw, encoding)
     try:
+        delimiters = _Encoding.of(texts[0])
         message = hl7.parse("\r".join(texts))
     except (hl7.ParseException, IndexError, ValueError) as exc:
         raise DataValidationError(
             f"{raw.source} message {raw.index} (line {raw.line}): cannot parse: {exc}",
             data={"source": raw.source, "index": raw.index, "line": raw.line},
         ) from None
-    read = _Reader(raw, texts, message)
+    read = _Reader(raw, texts, message, delimiters)
 
     kind, trigger = read.text("MSH", 9, 1, 1), read.text("MSH", 9, 1, 2)
+    if not kind:
+        raise read.fail("MSH", "MSH-9 (message type) is empty", field="MSH-9")
     if kind != "ADT" or trigger not in SUPPORTED_TRIGGERS:
         raise read.fail(
             "MSH",

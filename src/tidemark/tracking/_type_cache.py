@@ -9,6 +9,7 @@ exist.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,6 +162,7 @@ class _NoStore:
 
 
 _MISSING: Any = object()
+_cache_serial = itertools.count(1)
 
 
 class _SessionLedger:
@@ -215,7 +217,8 @@ class TypeCache(Generic[E]):
         else:
             self._store = _NoStore()
         self.counters = Counters("queries", "created", "updated")
-        self._ledger_key = ("tidemark.tracking.type_cache", id(self))
+        # A key no other cache can share, even one created later at the same address.
+        self._ledger_key = ("tidemark.tracking.type_cache", next(_cache_serial))
 
     @property
     def enabled(self) -> bool:
