@@ -86,6 +86,7 @@ def test_settings_file_configures_the_type_caches(tmp_path):
         (["--settings", "/nonexistent/tidemark.toml"], 2, "settings file not found"),
         (["--db", "postgresql://nobody@127.0.0.1:1/none"], 3, "cannot create the ADT tables"),
         (["--db", "host=localhost dbname=x"], 2, "not a database URL"),
+        (["--encoding", "klingon"], 2, "unknown text encoding"),
     ],
 )
 def test_bad_options_and_an_unreachable_database_fail_with_a_clear_message(args, status, message):

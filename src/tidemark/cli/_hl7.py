@@ -69,6 +69,9 @@ def ingest(
         summary = ingest_files(
             files, engine, type_caches=caches, default_tz=zone, encoding=encoding
         )
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except SourceUnavailableError as exc:
         partial = exc.data.get("summary")
         if isinstance(partial, IngestSummary):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from tidemark.core import (
     SYSTEM_CLOCK,
     Clock,
+    ConfigurationError,
     DataValidationError,
     SourceUnavailableError,
     get_logger,
@@ -60,7 +62,8 @@ class MessageProblem:
 
 @dataclass(slots=True)
 class IngestSummary:
-    """What an ingest did. Counts cover committed messages only.
+    """What an ingest did. Row counts cover committed messages only; ``skipped`` counts skipped
+    messages and unreadable files (each one entry of ``problems``).
 
     ``created``/``updated``/``unchanged`` count rows (type entities count when created);
     ``audit_rows`` is the number of audit rows written; ``by_table`` breaks the row counts down.
@@ -109,7 +112,7 @@ class AdtIngester:
     what was committed before stays. A lost database connection raises
     :class:`SourceUnavailableError` (its ``data["summary"]`` says how far the ingest got).
     Replaying messages is safe: a message older than a row's ``valid_from`` does not change it.
-    Not thread-safe; use one ingester per thread (the type caches may be shared).
+    An unknown ``encoding`` raises :class:`ConfigurationError`. Not thread-safe; use one ingester per thread (the type caches may be shared).
     """
 
     def __init__(
@@ -122,6 +125,10 @@ class AdtIngester:
         encoding: str = "utf-8",
         create_schema: bool = True,
     ) -> None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ConfigurationError(f"unknown text encoding {encoding!r}") from None
         self.engine = engine
         self.clock = clock
         self.default_tz = default_tz
