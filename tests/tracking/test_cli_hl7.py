@@ -57,7 +57,7 @@ def test_a_skipped_message_is_listed_on_stderr_and_sets_exit_status_1(tmp_path):
     path.write_text("\r".join([adt(control="1"), adt(control="2", dob="1980-01-01")]))
     result = ingest(str(path), "--db", str(tmp_path / "adt.db"))
     assert result.exit_code == 1
-    assert f"skipped: {path}: message 2 (line 7): " in result.stderr
+    assert f"skipped: {path}: message 2 (line 7): PID-7: not an HL7 timestamp" in result.stderr
     assert "messages 2: ingested 1, skipped 1" in result.stdout
 
 

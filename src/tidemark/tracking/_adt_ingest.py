@@ -169,7 +169,8 @@ class AdtIngester:
             try:
                 event = parse_adt(raw, default_tz=self.default_tz, encoding=self.encoding)
             except DataValidationError as exc:
-                self._problem(MessageProblem(source, raw.index, _line(exc, raw.line), exc.detail))
+                reason = str(exc.data.get("reason", exc.detail))
+                self._problem(MessageProblem(source, raw.index, _line(exc, raw.line), reason))
                 continue
             self._apply_in_transaction(event, source, raw.index, raw.line)
 

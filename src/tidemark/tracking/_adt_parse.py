@@ -187,10 +187,7 @@ class _Reader:
 
     def fail(self, segment: str | None, reason: str, **data: Any) -> DataValidationError:
         line = self.lines.get(segment, self.raw.line) if segment else self.raw.line
-        return DataValidationError(
-            f"{self.raw.source} message {self.raw.index} (line {line}): {reason}",
-            data={"source": self.raw.source, "index": self.raw.index, "line": line, **data},
-        )
+        return _problem(self.raw, line, reason, **data)
 
     def has(self, segment: str) -> bool:
         return segment in self.segments
@@ -250,50 +247,47 @@ class _Reader:
         return value
 
 
+def _problem(raw: RawMessage, line: int, reason: str, **data: Any) -> DataValidationError:
+    # ``detail`` names the position for people; ``data`` carries it, and the bare reason, for code.
+    return DataValidationError(
+        f"{raw.source} message {raw.index} (line {line}): {reason}",
+        data={"source": raw.source, "index": raw.index, "line": line, "reason": reason, **data},
+    )
+
+
 def _decode(raw: RawMessage, encoding: str) -> list[str]:
     texts = []
     for segment, line in zip(raw.segments, raw.segment_lines, strict=True):
         try:
             texts.append(segment.decode(encoding))
         except UnicodeDecodeError as exc:
-            raise DataValidationError(
-                f"{raw.source} message {raw.index} (line {line}): not valid {encoding} "
-                f"at byte {exc.start} of the segment",
-                data={"source": raw.source, "index": raw.index, "line": line},
+            raise _problem(
+                raw, line, f"not valid {encoding} at byte {exc.start} of the segment"
             ) from None
         except LookupError:
             raise DataValidationError(f"unknown text encoding {encoding!r}") from None
     for text, line in zip(texts, raw.segment_lines, strict=True):
         if not _SEGMENT_ID.match(text[:3]) or (len(text) > 3 and text[3] != texts[0][3:4]):
-            raise DataValidationError(
-                f"{raw.source} message {raw.index} (line {line}): {text[:40]!r} is not an HL7 "
-                "segment",
-                data={"source": raw.source, "index": raw.index, "line": line},
-            )
+            raise _problem(raw, line, f"{text[:40]!r} is not an HL7 segment")
     return texts
 
 
 def parse_adt(raw: RawMessage, *, default_tz: tzinfo = UTC, encoding: str = "utf-8") -> AdtEvent:
     """Read one ADT A01/A02/A03/A08 message. HL7 times without an offset are in ``default_tz``.
 
-    Raises :class:`DataValidationError` (with ``data["line"]``) when the message is not HL7,
+    Raises :class:`DataValidationError` (``data`` holds ``source``, ``index``, ``line`` and
+    ``reason``) when the message is not HL7,
     is another type or trigger, lacks MSH-7, an MRN (PID-3) or a visit number (PV1-19), or has
     a field that cannot be converted.
     """
     if not raw.segments[0].startswith(b"MSH") or len(raw.segments[0]) < 8:
-        raise DataValidationError(
-            f"{raw.source} message {raw.index} (line {raw.line}): does not start with an MSH segment",
-            data={"source": raw.source, "index": raw.index, "line": raw.line},
-        )
+        raise _problem(raw, raw.line, "does not start with an MSH segment")
     texts = _decode(raw, encoding)
     try:
         delimiters = _Encoding.of(texts[0])
         message = hl7.parse("\r".join(texts))
     except (hl7.ParseException, IndexError, ValueError) as exc:
-        raise DataValidationError(
-            f"{raw.source} message {raw.index} (line {raw.line}): cannot parse: {exc}",
-            data={"source": raw.source, "index": raw.index, "line": raw.line},
-        ) from None
+        raise _problem(raw, raw.line, f"cannot parse: {exc}") from None
     read = _Reader(raw, texts, message, delimiters)
 
     kind, trigger = read.text("MSH", 9, 1, 1), read.text("MSH", 9, 1, 2)
