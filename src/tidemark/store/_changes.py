@@ -37,7 +37,7 @@ from ._types import HistoryEntry, StoredDocument, Tombstone
 
 DOC_COLUMNS = (
     "doc_pk, collection, id, body, content_hash, key_values, content_version, "
-    "content_modified_at, identity_version, identity_modified_at, created_at"
+    "content_modified_at, identity_version, identity_modified_at, created_at, referential_id"
 )
 
 #: An identity cascade longer than this is a modelling error (a cycle), not a real workload.
@@ -59,6 +59,7 @@ class DocRow:
     identity_version: int
     identity_modified_at: str
     created_at: str
+    referential_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> DocRow:
@@ -123,27 +124,46 @@ def _placeholders(n: int) -> str:
 
 @dataclass(slots=True)
 class Facts:
-    """What the model says about one body, computed once: identity, key values, references."""
+    """What the model says about one body, computed once: identity, its referential id, the
+    key values Change Queries report, and the references by referential id."""
 
     identity: dict[str, Any] = field(default_factory=dict)
+    referential_id: str | None = None
+    key_values: str | None = None
     references: dict[str, ResolvedReference] = field(default_factory=dict)
 
     @classmethod
     def of(cls, spec: ResourceSpec | None, body: dict[str, Any]) -> Facts:
         if spec is None:
             return cls()
+        identity = spec.identity(body)
         return cls(
-            spec.identity(body), {r.referential_id: r for r in spec.resolve_references(body)}
+            identity,
+            spec.referential_ids(identity)[0],
+            canonical_bytes(spec.key_values(body)).decode(),
+            {r.referential_id: r for r in spec.resolve_references(body)},
         )
 
 
 @dataclass(slots=True)
 class _Touched:
+    """A document this transaction changes: its stored row and its state so far.
+
+    ``body`` stays ``None`` while the stored body is unchanged (it is parsed only if needed);
+    ``reference_ids`` is read from ``document_references`` the first time it is needed.
+    """
+
     row: DocRow
     spec: ResourceSpec | None
-    original: Facts
-    body: dict[str, Any]
-    facts: Facts
+    body: dict[str, Any] | None = None
+    referential_id: str | None = None
+    key_values: str | None = None
+    reference_ids: set[str] | None = None
+
+    def current_body(self) -> dict[str, Any]:
+        if self.body is None:
+            self.body = parse_json(self.row.body_text)
+        return self.body
 
 
 class ChangeSet:
@@ -153,6 +173,7 @@ class ChangeSet:
         self.tx = tx
         self.model = model
         self.now = now
+        self._now_parsed = parse_iso_utc(now)
         self._touched: dict[int, _Touched] = {}
         self._queue: deque[tuple[ResourceSpec, dict[str, Any], dict[str, Any]]] = deque()
         #: Change versions allocated and representation changes (journal rows) written so far.
@@ -263,24 +284,24 @@ class ChangeSet:
         text = canonical_bytes(body).decode()
         digest = content_hash(text)
         facts = facts or Facts.of(spec, body)
-        key_values = canonical_bytes(spec.key_values(body)).decode() if spec is not None else None
         version = self._allocate()
         doc_id = id or uuid.uuid4().hex
         pk = self.tx.insert_id(
             "INSERT INTO documents (collection, id, body, content_hash, key_values, content_version, "
-            "content_modified_at, identity_version, identity_modified_at, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "content_modified_at, identity_version, identity_modified_at, created_at, referential_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 collection,
                 doc_id,
                 text,
                 digest,
-                key_values,
+                facts.key_values,
                 version,
                 self.now,
                 version,
                 self.now,
                 self.now,
+                facts.referential_id,
             ),
         )
         if spec is not None:
@@ -288,28 +309,41 @@ class ChangeSet:
             if facts.references:
                 self._link_references(pk, facts.references)
         self.journaled += 1
-        stored = DocRow(
-            pk,
-            collection,
-            doc_id,
-            text,
-            digest,
-            key_values,
-            version,
-            self.now,
-            version,
-            self.now,
-            self.now,
+        return self._document(
+            collection, doc_id, body, digest, version, version, self.now, self.now
         )
-        return stored.document(body)
+
+    def _document(
+        self,
+        collection: str,
+        id: str,
+        body: dict[str, Any],
+        digest: str,
+        version: int,
+        identity_version: int,
+        identity_at: str,
+        created_at: str,
+    ) -> StoredDocument:
+        now = self._now_parsed
+        return StoredDocument(
+            collection=collection,
+            id=id,
+            body=body,
+            content_version=version,
+            content_last_modified_at=now,
+            identity_version=identity_version,
+            identity_last_modified_at=now
+            if identity_at == self.now
+            else parse_iso_utc(identity_at),
+            content_hash=digest,
+            created_at=now if created_at == self.now else parse_iso_utc(created_at),
+        )
 
     # -- updates ---------------------------------------------------------------------------------
     def _working(self, row: DocRow, spec: ResourceSpec | None) -> _Touched:
         touched = self._touched.get(row.pk)
         if touched is None:
-            original = parse_json(row.body_text)
-            facts = Facts.of(spec, original)
-            touched = _Touched(row, spec, facts, original, facts)
+            touched = _Touched(row, spec, None, row.referential_id, row.key_values_text)
             self._touched[row.pk] = touched
         return touched
 
@@ -329,18 +363,29 @@ class ChangeSet:
         ``identity_may_change`` is false (a direct write to a resource without identity updates).
         """
         touched = self._working(row, spec)
-        before = touched.facts
+        if spec is None:
+            touched.body = body
+            return
         after = facts or Facts.of(spec, body)
-        if spec is not None and not identity_may_change and before.identity != after.identity:
+        identity_changed = after.referential_id != touched.referential_id
+        if identity_changed and not identity_may_change:
             raise KeyChangeNotSupportedError(
                 f"Identifying values for the {spec.resource_name} resource cannot be changed. "
                 "Delete and recreate the resource item instead.",
             )
-        touched.body, touched.facts = body, after
-        if spec is None:
-            return
-        removed = sorted(before.references.keys() - after.references.keys())
-        added = {rid: ref for rid, ref in after.references.items() if rid not in before.references}
+        old_identity = spec.identity(touched.current_body()) if identity_changed else None
+        if touched.reference_ids is None:
+            touched.reference_ids = {
+                r[0]
+                for r in self.tx.query(
+                    "SELECT referential_id FROM document_references WHERE referrer_pk = ?",
+                    (row.pk,),
+                )
+            }
+        removed = sorted(touched.reference_ids - after.references.keys())
+        added = {
+            rid: ref for rid, ref in after.references.items() if rid not in touched.reference_ids
+        }
         if removed:
             self.tx.executemany(
                 "DELETE FROM document_references WHERE referrer_pk = ? AND referential_id = ?",
@@ -348,10 +393,16 @@ class ChangeSet:
             )
         if added:
             self._link_references(row.pk, added)
-        if before.identity != after.identity:
+        touched.body, touched.key_values, touched.referential_id = (
+            body,
+            after.key_values,
+            after.referential_id,
+        )
+        touched.reference_ids = set(after.references)
+        if old_identity is not None:
             self.tx.execute("DELETE FROM reference_targets WHERE doc_pk = ?", (row.pk,))
             self._claim_aliases(spec, after.identity, row.pk)
-            self._queue.append((spec, before.identity, after.identity))
+            self._queue.append((spec, old_identity, after.identity))
 
     def cascade(self) -> None:
         """Propagate queued identity changes to every referrer, recursively."""
@@ -383,7 +434,9 @@ class ChangeSet:
                     if referrer is None:
                         continue
                     working = self._working(row, referrer)
-                    body = parse_json(canonical_bytes(working.body))  # a private copy to rewrite
+                    body = parse_json(
+                        canonical_bytes(working.current_body())
+                    )  # a private copy to rewrite
                     if referrer.rewrite_references(body, (project, name), old_alias, new_alias):
                         self.set_body(working.row, referrer, body)
 
@@ -395,49 +448,46 @@ class ChangeSet:
         """
         written: list[StoredDocument] = []
         for touched in self._touched.values():
-            row, spec = touched.row, touched.spec
+            row = touched.row
+            if touched.body is None:
+                continue
             text = canonical_bytes(touched.body).decode()
             if text == row.body_text:
                 continue  # changed and changed back: nothing to record
             version = self._allocate()
             digest = content_hash(text)
-            identity_changed = touched.original.identity != touched.facts.identity
-            key_values = (
-                canonical_bytes(spec.key_values(touched.body)).decode()
-                if spec is not None
-                else None
-            )
-            identity_version = version if identity_changed else row.identity_version
+            identity_changed = touched.referential_id != row.referential_id
+            identity_version = version if identity_changed else int(row.identity_version)
             identity_at = self.now if identity_changed else row.identity_modified_at
             self.tx.execute(
                 "UPDATE documents SET body = ?, content_hash = ?, key_values = ?, content_version = ?, "
-                "content_modified_at = ?, identity_version = ?, identity_modified_at = ? WHERE doc_pk = ?",
+                "content_modified_at = ?, identity_version = ?, identity_modified_at = ?, referential_id = ? "
+                "WHERE doc_pk = ?",
                 (
                     text,
                     digest,
-                    key_values,
+                    touched.key_values,
                     version,
                     self.now,
                     identity_version,
                     identity_at,
+                    touched.referential_id,
                     row.pk,
                 ),
             )
             self.journaled += 1
-            stored = DocRow(
-                row.pk,
-                row.collection,
-                row.id,
-                text,
-                digest,
-                key_values,
-                version,
-                self.now,
-                identity_version,
-                identity_at,
-                row.created_at,
+            written.append(
+                self._document(
+                    row.collection,
+                    row.id,
+                    touched.body,
+                    digest,
+                    version,
+                    identity_version,
+                    identity_at,
+                    row.created_at,
+                )
             )
-            written.append(stored.document(touched.body))
         return written
 
     # -- deletes ---------------------------------------------------------------------------------
@@ -474,7 +524,7 @@ class ChangeSet:
                         data={"referencedBy": {c: int(n) for c, n in referrers}},
                     )
             self.tx.execute("DELETE FROM document_references WHERE referrer_pk = ?", (row.pk,))
-            own_rid = spec.referential_ids(spec.identity(parse_json(row.body_text)))[0]
+            own_rid = row.referential_id
         version = self._allocate()
         self.tx.execute("DELETE FROM documents WHERE doc_pk = ?", (row.pk,))
         self.tx.execute(

@@ -140,6 +140,8 @@ class _SqliteTransaction:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._counter: int | None = None
+        self._stored: int | None = None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(sql, params).rowcount
@@ -160,12 +162,26 @@ class _SqliteTransaction:
         return row
 
     def allocate_version(self) -> int:
-        # The single-row counter is updated in the writer's transaction, so a rolled-back write
-        # gives its value back and concurrent processes serialise on the database lock.
-        # Two plain statements: SQLite's RETURNING is several times slower than both together.
-        self._conn.execute("UPDATE change_version_counter SET value = value + 1")
-        row = self._conn.execute("SELECT value FROM change_version_counter").fetchone()
-        return int(row[0])
+        # The counter is read once per transaction (under the write lock taken by BEGIN
+        # IMMEDIATE, so no other process can move it) and written back once before COMMIT.
+        if self._counter is None:
+            row = self._conn.execute("SELECT value FROM change_version_counter").fetchone()
+            self._counter = self._stored = int(row[0])
+        self._counter += 1
+        return self._counter
+
+    def counter_mark(self) -> int | None:
+        """The allocation state, to restore when a savepoint rolls back."""
+        return self._counter
+
+    def counter_restore(self, mark: int | None) -> None:
+        self._counter = mark
+
+    def flush_counter(self) -> None:
+        """Persist allocated versions (called once, just before COMMIT)."""
+        if self._counter is not None and self._counter != self._stored:
+            self._conn.execute("UPDATE change_version_counter SET value = ?", (self._counter,))
+            self._stored = self._counter
 
     def json_value(self, column: str, path: Sequence[str]) -> str:
         return f"json_extract({column}, ?)"
@@ -318,7 +334,6 @@ class SqliteEngine:
                 return
 
     def _run_group(self, batch: list[_WriteJob]) -> None:
-        results: list[tuple[Any, BaseException | None]] = []
         try:
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
@@ -331,41 +346,54 @@ class SqliteEngine:
             self._finish(batch, [(None, error)] * len(batch))
             return
         tx = _SqliteTransaction(conn)
-        grouped = len(batch) > 1
-        for job in batch:
-            if grouped:
-                conn.execute("SAVEPOINT tidemark_write")
-            try:
-                result = job.fn(tx)
-            except RetryTransaction as retry:
-                if grouped and conn.in_transaction:
-                    conn.execute("ROLLBACK TO tidemark_write")
-                    conn.execute("RELEASE tidemark_write")
-                results.append((None, retry.error))
-                continue
-            except BaseException as exc:
-                if grouped and conn.in_transaction:
-                    conn.execute("ROLLBACK TO tidemark_write")
-                    conn.execute("RELEASE tidemark_write")
-                results.append((None, exc))
-            else:
-                if grouped:
-                    conn.execute("RELEASE tidemark_write")
-                results.append((result, None))
-        if not grouped and results[0][1] is not None:
+        # Optimistic pass: run the group as one plain transaction. Failures are rare; when one
+        # happens, roll everything back and run the group again with a savepoint per write, so
+        # that only the failing writes fail.
+        results = self._run_jobs(conn, tx, batch, isolate=False)
+        if any(error is not None for _r, error in results):
+            conn.execute("ROLLBACK")
+            if len(batch) == 1:
+                self._finish(batch, results)
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            tx = _SqliteTransaction(conn)
+            results = self._run_jobs(conn, tx, batch, isolate=True)
+        try:
+            tx.flush_counter()
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.writes += sum(1 for _r, e in results if e is None)
+        except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-        else:
-            try:
-                conn.execute("COMMIT")
-                self.commits += 1
-                self.writes += sum(1 for _r, e in results if e is None)
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                failure = SourceUnavailableError(f"SQLite commit failed: {exc}")
-                results = [(None, failure)] * len(batch)
+            failure = SourceUnavailableError(f"SQLite commit failed: {exc}")
+            results = [(None, failure)] * len(batch)
         self._finish(batch, results)
+
+    @staticmethod
+    def _run_jobs(
+        conn: sqlite3.Connection, tx: _SqliteTransaction, batch: list[_WriteJob], *, isolate: bool
+    ) -> list[tuple[Any, BaseException | None]]:
+        results: list[tuple[Any, BaseException | None]] = []
+        for job in batch:
+            mark = tx.counter_mark()
+            if isolate:
+                conn.execute("SAVEPOINT tidemark_write")
+            try:
+                results.append((job.fn(tx), None))
+            except BaseException as exc:
+                error = exc.error if isinstance(exc, RetryTransaction) else exc
+                results.append((None, error))
+                if not isolate:
+                    return results
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK TO tidemark_write")
+                    conn.execute("RELEASE tidemark_write")
+                tx.counter_restore(mark)
+                continue
+            if isolate:
+                conn.execute("RELEASE tidemark_write")
+        return results
 
     @staticmethod
     def _finish(batch: list[_WriteJob], results: list[tuple[Any, BaseException | None]]) -> None:

@@ -14,7 +14,7 @@ from ._types import KeyChange, Page, StoredDocument, Tombstone
 
 _DOC_COLUMNS_D = (
     "d.doc_pk, d.collection, d.id, d.body, d.content_hash, d.key_values, d.content_version, "
-    "d.content_modified_at, d.identity_version, d.identity_modified_at, d.created_at"
+    "d.content_modified_at, d.identity_version, d.identity_modified_at, d.created_at, d.referential_id"
 )
 _NO_MAX = 2**62
 

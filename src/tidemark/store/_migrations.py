@@ -20,22 +20,26 @@ _SQLITE_V1 = [
         identity_version INTEGER NOT NULL,
         identity_modified_at TEXT NOT NULL,
         created_at TEXT NOT NULL,
+        referential_id TEXT,
         UNIQUE (collection, id))""",
-    "CREATE INDEX documents_version ON documents (collection, content_version)",
+    # Few b-trees per write: each one is another page to log at every commit. Tables keyed by
+    # what they are searched by are WITHOUT ROWID, so the key is the table.
     "CREATE INDEX documents_modified ON documents (collection, content_modified_at)",
-    "CREATE TABLE reference_targets (referential_id TEXT PRIMARY KEY, doc_pk INTEGER NOT NULL)",
+    """CREATE TABLE reference_targets (
+        referential_id TEXT PRIMARY KEY,
+        doc_pk INTEGER NOT NULL) WITHOUT ROWID""",
     "CREATE INDEX reference_targets_doc ON reference_targets (doc_pk)",
     """CREATE TABLE document_references (
         referrer_pk INTEGER NOT NULL,
         referential_id TEXT NOT NULL,
-        PRIMARY KEY (referrer_pk, referential_id))""",
+        PRIMARY KEY (referrer_pk, referential_id)) WITHOUT ROWID""",
     "CREATE INDEX document_references_target ON document_references (referential_id)",
     """CREATE TABLE journal (
-        change_version INTEGER PRIMARY KEY,
         collection TEXT NOT NULL,
+        change_version INTEGER NOT NULL,
         doc_pk INTEGER NOT NULL,
-        recorded_at TEXT NOT NULL)""",
-    "CREATE INDEX journal_collection ON journal (collection, change_version, doc_pk)",
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (collection, change_version)) WITHOUT ROWID""",
     """CREATE TABLE tombstones (
         change_version INTEGER PRIMARY KEY,
         collection TEXT NOT NULL,
@@ -57,16 +61,15 @@ _SQLITE_V1 = [
         changed_at TEXT NOT NULL)""",
     "CREATE INDEX key_changes_collection ON key_changes (collection, change_version)",
     """CREATE TABLE history (
-        history_pk INTEGER PRIMARY KEY,
         collection TEXT NOT NULL,
         id TEXT NOT NULL,
-        body TEXT NOT NULL,
         content_version INTEGER NOT NULL,
+        body TEXT NOT NULL,
         valid_from TEXT NOT NULL,
         valid_to TEXT NOT NULL,
         superseded_by INTEGER NOT NULL,
-        deleted INTEGER NOT NULL DEFAULT 0)""",
-    "CREATE INDEX history_doc ON history (collection, id, content_version)",
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (collection, id, content_version)) WITHOUT ROWID""",
     # Journal, history and key-change rows are written by the database itself whenever a
     # document's stamps move, so no write path can forget them and no extra round trip is paid.
     """CREATE TRIGGER documents_journal_insert AFTER INSERT ON documents BEGIN
@@ -107,8 +110,8 @@ _POSTGRES_V1 = [
         identity_version BIGINT NOT NULL,
         identity_modified_at TEXT NOT NULL,
         created_at TEXT NOT NULL,
+        referential_id TEXT,
         UNIQUE (collection, id))""",
-    "CREATE INDEX documents_version ON documents (collection, content_version)",
     "CREATE INDEX documents_modified ON documents (collection, content_modified_at)",
     "CREATE TABLE reference_targets (referential_id TEXT PRIMARY KEY, doc_pk BIGINT NOT NULL)",
     "CREATE INDEX reference_targets_doc ON reference_targets (doc_pk)",
@@ -118,11 +121,11 @@ _POSTGRES_V1 = [
         PRIMARY KEY (referrer_pk, referential_id))""",
     "CREATE INDEX document_references_target ON document_references (referential_id)",
     """CREATE TABLE journal (
-        change_version BIGINT PRIMARY KEY,
         collection TEXT NOT NULL,
+        change_version BIGINT NOT NULL,
         doc_pk BIGINT NOT NULL,
-        recorded_at TEXT NOT NULL)""",
-    "CREATE INDEX journal_collection ON journal (collection, change_version, doc_pk)",
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (collection, change_version))""",
     """CREATE TABLE tombstones (
         change_version BIGINT PRIMARY KEY,
         collection TEXT NOT NULL,
@@ -144,16 +147,15 @@ _POSTGRES_V1 = [
         changed_at TEXT NOT NULL)""",
     "CREATE INDEX key_changes_collection ON key_changes (collection, change_version)",
     """CREATE TABLE history (
-        history_pk BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         collection TEXT NOT NULL,
         id TEXT NOT NULL,
-        body TEXT NOT NULL,
         content_version BIGINT NOT NULL,
+        body TEXT NOT NULL,
         valid_from TEXT NOT NULL,
         valid_to TEXT NOT NULL,
         superseded_by BIGINT NOT NULL,
-        deleted BOOLEAN NOT NULL DEFAULT FALSE)""",
-    "CREATE INDEX history_doc ON history (collection, id, content_version)",
+        deleted BOOLEAN NOT NULL DEFAULT FALSE,
+        PRIMARY KEY (collection, id, content_version))""",
     # Journal, history and key-change rows are written by the database itself whenever a
     # document's stamps move, so no write path can forget them and no extra round trip is paid.
     """CREATE FUNCTION tidemark_document_changed() RETURNS trigger LANGUAGE plpgsql AS $$

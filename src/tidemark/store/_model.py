@@ -6,11 +6,11 @@ Pure: loading parses JSON; every method computes from a document body without I/
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema_rs
 
@@ -61,7 +61,12 @@ class ReferenceSpec:
 
     def identities(self, body: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         """Each present reference object as (location, identity of its target)."""
-        for location, obj in iter_locations(body, self.object_path):
+        if self.object_path.has_wildcard:
+            objects: Iterable[tuple[str, Any]] = iter_locations(body, self.object_path)
+        else:
+            single = self.object_path.value(body)
+            objects = () if single is MISSING else ((self.object_path.text, single),)
+        for location, obj in objects:
             if not isinstance(obj, dict):
                 continue
             identity: dict[str, Any] = {}
@@ -98,14 +103,25 @@ class DescriptorReferenceSpec:
     in_identity: bool
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedReference:
-    """One reference found in a body: what it points at and where (for error messages)."""
+class ResolvedReference(NamedTuple):
+    """One reference found in a body: what it points at, its referential id, and where it is
+    (for error messages). Build it with :meth:`of`."""
 
     target_project: str
     target: str
     identity: dict[str, Any]
     location: str
+    referential_id: str
+
+    @classmethod
+    def of(
+        cls, target_project: str, target: str, identity: dict[str, Any], location: str
+    ) -> ResolvedReference:
+        """A reference with its referential id (descriptor URIs compare case-insensitively)."""
+        key = _descriptor_identity(str(identity["uri"])) if set(identity) == {"uri"} else identity
+        return cls(
+            target_project, target, identity, location, referential_id(target_project, target, key)
+        )
 
     def describe(self) -> str:
         """The target as a reader would write it: ``schoolId=255901`` or the descriptor URI."""
@@ -114,14 +130,6 @@ class ResolvedReference:
         return ", ".join(
             f"{path.rsplit('.', 1)[-1]}={value!r}" for path, value in self.identity.items()
         )
-
-    @property
-    def referential_id(self) -> str:
-        """The id of the target's natural key (descriptor URIs compare case-insensitively)."""
-        identity = self.identity
-        if set(identity) == {"uri"}:
-            identity = _descriptor_identity(str(identity["uri"]))
-        return referential_id(self.target_project, self.target, identity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +159,7 @@ class ResourceSpec:
     equality_constraints: tuple[tuple[JsonPath, JsonPath], ...]
     superclass: tuple[str, str, JsonPath | None] | None = None
     _validator: Any = field(default=None, repr=False)
+    _key_name_cache: tuple[tuple[JsonPath, str], ...] | None = field(default=None, repr=False)
     _validator_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -194,13 +203,20 @@ class ResourceSpec:
         """The natural key as Change Queries report it: query-field names to values."""
         if self.is_descriptor:
             return {"namespace": body.get("namespace"), "codeValue": body.get("codeValue")}
-        by_path = {qf.paths[0].text: name for name, qf in self.query_fields.items() if qf.paths}
         values: dict[str, Any] = {}
-        for path in self.identity_paths:
-            name = by_path.get(path.text, path.leaf)
+        for path, name in self._key_names():
             value = path.value(body)
             values[name] = None if value is MISSING else value
         return values
+
+    def _key_names(self) -> tuple[tuple[JsonPath, str], ...]:
+        # Each identity path with the query-field name it is reported under (computed once).
+        names = self._key_name_cache
+        if names is None:
+            by_path = {qf.paths[0].text: name for name, qf in self.query_fields.items() if qf.paths}
+            names = tuple((path, by_path.get(path.text, path.leaf)) for path in self.identity_paths)
+            self._key_name_cache = names
+        return names
 
     # -- references --------------------------------------------------------------------------
     def resolve_references(self, body: Mapping[str, Any]) -> list[ResolvedReference]:
@@ -208,12 +224,12 @@ class ResourceSpec:
         found: dict[str, ResolvedReference] = {}
         for spec in self.references:
             for location, identity in spec.identities(body):
-                ref = ResolvedReference(spec.target_project, spec.target, identity, location)
+                ref = ResolvedReference.of(spec.target_project, spec.target, identity, location)
                 found.setdefault(ref.referential_id, ref)
         for dspec in self.descriptor_references:
             for location, value in iter_locations(body, dspec.path):
                 if isinstance(value, str):
-                    ref = ResolvedReference(
+                    ref = ResolvedReference.of(
                         dspec.target_project, dspec.target, {"uri": value}, location
                     )
                     found.setdefault(ref.referential_id, ref)

@@ -96,22 +96,20 @@ def parse_path(text: str) -> JsonPath:
     return JsonPath(text, tuple(steps))
 
 
-def iter_locations(document: Any, path: JsonPath) -> Iterator[tuple[str, Any]]:
+def iter_locations(document: Any, path: JsonPath) -> list[tuple[str, Any]]:
     """Each value at ``path`` with its concrete location (``$.a[2].b``), for error messages."""
-
-    def walk(node: Any, index: int, where: str) -> Iterator[tuple[str, Any]]:
-        if index == len(path.steps):
-            yield where, node
-            return
-        name, is_array = path.steps[index]
-        if not isinstance(node, dict) or name not in node:
-            return
-        child = node[name]
-        if is_array:
-            if isinstance(child, list):
-                for position, item in enumerate(child):
-                    yield from walk(item, index + 1, f"{where}.{name}[{position}]")
-        else:
-            yield from walk(child, index + 1, f"{where}.{name}")
-
-    yield from walk(document, 0, "$")
+    found: list[tuple[str, Any]] = [("$", document)]
+    for name, is_array in path.steps:
+        following: list[tuple[str, Any]] = []
+        for where, node in found:
+            if not isinstance(node, dict) or name not in node:
+                continue
+            child = node[name]
+            if not is_array:
+                following.append((f"{where}.{name}", child))
+            elif isinstance(child, list):
+                following.extend((f"{where}.{name}[{i}]", item) for i, item in enumerate(child))
+        if not following:
+            return following
+        found = following
+    return found

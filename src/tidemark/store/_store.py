@@ -187,7 +187,8 @@ class Store:
         clean = _client_body(body)
         spec.validate(clean)
         facts = Facts.of(spec, clean)  # computed here, outside the writer's critical section
-        rid = spec.referential_ids(facts.identity)[0]
+        rid = facts.referential_id
+        assert rid is not None  # model resources always have a natural key
 
         def work(tx: Transaction, changes: ChangeSet) -> WriteOutcome:
             existing = select_doc_by_referential_id(tx, rid, lock=True)
@@ -402,7 +403,7 @@ class Store:
         def work(tx: Transaction) -> list[HistoryEntry]:
             rows = tx.query(
                 "SELECT collection, id, body, content_version, valid_from, valid_to, superseded_by, deleted "
-                "FROM history WHERE collection = ? AND id = ? ORDER BY content_version DESC, history_pk DESC",
+                "FROM history WHERE collection = ? AND id = ? ORDER BY content_version DESC",
                 (collection, id),
             )
             return history_entries(rows)
@@ -535,14 +536,37 @@ class Store:
         if through is None:
             return 0
         deleted = 0
-        for table in ("journal", "tombstones", "key_changes"):
+
+        def journal_collections(tx: Transaction) -> list[str]:
+            # A skip scan over the journal's (collection, change_version) key: one probe per
+            # collection instead of a pass over every row.
+            rows = tx.query(
+                "WITH RECURSIVE c(name) AS (SELECT min(collection) FROM journal UNION ALL "
+                "SELECT (SELECT min(collection) FROM journal WHERE collection > c.name) FROM c "
+                "WHERE c.name IS NOT NULL) SELECT name FROM c WHERE name IS NOT NULL"
+            )
+            return [str(r[0]) for r in rows]
+
+        targets: list[tuple[str, str | None]] = [
+            ("journal", name) for name in await self.engine.read(journal_collections)
+        ]
+        targets += [("tombstones", None), ("key_changes", None)]
+        for table, collection in targets:
             while True:
 
-                def chunk(tx: Transaction, table: str = table) -> int:
+                def chunk(
+                    tx: Transaction, table: str = table, collection: str | None = collection
+                ) -> int:
+                    if collection is None:
+                        return tx.execute(
+                            f"DELETE FROM {table} WHERE change_version IN (SELECT change_version FROM {table} "
+                            "WHERE change_version <= ? ORDER BY change_version LIMIT ?)",
+                            (through, batch),
+                        )
                     return tx.execute(
-                        f"DELETE FROM {table} WHERE change_version IN (SELECT change_version FROM {table} "
-                        "WHERE change_version <= ? ORDER BY change_version LIMIT ?)",
-                        (through, batch),
+                        "DELETE FROM journal WHERE collection = ? AND change_version IN (SELECT change_version "
+                        "FROM journal WHERE collection = ? AND change_version <= ? ORDER BY change_version LIMIT ?)",
+                        (collection, collection, through, batch),
                     )
 
                 removed = await self.engine.write(chunk)
