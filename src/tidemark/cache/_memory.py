@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -35,9 +35,38 @@ def estimate_size(value: object) -> int:
         return sys.getsizeof(value)
 
 
+_ATOMS = (str, int, float, bool, type(None), bytes)
+
+
+def deep_sizeof(value: object) -> int:
+    """Bytes a JSON-like value really occupies in this process (``sys.getsizeof`` summed over
+    dicts, lists, tuples and their items). Shared objects are counted at each occurrence, so the
+    figure is an upper bound: use it as ``getsizeof`` when a byte limit must hold for real memory.
+    """
+    total = 0
+    stack = [value]
+    getsizeof = sys.getsizeof
+    while stack:
+        item = stack.pop()
+        total += getsizeof(item)
+        if type(item) is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif type(item) is list or type(item) is tuple:
+            stack.extend(item)
+        elif not isinstance(item, _ATOMS):
+            if isinstance(item, Mapping):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list | tuple | set | frozenset):
+                stack.extend(item)
+    return total
+
+
 @dataclass(frozen=True, slots=True)
 class CacheStats:
-    """A snapshot of a cache's counters and size."""
+    """A snapshot of a cache's counters and size. ``corrupt`` counts damaged entries a
+    persistent tier found, logged and dropped (always 0 in memory)."""
 
     hits: int
     misses: int
@@ -48,6 +77,7 @@ class CacheStats:
     rejected: int
     entries: int
     bytes: int
+    corrupt: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -68,6 +98,7 @@ class CacheStats:
             "rejected": self.rejected,
             "entries": self.entries,
             "bytes": self.bytes,
+            "corrupt": self.corrupt,
         }
 
 
