@@ -34,7 +34,8 @@ async def test_a_second_process_sees_the_same_entries(client, redis_prefix):
     reader = RedisCache(REDIS_URL, prefix=redis_prefix)
     try:
         await writer.set("k", b"shared")
-        assert (await reader.get("k")).value == b"shared"
+        entry = await reader.get("k")
+        assert entry is not None and entry.value == b"shared"
     finally:
         await reader.aclose()
 

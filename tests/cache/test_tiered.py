@@ -18,7 +18,9 @@ JSON = Codec(encode=orjson.dumps, decode=orjson.loads)
 
 def _tiered(tmp_path, *, write_behind=False, memory=True, extra=()):
     disk = DiskCache(tmp_path / "disk")
-    front: MemoryCache[str, Cached[dict]] | None = MemoryCache(max_entries=100) if memory else None
+    front: MemoryCache[str, Cached[dict[str, int]]] | None = (
+        MemoryCache(max_entries=100) if memory else None
+    )
     cache = TieredCache(
         tiers=[AsyncDiskTier(disk), *extra], codec=JSON, memory=front, write_behind=write_behind
     )
@@ -52,7 +54,9 @@ async def test_write_behind_is_readable_at_once_and_nothing_is_lost_on_close(tmp
     await cache.aclose()
     reopened = DiskCache(tmp_path / "disk")
     assert len(reopened) == 50
-    assert all(orjson.loads(reopened.get(f"k{i}").value) == {"i": i} for i in range(50))
+    for i in range(50):
+        entry = reopened.get(f"k{i}")
+        assert entry is not None and orjson.loads(entry.value) == {"i": i}
 
 
 async def test_a_delete_is_not_undone_by_a_write_in_flight(tmp_path):
@@ -98,9 +102,11 @@ async def test_a_failing_tier_is_skipped_and_counted(tmp_path):
     disk = DiskCache(tmp_path)
     disk.set("k", orjson.dumps([1]))
     cache = TieredCache(tiers=[_BrokenTier(), AsyncDiskTier(disk)], codec=JSON)
-    assert (await cache.get("k")).value == [1]
+    found = await cache.get("k")
+    assert found is not None and found.value == [1]
     await cache.set("j", [2])
-    assert orjson.loads(disk.get("j").value) == [2]
+    written = disk.get("j")
+    assert written is not None and orjson.loads(written.value) == [2]
     assert cache.counters["tier_errors"] >= 2
     await cache.aclose()
 
