@@ -76,7 +76,10 @@ class _BrokenTier:
     async def get(self, key):
         raise ConnectionError("tier is down")
 
-    async def set(self, key, value, meta=None):
+    async def get_many(self, keys):
+        raise ConnectionError("tier is down")
+
+    async def set(self, key, value, meta=None, *, stored_at=None):
         raise OSError("disk full")
 
     async def delete(self, key):
@@ -147,4 +150,16 @@ async def test_clear_empties_every_tier(tmp_path):
     assert await cache.clear() == 3
     assert len(disk) == 0 and cache.get_memory("k0") is None
     assert await cache.entries() == []
+    await cache.aclose()
+
+
+async def test_get_many_asks_each_tier_once_for_what_is_still_missing(tmp_path):
+    cache, disk = _tiered(tmp_path)
+    await cache.set("in-memory", {"m": 1})
+    disk.set("on-disk", orjson.dumps({"d": 1}))
+    disk.set("broken", b"\xff")
+    found = await cache.get_many(["in-memory", "on-disk", "broken", "absent"])
+    assert {k: v.tier for k, v in found.items()} == {"in-memory": "memory", "on-disk": "disk"}
+    assert cache.get_memory("on-disk") is not None
+    assert cache.counters["decode_errors"] == 1
     await cache.aclose()

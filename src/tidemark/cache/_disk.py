@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -215,6 +215,15 @@ class DiskCache:
         self._count("hits" if entry is not None else "misses")
         return entry
 
+    def get_many(self, keys: Iterable[str]) -> dict[str, StoredEntry]:
+        """The entries found among ``keys`` (each read as :meth:`get` would)."""
+        found = {}
+        for key in keys:
+            entry = self.get(key)
+            if entry is not None:
+                found[key] = entry
+        return found
+
     def _read(self, digest: str, key: str) -> StoredEntry | None:
         try:
             record_path = self._record_path(digest)
@@ -314,16 +323,26 @@ class DiskCache:
             return self._total
 
     # -- writing -----------------------------------------------------------------------------
-    def set(self, key: str, value: bytes, meta: Mapping[str, Any] | None = None) -> bool:
+    def set(
+        self,
+        key: str,
+        value: bytes,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        stored_at: datetime | None = None,
+    ) -> bool:
         """Store ``value`` (and JSON-able ``meta``) under ``key``, replacing any previous entry.
 
-        Returns False, dropping any previous entry, when the entry alone exceeds ``max_bytes``.
-        Raises ``OSError`` when the files cannot be written (a full disk, permissions).
+        ``stored_at`` (default now) is when the value was first stored anywhere: the ttl runs
+        from it, so a copy written later (behind, or promoted from another tier) does not live
+        longer. Returns False, dropping any previous entry, when the entry alone exceeds
+        ``max_bytes``. Raises ``OSError`` when the files cannot be written (a full disk).
         """
         digest = key_hash(key)
         now = self._wall()
+        born = now if stored_at is None else min(now, stored_at.timestamp())
         stored, record = encode_value(
-            key, value, meta or {}, now, compress=self.compress, level=self.compression_level
+            key, value, meta or {}, born, compress=self.compress, level=self.compression_level
         )
         # A fresh name per write: no two records ever share a data file, so removing the
         # previous value can never take away the one a newer record names.
@@ -358,7 +377,7 @@ class DiskCache:
             with self._lock:
                 old = self._index.pop(digest, None)
                 self._total += size - (old.size if old is not None else 0)
-                self._index[digest] = _Indexed(key, size, now, now, record.meta)
+                self._index[digest] = _Indexed(key, size, born, now, record.meta)
         self._enforce_cap()
         return True
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -73,7 +74,9 @@ class RedisCache:
     async def get(self, key: str) -> StoredEntry | None:
         """The entry under ``key``, or ``None`` (absent, expired or damaged)."""
         raw = await self.client.hmget(self._redis_key(key), [_VALUE, _RECORD])
-        stored, record_bytes = raw[0], raw[1]
+        return await self._decode(key, raw[0], raw[1])
+
+    async def _decode(self, key: str, stored: Any, record_bytes: Any) -> StoredEntry | None:
         if not isinstance(stored, bytes) or not isinstance(record_bytes, bytes):
             self._counts["misses"] += 1
             return None
@@ -89,22 +92,45 @@ class RedisCache:
         self._counts["hits"] += 1
         return StoredEntry(key, value, record.meta, record.stored_datetime)
 
-    async def set(self, key: str, value: bytes, meta: Mapping[str, Any] | None = None) -> bool:
-        """Store ``value`` and JSON-able ``meta`` under ``key`` (replacing it); always True."""
+    async def get_many(self, keys: Iterable[str]) -> dict[str, StoredEntry]:
+        """The entries found among ``keys``, read in one round trip."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in wanted:
+                pipe.hmget(self._redis_key(key), [_VALUE, _RECORD])
+            replies = await pipe.execute()
+        found = {}
+        for key, reply in zip(wanted, replies, strict=True):
+            entry = await self._decode(key, reply[0], reply[1])
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        stored_at: datetime | None = None,
+    ) -> bool:
+        """Store ``value`` and JSON-able ``meta`` under ``key`` (replacing it); always True.
+
+        ``stored_at`` (default now) is when the value was first stored: the ttl runs from it.
+        """
+        now = self._clock.now().timestamp()
+        born = now if stored_at is None else min(now, stored_at.timestamp())
         stored, record = encode_value(
-            key,
-            value,
-            meta or {},
-            self._clock.now().timestamp(),
-            compress=self.compress,
-            level=self.compression_level,
+            key, value, meta or {}, born, compress=self.compress, level=self.compression_level
         )
         name = self._redis_key(key)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(name)
             pipe.hset(name, mapping={_VALUE: stored, _RECORD: record.to_json()})
             if self.ttl is not None:
-                pipe.pexpire(name, max(1, int(self.ttl * 1000)))
+                pipe.pexpire(name, max(1, int((self.ttl - (now - born)) * 1000)))
             replies = await pipe.execute()
         if not replies[0]:
             self._known_entries += 1

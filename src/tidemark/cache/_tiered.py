@@ -4,7 +4,7 @@ promotion, and writes through to every tier or behind, in the background."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -32,7 +32,16 @@ class ByteTier(Protocol):
 
     async def get(self, key: str) -> StoredEntry | None: ...
 
-    async def set(self, key: str, value: bytes, meta: Mapping[str, Any] | None = None) -> bool: ...
+    async def get_many(self, keys: Iterable[str]) -> dict[str, StoredEntry]: ...
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        stored_at: datetime | None = None,
+    ) -> bool: ...
 
     async def delete(self, key: str) -> bool: ...
 
@@ -61,8 +70,18 @@ class AsyncDiskTier:
     async def get(self, key: str) -> StoredEntry | None:
         return await asyncio.to_thread(self.disk.get, key)
 
-    async def set(self, key: str, value: bytes, meta: Mapping[str, Any] | None = None) -> bool:
-        return await asyncio.to_thread(self.disk.set, key, value, meta)
+    async def get_many(self, keys: Iterable[str]) -> dict[str, StoredEntry]:
+        return await asyncio.to_thread(self.disk.get_many, list(keys))
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        stored_at: datetime | None = None,
+    ) -> bool:
+        return await asyncio.to_thread(self.disk.set, key, value, meta, stored_at=stored_at)
 
     async def delete(self, key: str) -> bool:
         return await asyncio.to_thread(self.disk.delete, key)
@@ -166,9 +185,13 @@ class TieredCache(Generic[V]):
         found: Cached[V] | None = self.memory.get(key)
         return found
 
-    async def get(self, key: str) -> Cached[V] | None:
-        """The value under ``key`` from the first tier that has it, or ``None``."""
-        found = self.get_memory(key)
+    async def get(self, key: str, *, memory: bool = True) -> Cached[V] | None:
+        """The value under ``key`` from the first tier that has it, or ``None``.
+
+        ``memory=False`` skips the memory front, for a caller that just asked
+        :meth:`get_memory` (so one lookup is not counted as two misses).
+        """
+        found = self.get_memory(key) if memory else None
         if found is not None:
             return found
         pending = self._pending.get(key)
@@ -182,19 +205,52 @@ class TieredCache(Generic[V]):
                 continue
             if entry is None:
                 continue
-            try:
-                value = self.codec.decode(entry.value)
-            except ValueError as exc:
-                _log.warning(
-                    "undecodable cache entry removed", tier=tier.name, key=key, error=str(exc)
-                )
-                self.counters.increment("decode_errors")
-                await self._delete_from(tier, key)
+            cached = await self._decoded(tier, key, entry)
+            if cached is None:
                 continue
-            cached = Cached(value, entry.meta, entry.stored_at, tier.name)
             self._promote(key, cached, entry.value, self.tiers[:depth])
             return cached
         return None
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Cached[V]]:
+        """The values found among ``keys``: like :meth:`get` for each, but each tier is asked
+        once for everything still missing (one worker-thread call, one Redis round trip)."""
+        found: dict[str, Cached[V]] = {}
+        missing: list[str] = []
+        for key in dict.fromkeys(keys):
+            hit = self.get_memory(key)
+            pending = self._pending.get(key) if hit is None else None
+            if hit is not None:
+                found[key] = hit
+            elif pending is not None:
+                found[key] = replace(pending.cached, tier=PENDING)
+            else:
+                missing.append(key)
+        for depth, tier in enumerate(self.tiers):
+            if not missing:
+                break
+            try:
+                entries = await tier.get_many(missing)
+            except Exception as exc:  # a tier that is down is skipped, not fatal
+                self._tier_failed(tier, "get_many", f"{len(missing)} keys", exc)
+                continue
+            for key, entry in entries.items():
+                cached = await self._decoded(tier, key, entry)
+                if cached is not None:
+                    self._promote(key, cached, entry.value, self.tiers[:depth])
+                    found[key] = cached
+            missing = [key for key in missing if key not in found]
+        return found
+
+    async def _decoded(self, tier: ByteTier, key: str, entry: StoredEntry) -> Cached[V] | None:
+        try:
+            value = self.codec.decode(entry.value)
+        except ValueError as exc:
+            _log.warning("undecodable cache entry removed", tier=tier.name, key=key, error=str(exc))
+            self.counters.increment("decode_errors")
+            await self._delete_from(tier, key)
+            return None
+        return Cached(value, entry.meta, entry.stored_at, tier.name)
 
     def _promote(
         self, key: str, cached: Cached[V], data: bytes, upper: tuple[ByteTier, ...]
@@ -217,7 +273,7 @@ class TieredCache(Generic[V]):
                 self._enqueue(key, replace(cached, tier=PENDING), data, self.tiers)
             else:
                 async with self._lock():
-                    await self._write(key, data, cached.meta, self.tiers)
+                    await self._write(key, data, cached, self.tiers)
         return cached
 
     def _enqueue(
@@ -233,12 +289,16 @@ class TieredCache(Generic[V]):
             self._writer = asyncio.get_running_loop().create_task(self._drain_forever())
 
     async def _write(
-        self, key: str, data: bytes, meta: Mapping[str, Any], targets: Sequence[ByteTier]
+        self,
+        key: str,
+        data: bytes,
+        cached: Cached[Any],
+        targets: Sequence[ByteTier],
     ) -> None:
         # Caller holds the write lock.
         for tier in targets:
             try:
-                await tier.set(key, data, meta)
+                await tier.set(key, data, cached.meta, stored_at=cached.stored_at)
                 self.counters.increment("writes")
             except Exception as exc:  # a full disk or a lost Redis must not lose the others
                 self._tier_failed(tier, "set", key, exc)
@@ -250,7 +310,7 @@ class TieredCache(Generic[V]):
             async with self._lock():
                 if self._pending.get(key) is not item:
                     continue  # replaced or deleted while we waited
-                await self._write(key, item.data, item.cached.meta, item.targets)
+                await self._write(key, item.data, item.cached, item.targets)
                 if self._pending.get(key) is item:
                     del self._pending[key]
 
