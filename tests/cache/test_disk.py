@@ -14,15 +14,18 @@ def _record(root: Path, key: str) -> Path:
     return root / digest[:2] / f"{digest}.json"
 
 
+def _entry(root: Path, key: str) -> Path:
+    digest = key_hash(key)
+    return root / digest[:2] / f"{digest}.entry"
+
+
 def _value(cache: DiskCache, key: str) -> bytes | None:
     entry = cache.get(key)
     return None if entry is None else entry.value
 
 
 def _data(root: Path, key: str) -> Path:
-    digest = key_hash(key)
-    (found,) = (root / digest[:2]).glob(f"{digest}.*.data")
-    return found
+    return _entry(root, key)
 
 
 def test_entries_survive_a_restart_with_their_metadata(tmp_path):
@@ -76,33 +79,43 @@ def test_flipped_bytes_fail_the_checksum(tmp_path):
     assert cache.stats().corrupt == 1
 
 
-def test_garbage_record_is_a_miss_and_is_removed(tmp_path):
+def test_a_garbage_entry_is_a_miss_and_is_removed(tmp_path):
     cache = DiskCache(tmp_path)
     cache.set("k", b"v")
-    _record(tmp_path, "k").write_bytes(b"{not json")
+    _entry(tmp_path, "k").write_bytes(b"{not an entry")
     assert cache.get("k") is None
-    assert not _record(tmp_path, "k").exists()
+    assert not _entry(tmp_path, "k").exists() and not _record(tmp_path, "k").exists()
     assert cache.stats().corrupt == 1
 
 
-def test_unreadable_records_are_dropped_by_the_scan_at_open(tmp_path):
-    DiskCache(tmp_path).set("k", b"v")
+def test_a_damaged_metadata_file_falls_back_to_the_entry_itself(tmp_path):
+    DiskCache(tmp_path).set("k", b"v", {"m": 1})
     _record(tmp_path, "k").write_bytes(b"")
     reopened = DiskCache(tmp_path)
-    assert len(reopened) == 0 and reopened.stats().corrupt == 1
+    assert [(info.key, info.meta) for info in reopened.entries()] == [("k", {"m": 1})]
+    assert _value(reopened, "k") == b"v"
 
 
-def test_a_record_naming_a_file_outside_its_entry_is_corrupt(tmp_path):
+def test_an_entry_whose_files_are_both_unreadable_leaves_the_listing(tmp_path):
+    DiskCache(tmp_path).set("k", b"v")
+    _record(tmp_path, "k").write_bytes(b"")
+    _entry(tmp_path, "k").write_bytes(b"TMC1")
+    reopened = DiskCache(tmp_path)
+    assert reopened.entries() == [] and reopened.stats().corrupt == 1
+
+
+def test_an_entry_file_replaced_by_a_symbolic_link_is_never_followed(tmp_path):
     outside = tmp_path / "secret.txt"
     outside.write_text("do not read")
     root = tmp_path / "cache"
     cache = DiskCache(root)
     cache.set("k", b"v")
-    record = _record(root, "k")
-    record.write_bytes(record.read_bytes().replace(b'.data"', b'.data/../../../secret.txt"'))
+    entry = _entry(root, "k")
+    entry.unlink()
+    entry.symlink_to(outside)
     assert cache.get("k") is None
     assert cache.stats().corrupt == 1
-    assert outside.read_text() == "do not read"
+    assert outside.read_text() == "do not read" and not entry.is_symlink()
 
 
 def test_a_symlinked_shard_is_never_followed(tmp_path):
@@ -172,7 +185,7 @@ def test_recency_survives_a_restart(tmp_path):
     for key in ("a", "b", "c"):
         clock.advance(1)
         first.set(key, b"x" * 100)
-    clock.advance(1)
+    clock.advance(120)  # a read refreshes the file's mtime at most once a minute
     first.get("a")
     reopened = DiskCache(tmp_path, clock=clock)
     assert [info.key for info in reopened.entries()] == ["b", "c", "a"]
@@ -216,28 +229,23 @@ def test_concurrent_rewrites_never_show_a_torn_entry(tmp_path):
     assert seen and set(seen) <= set(values)
     assert cache.stats().corrupt == 0 and other.stats().corrupt == 0
     assert _value(other, "k") in values
-    # Two processes racing on one key may orphan a data file; the next scan removes it.
     shard = _record(tmp_path, "k").parent
-    for path in shard.glob("*.data"):
-        os.utime(path, (1, 1))
-    DiskCache(tmp_path)
-    assert len(list(shard.glob("*.data"))) == 1
+    assert sorted(p.suffix for p in shard.iterdir()) == [".entry", ".json"]
 
 
 def test_scan_removes_crash_leftovers(tmp_path):
     cache = DiskCache(tmp_path)
     cache.set("k", b"v")
-    shard = _record(tmp_path, "k").parent
-    digest = key_hash("k")
-    orphan = shard / f"{digest}.{'0' * 16}.data"
-    orphan.write_bytes(b"old value")
-    temp = shard / f".{digest}.json.abc.tmp"
+    cache.set("gone", b"v")
+    _entry(tmp_path, "gone").unlink()
+    orphan = _record(tmp_path, "gone")
+    temp = _record(tmp_path, "k").parent / f"{key_hash('k')}.entry.abc123.tmp"
     temp.write_bytes(b"half")
     for path in (orphan, temp):
         os.utime(path, (1, 1))
-    DiskCache(tmp_path)
+    reopened = DiskCache(tmp_path)
     assert not orphan.exists() and not temp.exists()
-    assert _value(DiskCache(tmp_path), "k") == b"v"
+    assert len(reopened) == 1 and _value(reopened, "k") == b"v"
 
 
 def test_delete_where_and_clear(tmp_path):

@@ -274,3 +274,31 @@ def test_concurrent_readers_and_writers_keep_byte_total_exact_with_ttl():
     assert len(cache) <= 40 and cache.current_bytes <= 300
     cache.expire()  # the clock is stopped now: what is left is live and readable
     assert cache.current_bytes == sum(len(cache.peek(k)) for k in cache)
+
+
+def test_deep_sizeof_counts_nested_containers_and_their_items():
+    import sys
+
+    from tidemark.cache import deep_sizeof
+
+    leaf = "x" * 100
+    inner_list: list[object] = [leaf, 1, 2.5, None]
+    inner_tuple = (leaf,)
+    inner_dict = {"c": inner_tuple}
+    value = {"a": inner_list, "b": inner_dict}
+    expected = (
+        sys.getsizeof(value)
+        + sys.getsizeof("a")
+        + sys.getsizeof("b")
+        + sys.getsizeof(inner_list)
+        + sys.getsizeof(leaf) * 2
+        + sys.getsizeof(1)
+        + sys.getsizeof(2.5)
+        + sys.getsizeof(None)
+        + sys.getsizeof(inner_dict)
+        + sys.getsizeof("c")
+        + sys.getsizeof(inner_tuple)
+    )
+    assert deep_sizeof(value) == expected
+    assert deep_sizeof(b"abc") == sys.getsizeof(b"abc")
+    assert deep_sizeof({1, 2}) == sys.getsizeof({1, 2}) + 2 * sys.getsizeof(1)

@@ -201,7 +201,7 @@ async def test_a_corrupt_disk_file_is_a_logged_miss_and_the_schema_is_rebuilt(
     async with SchemaStore(settings, packages=r4_core) as store:
         original = await store.get(PATIENT)
     digest = key_hash(f"{PATIENT}|4.0.1")
-    (data,) = (settings.disk_cache_dir / digest[:2]).glob(f"{digest}.*.data")
+    data = settings.disk_cache_dir / digest[:2] / f"{digest}.entry"
     data.write_bytes(data.read_bytes()[:20])
     async with SchemaStore(settings, packages=r4_core) as restarted:
         schema = await restarted.get(PATIENT)

@@ -1,11 +1,10 @@
 """A persistent key → bytes cache: one file per entry under a root folder, LRU by total size.
 
-Layout under ``root``: ``<h[:2]>/<h>.json`` is the entry's record (key, codec, sizes, checksum,
-stored time, the caller's metadata) and ``<h>.<t>.data`` its value, where ``h`` is the xxh3-128
-hash of the key and ``t`` a token unique to the write. Files are written to a temporary
-name and renamed into place, value first, record last: the record is the commit. Because a new
-value gets a new data file name, a reader holding the previous record still finds the previous
-value, so concurrent readers in other processes never see a torn entry.
+Layout under ``root``: ``<h[:2]>/<h>.entry`` holds an entry whole (a short header, the JSON
+integrity record, then the stored value) and ``<h>.json`` beside it is a copy of the record
+(the entry's metadata, for listings and for people), where ``h`` is the xxh3-128 hash of the
+key. Every file is written under a temporary name and renamed into place, so a reader (in
+any process) opens either the previous entry or the new one, never a mix: a hit is one read.
 """
 
 from __future__ import annotations
@@ -30,15 +29,19 @@ from ._record import EntryInfo, Record, StoredEntry, decode_value, encode_value
 
 _log = get_logger("cache.disk")
 
+_MAGIC = b"TMC1"
+_HEADER = len(_MAGIC) + 4
+_ENTRY = ".entry"
+_SIDECAR = ".json"
+_TEMP = ".tmp"
 _SHARD = re.compile(r"^[0-9a-f]{2}$")
-_RECORD_NAME = re.compile(r"^([0-9a-f]{32})\.json$")
-_DATA_NAME = re.compile(r"^([0-9a-f]{32})\.([0-9a-f]{16})\.data$")
-_TEMP_SUFFIX = ".tmp"
-#: Temporary files older than this are leftovers of a crashed writer and are removed by scans.
+_NAME = re.compile(r"^([0-9a-f]{32})(\.entry|\.json)$")
+#: Temporary files older than this are leftovers of a crashed writer; scans remove them.
 _STALE_TEMP_SECONDS = 3600.0
+#: A read refreshes the file's mtime (recency across restarts) at most this often.
+_TOUCH_INTERVAL = 60.0
 _STRIPES = 64
-#: How often a read follows a record replaced under it before it gives up (a miss).
-_READ_ATTEMPTS = 5
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def key_hash(key: str) -> str:
@@ -48,29 +51,61 @@ def key_hash(key: str) -> str:
 
 @dataclass(slots=True)
 class _Indexed:
-    key: str
     size: int
-    stored_at: float
     accessed: float
-    meta: Mapping[str, Any]
+    # Known once the entry was read, written or described (a scan only stats the files).
+    key: str | None = None
+    stored_at: float | None = None
+    meta: Mapping[str, Any] | None = None
+
+
+def _pack(record_json: bytes, stored: bytes) -> bytes:
+    return b"".join((_MAGIC, len(record_json).to_bytes(4, "big"), record_json, stored))
+
+
+def _unpack(blob: bytes) -> tuple[Record, bytes]:
+    if len(blob) < _HEADER or blob[: len(_MAGIC)] != _MAGIC:
+        raise CorruptDataError("not a cache entry (bad header)")
+    end = _HEADER + int.from_bytes(blob[len(_MAGIC) : _HEADER], "big")
+    if end > len(blob):
+        raise CorruptDataError("entry is truncated inside its record")
+    return Record.from_json(blob[_HEADER:end]), blob[end:]
+
+
+def _read_file(path: str) -> bytes:
+    # os.open/os.read: a third of the cost of open().read() for small files; O_NOFOLLOW
+    # refuses an entry file that was replaced by a symbolic link.
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        chunks = []
+        while True:
+            chunk = os.read(fd, max(size, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 class DiskCache:
     """Persistent key → bytes cache in ``root``; thread-safe, and safe to share between processes.
 
-    * ``max_bytes``: cap on the total size of the files; the least recently used entries (by
-      last read or write, kept in the record's mtime across restarts) are removed first. A
-      value that cannot fit on its own is refused (``set`` returns False).
-    * ``ttl`` seconds after the write an entry expires (wall time from ``clock``, so it holds
+    * ``max_bytes``: cap on the total size of the files; the least recently used entries (last
+      read or write; kept in the files' mtime across restarts, to a minute) are removed first.
+      A value that cannot fit on its own is refused (``set`` returns False).
+    * ``ttl``: seconds after the write an entry expires (wall time from ``clock``, so it holds
       across restarts).
     * ``compress``: store values zstd-compressed (when that makes them smaller). Entries
       written either way are readable whatever the current setting.
 
     A corrupt, truncated or foreign file is a miss: it is logged, counted (``stats().corrupt``)
-    and removed, never raised. Every path is derived from hashes inside ``root``; a record that
-    names any other file is corrupt. Methods block on file I/O: from async code call them in a
-    worker thread. Each process enforces ``max_bytes`` over what it knows (the scan made when it
-    opened plus its own writes); :meth:`scan` refreshes that view.
+    and removed, never raised. Every path is derived from the key's hash inside ``root``; a
+    symbolic link met there is never followed. Opening only lists the files; records are read
+    when needed. Methods block on file I/O: from async code call them in a worker thread. Each
+    process enforces ``max_bytes`` over what it knows (its scan plus its own writes and reads);
+    :meth:`scan` refreshes that view.
     """
 
     def __init__(
@@ -95,6 +130,7 @@ class DiskCache:
         self.compression_level = compression_level
         self.name = name
         self._clock = clock
+        self._base = str(self.root)
         self._lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._index: OrderedDict[str, _Indexed] = OrderedDict()
@@ -109,22 +145,19 @@ class DiskCache:
     def __repr__(self) -> str:
         return f"<DiskCache {self.root} entries={len(self)} bytes={self.current_bytes}>"
 
-    # -- paths -------------------------------------------------------------------------------
-    def _shard(self, digest: str, *, create: bool = False) -> Path:
-        shard = self.root / digest[:2]
-        if shard.is_symlink():
-            # A link could lead reads and writes out of the root. Readers refuse it; a writer
-            # removes the link itself (never its target) and makes a real folder.
-            if not create:
-                raise CorruptDataError(f"{shard} is a symbolic link; cache paths stay in the root")
-            _log.warning("replacing a symbolic link inside the cache", path=str(shard))
-            shard.unlink()
-        if create:
-            shard.mkdir(exist_ok=True)
-        return shard
+    # -- paths and helpers -------------------------------------------------------------------
+    def _paths(self, digest: str) -> tuple[str, str]:
+        stem = os.path.join(self._base, digest[:2], digest)
+        return stem + _ENTRY, stem + _SIDECAR
 
-    def _record_path(self, digest: str, *, create: bool = False) -> Path:
-        return self._shard(digest, create=create) / f"{digest}.json"
+    def _make_shard(self, digest: str) -> None:
+        shard = os.path.join(self._base, digest[:2])
+        if os.path.islink(shard):
+            # A link could lead writes out of the root: remove the link itself (never its
+            # target) and make a real folder.
+            _log.warning("replacing a symbolic link inside the cache", path=shard)
+            os.unlink(shard)
+        os.makedirs(shard, exist_ok=True)
 
     @contextmanager
     def _stripe(self, digest: str) -> Iterator[None]:
@@ -135,8 +168,8 @@ class DiskCache:
     def _wall(self) -> float:
         return self._clock.now().timestamp()
 
-    def _expired(self, stored_at: float, now: float) -> bool:
-        return self.ttl is not None and stored_at + self.ttl <= now
+    def _expired(self, stored_at: float | None, now: float) -> bool:
+        return self.ttl is not None and stored_at is not None and stored_at + self.ttl <= now
 
     def _count(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -144,52 +177,29 @@ class DiskCache:
 
     # -- scanning ----------------------------------------------------------------------------
     def scan(self) -> int:
-        """Rebuild the index from the files (entries written by other processes included).
-
-        Removes unreadable records, data files no record names, and stale temporary files.
-        Returns the number of entries found.
-        """
-        found: list[tuple[str, _Indexed]] = []
+        """Rebuild the index from the files (other processes' entries included), by listing
+        and stat only. Removes stale temporary files and metadata without an entry. Returns
+        the number of entries found."""
+        sizes: dict[str, list[float]] = {}
         now = time.time()
-        for shard in sorted(self.root.iterdir()) if self.root.is_dir() else []:
-            if not _SHARD.fullmatch(shard.name) or not shard.is_dir() or shard.is_symlink():
-                continue
-            names = {p.name: p for p in shard.iterdir()}
-            referenced: set[str] = set()
-            for name, path in names.items():
-                match = _RECORD_NAME.fullmatch(name)
-                if match is None:
+        leftovers: list[str] = []
+        with os.scandir(self._base) as shards:
+            for shard in shards:
+                if not _SHARD.fullmatch(shard.name) or not shard.is_dir(follow_symlinks=False):
                     continue
-                digest = match.group(1)
-                try:
-                    raw = path.read_bytes()
-                    accessed = path.stat().st_mtime
-                    record = Record.from_json(raw)
-                    data_name = self._data_name(digest, record)
-                    data_size = (shard / data_name).stat().st_size
-                except FileNotFoundError:
-                    continue  # removed meanwhile, or its value is missing: handled on read
-                except (OSError, CorruptDataError) as exc:
-                    self._drop_corrupt(digest, str(exc))
-                    continue
-                referenced.add(data_name)
-                found.append(
-                    (
-                        digest,
-                        _Indexed(
-                            record.key,
-                            len(raw) + data_size,
-                            record.stored_at,
-                            accessed,
-                            record.meta,
-                        ),
-                    )
-                )
-            for name, path in names.items():
-                stale_temp = name.endswith(_TEMP_SUFFIX) and _age(path, now) > _STALE_TEMP_SECONDS
-                orphan = _DATA_NAME.fullmatch(name) is not None and name not in referenced
-                if stale_temp or (orphan and _age(path, now) > 1.0):
-                    _unlink(path)
+                with os.scandir(shard.path) as files:
+                    for item in files:
+                        self._scan_file(item, sizes, leftovers, now)
+        for path in leftovers:
+            _unlink(path)
+        found = [
+            (digest, _Indexed(int(size), accessed))
+            for digest, (size, accessed, has_entry) in sizes.items()
+            if has_entry
+        ]
+        for digest, (_size, accessed, has_entry) in sizes.items():
+            if not has_entry and now - accessed > 1.0:
+                _unlink(self._paths(digest)[1])  # metadata whose entry is gone
         found.sort(key=lambda item: item[1].accessed)
         with self._lock:
             self._index = OrderedDict(found)
@@ -197,14 +207,33 @@ class DiskCache:
         self._enforce_cap()
         return len(found)
 
-    def _data_name(self, digest: str, record: Record) -> str:
-        name = record.extra.get("data")
-        if not isinstance(name, str):
-            raise CorruptDataError("record names no data file")
-        match = _DATA_NAME.fullmatch(name)
-        if match is None or match.group(1) != digest:
-            raise CorruptDataError(f"record names a file outside its entry: {name!r}")
-        return name
+    def _scan_file(
+        self,
+        item: os.DirEntry[str],
+        sizes: dict[str, list[float]],
+        leftovers: list[str],
+        now: float,
+    ) -> None:
+        if item.name.endswith(_TEMP):
+            try:
+                if now - item.stat(follow_symlinks=False).st_mtime > _STALE_TEMP_SECONDS:
+                    leftovers.append(item.path)
+            except OSError:
+                pass
+            return
+        match = _NAME.fullmatch(item.name)
+        if match is None or item.is_symlink():
+            return
+        try:
+            stat = item.stat(follow_symlinks=False)
+        except OSError:
+            return
+        slot = sizes.setdefault(match.group(1), [0, 0.0, False])
+        slot[0] += stat.st_size
+        if match.group(2) == _ENTRY:
+            slot[1], slot[2] = stat.st_mtime, True
+        elif not slot[2]:
+            slot[1] = stat.st_mtime
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, key: str) -> StoredEntry | None:
@@ -225,72 +254,81 @@ class DiskCache:
         return found
 
     def _read(self, digest: str, key: str) -> StoredEntry | None:
+        entry_path = self._paths(digest)[0]
         try:
-            record_path = self._record_path(digest)
-        except CorruptDataError as exc:
-            _log.warning("refusing cache path", path=str(self.root / digest[:2]), reason=str(exc))
+            blob = _read_file(entry_path)
+        except FileNotFoundError:
+            self._forget(digest)
             return None
-        previous_raw: bytes | None = None
-        for _attempt in range(_READ_ATTEMPTS):
+        except OSError as exc:  # ELOOP: a symbolic link where the entry should be
+            self._drop_corrupt(digest, f"unreadable entry file: {exc}")
+            return None
+        try:
+            record, stored = _unpack(blob)
+            if record.key != key:
+                raise CorruptDataError(f"entry is for another key ({record.key!r})")
+            value = decode_value(stored, record)
+        except CorruptDataError as exc:
+            self._drop_corrupt(digest, str(exc))
+            return None
+        now = self._wall()
+        if self._expired(record.stored_at, now):
+            self._remove_files(digest)
+            self._forget(digest)
+            self._count("expirations")
+            return None
+        with self._lock:
+            known = self._index.get(digest)
+            if known is None:
+                self._index[digest] = known = _Indexed(len(blob), 0.0)
+                self._total += len(blob)
+            else:
+                self._index.move_to_end(digest)
+            touch = now - known.accessed > _TOUCH_INTERVAL
+            known.accessed = now
+            known.key, known.stored_at, known.meta = key, record.stored_at, record.meta
+        if touch:
             try:
-                raw = record_path.read_bytes()
-            except FileNotFoundError:
-                self._forget(digest)
-                return None
-            except OSError as exc:
-                _log.warning("cannot read cache record", path=str(record_path), error=str(exc))
-                return None
-            try:
-                record = Record.from_json(raw)
-                data_path = record_path.with_name(self._data_name(digest, record))
-                if record.key != key:
-                    raise CorruptDataError(f"record is for another key ({record.key!r})")
-            except CorruptDataError as exc:
-                self._drop_corrupt(digest, str(exc))
-                return None
-            now = self._wall()
-            if self._expired(record.stored_at, now):
-                self._remove_files(digest, record_path)
-                self._forget(digest)
-                self._count("expirations")
-                return None
-            try:
-                stored = data_path.read_bytes()
-            except FileNotFoundError:
-                if raw != previous_raw:
-                    previous_raw = raw
-                    continue  # replaced by a concurrent writer: read the new record
-                self._drop_corrupt(digest, "the record's data file is missing")
-                return None
-            try:
-                value = decode_value(stored, record)
-            except CorruptDataError as exc:
-                self._drop_corrupt(digest, str(exc))
-                return None
-            try:
-                os.utime(record_path, (now, now))
+                os.utime(entry_path, (now, now))
             except OSError:
                 pass  # recency is advisory; a read-only cache still serves hits
-            with self._lock:
-                known = self._index.get(digest)
-                if known is None:
-                    self._index[digest] = _Indexed(
-                        key, len(raw) + len(stored), record.stored_at, now, record.meta
-                    )
-                    self._total += len(raw) + len(stored)
-                else:
-                    known.accessed = now
-                    self._index.move_to_end(digest)
-            return StoredEntry(key, value, record.meta, record.stored_datetime)
-        return None
+        return StoredEntry(key, value, record.meta, record.stored_datetime)
+
+    def _describe(self, digest: str) -> _Indexed | None:
+        """The index entry with its key, stored time and metadata filled in (read from the
+        metadata file, else from the entry's own header); ``None`` when it is gone or corrupt."""
+        with self._lock:
+            item = self._index.get(digest)
+            if item is None or item.key is not None:
+                return item
+        entry_path, sidecar_path = self._paths(digest)
+        record = None
+        for path, from_entry in ((sidecar_path, False), (entry_path, True)):
+            try:
+                data = _read_file(path)
+                record = _unpack(data)[0] if from_entry else Record.from_json(data)
+                break
+            except (OSError, CorruptDataError):
+                continue
+        if record is None or key_hash(record.key) != digest:
+            if os.path.exists(entry_path):
+                self._drop_corrupt(digest, "neither the metadata nor the entry is readable")
+            else:
+                self._forget(digest)
+            return None
+        with self._lock:
+            item = self._index.get(digest)
+            if item is not None and item.key is None:
+                item.key, item.stored_at, item.meta = record.key, record.stored_at, record.meta
+            return item
 
     def info(self, key: str) -> EntryInfo | None:
-        """The indexed description of ``key`` (no file read, no recency change), or ``None``."""
-        with self._lock:
-            item = self._index.get(key_hash(key))
-            return None if item is None else self._info(item)
+        """The description of ``key``'s entry without reading its value, or ``None``."""
+        item = self._describe(key_hash(key))
+        return None if item is None or item.key != key else self._info(item)
 
     def _info(self, item: _Indexed) -> EntryInfo:
+        assert item.key is not None and item.stored_at is not None and item.meta is not None
         return EntryInfo(
             key=item.key,
             meta=item.meta,
@@ -301,16 +339,22 @@ class DiskCache:
         )
 
     def entries(self) -> list[EntryInfo]:
-        """Every indexed entry, least recently used first (expired ones until swept)."""
+        """Every indexed entry, least recently used first (expired ones until swept).
+
+        The first listing after opening reads each entry's metadata file once.
+        """
         with self._lock:
-            return [self._info(item) for item in self._index.values()]
+            digests = list(self._index)
+        described = [self._describe(digest) for digest in digests]
+        return [self._info(item) for item in described if item is not None]
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        with self._lock:
-            item = self._index.get(key_hash(key))
-            return item is not None and not self._expired(item.stored_at, self._wall())
+        item = self._describe(key_hash(key))
+        if item is None or item.key != key:
+            return False
+        return not self._expired(item.stored_at, self._wall())
 
     def __len__(self) -> int:
         with self._lock:
@@ -344,48 +388,28 @@ class DiskCache:
         stored, record = encode_value(
             key, value, meta or {}, born, compress=self.compress, level=self.compression_level
         )
-        # A fresh name per write: no two records ever share a data file, so removing the
-        # previous value can never take away the one a newer record names.
-        data_name = f"{digest}.{secrets.token_hex(8)}.data"
-        record = Record(
-            record.key,
-            record.codec,
-            record.size,
-            record.stored_bytes,
-            record.checksum,
-            record.stored_at,
-            record.meta,
-            {"data": data_name},
-        )
-        record_bytes = record.to_json()
-        size = len(stored) + len(record_bytes)
+        record_json = record.to_json()
+        blob = _pack(record_json, stored)
+        size = len(blob) + len(record_json)
         if self.max_bytes is not None and size > self.max_bytes:
             self._count("rejected")
             self.delete(key)
             return False
+        entry_path, sidecar_path = self._paths(digest)
         with self._stripe(digest):
-            record_path = self._record_path(digest, create=True)
-            previous = self._previous_data_name(digest, record_path)
-            _atomic_write(record_path.with_name(data_name), stored)
-            _atomic_write(record_path, record_bytes)
+            self._make_shard(digest)
+            _atomic_write(entry_path, blob)
+            _atomic_write(sidecar_path, record_json)
             try:
-                os.utime(record_path, (now, now))  # recency survives restarts via the mtime
+                os.utime(entry_path, (now, now))  # recency survives restarts via the mtime
             except OSError:
                 pass
-            if previous is not None and previous != data_name:
-                _unlink(record_path.with_name(previous))
             with self._lock:
                 old = self._index.pop(digest, None)
                 self._total += size - (old.size if old is not None else 0)
-                self._index[digest] = _Indexed(key, size, born, now, record.meta)
+                self._index[digest] = _Indexed(size, now, key, born, record.meta)
         self._enforce_cap()
         return True
-
-    def _previous_data_name(self, digest: str, record_path: Path) -> str | None:
-        try:
-            return self._data_name(digest, Record.from_json(record_path.read_bytes()))
-        except (OSError, CorruptDataError):
-            return None
 
     def _enforce_cap(self) -> None:
         if self.max_bytes is None:
@@ -402,18 +426,14 @@ class DiskCache:
                 with self._lock:
                     if digest in self._index:
                         continue  # written again meanwhile: that newer entry stays
-                self._remove_files(digest, self._record_path(digest))
+                self._remove_files(digest)
 
     def delete(self, key: str) -> bool:
         """Remove ``key``'s entry; True if there was one."""
         digest = key_hash(key)
         with self._stripe(digest):
-            try:
-                record_path = self._record_path(digest)
-            except CorruptDataError:
-                return False
-            existed = record_path.exists()
-            self._remove_files(digest, record_path)
+            existed = os.path.exists(self._paths(digest)[0])
+            self._remove_files(digest)
             existed = self._forget(digest) or existed
         if existed:
             self._count("invalidations")
@@ -427,20 +447,28 @@ class DiskCache:
     def clear(self) -> int:
         """Remove every entry (rescanning first, so other processes' entries go too)."""
         self.scan()
-        return self.delete_where(lambda _info: True)
+        with self._lock:
+            digests = list(self._index)
+        for digest in digests:
+            with self._stripe(digest):
+                self._remove_files(digest)
+                self._forget(digest)
+        self._count("invalidations", len(digests))
+        return len(digests)
 
     def expire(self) -> int:
         """Remove every expired entry now (expiry is otherwise checked on read)."""
         if self.ttl is None:
             return 0
         now = self._wall()
-        with self._lock:
-            doomed = [i.key for i in self._index.values() if self._expired(i.stored_at, now)]
+        doomed = [
+            info.key for info in self.entries() if self._expired(info.stored_at.timestamp(), now)
+        ]
         removed = 0
         for key in doomed:
             digest = key_hash(key)
             with self._stripe(digest):
-                self._remove_files(digest, self._record_path(digest))
+                self._remove_files(digest)
                 removed += self._forget(digest)
         self._count("expirations", removed)
         return removed
@@ -453,23 +481,15 @@ class DiskCache:
                 self._total -= item.size
             return item is not None
 
-    def _remove_files(self, digest: str, record_path: Path) -> None:
-        # The record goes first: without it the entry is a plain miss for every reader.
-        data = self._previous_data_name(digest, record_path)
-        _unlink(record_path)
-        if data is not None:
-            _unlink(record_path.with_name(data))
+    def _remove_files(self, digest: str) -> None:
+        entry_path, sidecar_path = self._paths(digest)
+        _unlink(entry_path)
+        _unlink(sidecar_path)
 
     def _drop_corrupt(self, digest: str, reason: str) -> None:
         _log.warning("corrupt cache entry removed", tier=self.name, entry=digest, reason=reason)
         self._count("corrupt")
-        try:
-            shard = self._shard(digest)
-        except CorruptDataError:
-            return
-        for path in list(shard.glob(f"{digest}.*")):
-            if _RECORD_NAME.fullmatch(path.name) or _DATA_NAME.fullmatch(path.name):
-                _unlink(path)
+        self._remove_files(digest)
         self._forget(digest)
 
     def stats(self) -> CacheStats:
@@ -490,29 +510,27 @@ class DiskCache:
             )
 
 
-def _age(path: Path, now: float) -> float:
+def _unlink(path: str) -> None:
     try:
-        return now - path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
+        os.unlink(path)
     except FileNotFoundError:
         pass
     except OSError as exc:
-        _log.warning("cannot remove cache file", path=str(path), error=str(exc))
+        _log.warning("cannot remove cache file", path=path, error=str(exc))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: str, data: bytes) -> None:
     # No fsync: a cache may lose a write in a power cut, but the checksum turns any torn file
     # into a miss, and readers never see a partial file because of the rename.
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{_TEMP_SUFFIX}")
+    temp = f"{path}.{secrets.token_hex(6)}{_TEMP}"
     try:
-        with open(temp, "xb") as handle:
-            handle.write(data)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(temp, path)
     except BaseException:
         _unlink(temp)

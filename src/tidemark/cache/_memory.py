@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -35,32 +35,40 @@ def estimate_size(value: object) -> int:
         return sys.getsizeof(value)
 
 
-_ATOMS = (str, int, float, bool, type(None), bytes)
+_CONTAINERS = (dict, list, tuple)
 
 
 def deep_sizeof(value: object) -> int:
     """Bytes a JSON-like value really occupies in this process (``sys.getsizeof`` summed over
-    dicts, lists, tuples and their items). Shared objects are counted at each occurrence, so the
-    figure is an upper bound: use it as ``getsizeof`` when a byte limit must hold for real memory.
+    dicts, lists, tuples, other mappings and sets, and everything in them). Shared objects are
+    counted at each occurrence, so the figure is an upper bound: use it as ``getsizeof`` when a
+    byte limit must hold for real memory.
     """
-    total = 0
-    stack = [value]
     getsizeof = sys.getsizeof
+    total = getsizeof(value)
+    stack: list[Any] = [value]
     while stack:
         item = stack.pop()
-        total += getsizeof(item)
-        if type(item) is dict:
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif type(item) is list or type(item) is tuple:
-            stack.extend(item)
-        elif not isinstance(item, _ATOMS):
-            if isinstance(item, Mapping):
-                stack.extend(item.keys())
-                stack.extend(item.values())
-            elif isinstance(item, list | tuple | set | frozenset):
-                stack.extend(item)
+        kind = type(item)
+        children: Iterable[Any]
+        if kind is dict:
+            total += sum(map(getsizeof, item))  # the keys (map/sum: no Python-level loop)
+            children = item.values()
+        elif kind is list or kind is tuple:
+            children = item
+        elif isinstance(item, Mapping):
+            total += sum(map(getsizeof, item.keys()))
+            children = list(item.values())
+        elif isinstance(item, set | frozenset):
+            children = item
+        else:
+            continue
+        total += sum(map(getsizeof, children))
+        stack.extend([child for child in children if not isinstance(child, _ATOMS)])
     return total
+
+
+_ATOMS = (str, int, float, bytes, type(None))
 
 
 @dataclass(frozen=True, slots=True)

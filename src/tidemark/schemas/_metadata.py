@@ -31,8 +31,8 @@ class SchemaMetadata:
     profiles and extensions it refers to. ``size_bytes`` is the size of the schema's canonical
     JSON. ``package`` (``name#version``) and ``source_file_hash`` (xxh3 of the file's bytes, a
     cheaper first check) are known when the schema was converted from a package.
-    ``memory_bytes`` is the parsed schema's footprint in memory, measured once when it was
-    converted; the memory tier's byte limit counts it.
+    ``memory_bytes`` is the footprint in memory of the parsed schema and this metadata,
+    measured once when it was converted; the memory tier's byte limit counts it.
     """
 
     canonical_url: str

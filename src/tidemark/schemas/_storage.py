@@ -70,13 +70,12 @@ _ENTRY_OVERHEAD = (
 
 
 def schema_entry_size(cached: Cached[FHIRSchema]) -> int:
-    """Bytes a memory-tier entry occupies: the schema (``memory_bytes`` measured at conversion,
-    else measured now), its metadata and the entry's bookkeeping."""
+    """Bytes a memory-tier entry occupies: the schema and its metadata (``memory_bytes``,
+    measured at conversion, else measured now) and the entry's bookkeeping."""
     measured = cached.meta.get("memory_bytes")
-    schema_bytes = measured if isinstance(measured, int) and measured > 0 else None
-    if schema_bytes is None:
-        schema_bytes = deep_sizeof(cached.value)
-    return schema_bytes + deep_sizeof(cached.meta) + _ENTRY_OVERHEAD
+    if isinstance(measured, int) and measured > 0:
+        return measured + _ENTRY_OVERHEAD
+    return deep_sizeof(cached.value) + deep_sizeof(cached.meta) + _ENTRY_OVERHEAD
 
 
 def schema_memory_cache(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -256,14 +257,22 @@ class SchemaStore(TieredSchemaStorage):
         """The schema for ``url`` (or ``url|version``), or ``None`` when no tier and no package
         has it. Raises :class:`~tidemark.fhir.schema.ConversionError` for a definition that
         cannot be converted."""
-        found = await self.get_entry(url)
+        cached = self.cache.get_memory(self.key_for(url))
+        if cached is not None:
+            return cached.value
+        found = await self._get_entry(url, memory_checked=True)
         return None if found is None else found[0]
 
     async def get_entry(self, url: str) -> tuple[FHIRSchema, SchemaMetadata] | None:
         """The schema and its metadata for ``url`` (see :meth:`get`)."""
+        return await self._get_entry(url, memory_checked=False)
+
+    async def _get_entry(
+        self, url: str, *, memory_checked: bool
+    ) -> tuple[FHIRSchema, SchemaMetadata] | None:
         self._bind_loop()
         key = self.key_for(url)
-        cached = self.cache.get_memory(key)
+        cached = None if memory_checked else self.cache.get_memory(key)
         if cached is not None:
             metadata = metadata_of(cached.meta)
             if metadata is not None:
@@ -347,9 +356,10 @@ class SchemaStore(TieredSchemaStorage):
             package=package.manifest.package_id,
             conversion_seconds=round(seconds, 6),
             source_file_hash=file_hash,
-            memory_bytes=deep_sizeof(schema),
         )
-        return schema, metadata
+        # Measured once here, so that loading it later (from disk) need not walk it again.
+        footprint = deep_sizeof(schema) + deep_sizeof(metadata.to_dict())
+        return schema, dataclasses.replace(metadata, memory_bytes=footprint)
 
     async def _store_converted(
         self, schema: FHIRSchema, metadata: SchemaMetadata, *, replaced: SchemaMetadata | None
@@ -381,34 +391,29 @@ class SchemaStore(TieredSchemaStorage):
         self._bind_loop()
         keys = {url: self.key_for(url) for url in urls}
         found = await self.cache.get_many(set(keys.values()))
-        checks: list[tuple[str, SchemaMetadata, _Source]] = []
-        results: dict[str, tuple[FHIRSchema, SchemaMetadata]] = {}
+        checks: list[tuple[str, Mapping[str, Any], _Source]] = []
         for key, cached in found.items():
-            unpacked = await self._unpack(key, cached)
-            if unpacked is None:
-                continue
-            results[key] = unpacked
             source = self._source(key)
             if cached.tier != "memory" and source is not None:
-                checks.append((key, unpacked[1], source))
+                checks.append((key, cached.meta, source))
         stale = await asyncio.to_thread(self._stale_keys, checks)
         self.counters.increment("reused", len(checks) - len(stale))
-        for key in stale:
-            del results[key]
+        results = {key: cached.value for key, cached in found.items() if key not in stale}
         for url, key in keys.items():
             if key not in results:
-                entry = await self.get_entry(url)
-                if entry is not None:
-                    results[key] = entry
-        return {url: results[key][0] for url, key in keys.items() if key in results}
+                schema = await self.get(url)
+                if schema is not None:
+                    results[key] = schema
+        return {url: results[key] for url, key in keys.items() if key in results}
 
-    def _stale_keys(self, checks: Sequence[tuple[str, SchemaMetadata, _Source]]) -> list[str]:
-        stale = []
-        for key, metadata, (package, entry) in checks:
-            if content_hash(package.raw_bytes(entry)) == metadata.source_file_hash:
+    def _stale_keys(self, checks: Sequence[tuple[str, Mapping[str, Any], _Source]]) -> set[str]:
+        """The keys whose stored metadata no longer matches their package's definition."""
+        stale = set()
+        for key, meta, (package, entry) in checks:
+            if content_hash(package.raw_bytes(entry)) == meta.get("source_file_hash"):
                 continue
-            if package.source_hash(entry) != metadata.source_hash:
-                stale.append(key)
+            if package.source_hash(entry) != meta.get("source_hash"):
+                stale.add(key)
         return stale
 
     # -- packages ----------------------------------------------------------------------------
@@ -465,12 +470,12 @@ class SchemaStore(TieredSchemaStorage):
     async def refresh(self) -> list[str]:
         """Check every stored schema against the packages; convert again those whose
         definition changed (and drop their dependents from memory). Returns their keys."""
-        checks = []
+        checks: list[tuple[str, Mapping[str, Any], _Source]] = []
         for metadata in await self.list():
             source = self._source(metadata.key)
             if source is not None:
-                checks.append((metadata.key, metadata, source))
-        stale = await asyncio.to_thread(self._stale_keys, checks)
+                checks.append((metadata.key, metadata.to_dict(), source))
+        stale = sorted(await asyncio.to_thread(self._stale_keys, checks))
         for key in stale:
             source = self._source(key)
             assert source is not None
