@@ -89,7 +89,8 @@ class PackageRegistry:
     against ``dist.shasum``/``dist.integrity`` when the registry gives them, and installed
     atomically. Use as ``async with PackageRegistry(...) as registry``. Errors:
     :class:`NotFoundError` (unknown package or version), :class:`SourceUnavailableError`
-    (network, 5xx), :class:`CorruptDataError`/``UnsafeArchiveError`` (bad metadata or archive).
+    (network, 5xx), :class:`CorruptDataError`/``UnsafeArchiveError`` (bad metadata or archive),
+    ``ValueError`` (a name or version that is not a plain ``[A-Za-z0-9._-]`` word).
     ``counters`` holds ``requests``, ``downloads``, ``bytes_downloaded``, ``installed``,
     ``already_cached``.
     """
