@@ -13,11 +13,13 @@
 - :class:`StorageSettings`: the ``[storage]`` settings (TOML plus ``TIDEMARK_STORAGE_*``).
 - :func:`export_archive` / :func:`import_archive`: one checksummed file with every schema and
   its metadata; import refuses a damaged or tampered file.
+- :func:`load_packages`: the FHIR packages named by paths or ``name#version`` specs.
 """
 
 from ._archive import ARCHIVE_FORMAT, ArchiveSummary, export_archive, import_archive
 from ._metadata import SchemaMetadata, schema_key, split_canonical
 from ._settings import DEFAULT_DISK_CACHE_DIR, STRATEGIES, StorageSettings
+from ._sources import load_packages
 from ._stats import read_persisted_stats
 from ._storage import (
     DiskSchemaStorage,
@@ -47,6 +49,7 @@ __all__ = [
     "TieredSchemaStorage",
     "export_archive",
     "import_archive",
+    "load_packages",
     "read_persisted_stats",
     "schema_key",
     "split_canonical",

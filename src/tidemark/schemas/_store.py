@@ -305,10 +305,12 @@ class SchemaStore(TieredSchemaStorage):
         cached: Cached[FHIRSchema] | None = None,
         *,
         memory_checked: bool = False,
+        searched: bool = False,
     ) -> tuple[FHIRSchema, SchemaMetadata, Outcome] | None:
         """Find ``key`` in the tiers and make sure it matches its source (converting when it
-        does not, or when no tier has it)."""
-        if cached is None:
+        does not, or when no tier has it). ``searched``: the caller already looked in every
+        tier and found ``cached``."""
+        if cached is None and not searched:
             cached = await self.cache.get(key, memory=not memory_checked)
         previous = None if cached is None else await self._unpack(key, cached)
         if source is None:
@@ -435,7 +437,7 @@ class SchemaStore(TieredSchemaStorage):
         for done, (key, entry) in enumerate(zip(keys, entries, strict=True), start=1):
             outcome: Outcome
             try:
-                found = await self._ensure(key, (package, entry), known.get(key))
+                found = await self._ensure(key, (package, entry), known.get(key), searched=True)
             except (ConversionError, CorruptDataError) as exc:
                 report.failed[key] = str(exc)
                 outcome = "failed"
