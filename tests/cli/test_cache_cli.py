@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.schemas.conftest import (
+from tests.schemas.builders import (
     EXAMPLE,
     PATIENT,
     R4_CORE,
@@ -14,6 +14,8 @@ from tests.schemas.conftest import (
 )
 from tests.support import require_data
 from tidemark.cli import app
+
+from .schema_cli_support import config_fixture, runner_fixture  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.schemas.conftest import (
+from tests.schemas.builders import (
     EXAMPLE,
     R4_CORE,
     broken_definition,
@@ -16,6 +16,8 @@ from tests.schemas.conftest import (
 )
 from tests.support import REPO_ROOT, require_data
 from tidemark.cli import app
+
+from .schema_cli_support import config_fixture, runner_fixture  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import zipfile
 import orjson
 import pytest
 
-from tests.schemas.conftest import EXAMPLE, PATIENT
+from tests.schemas.builders import EXAMPLE, PATIENT
 from tidemark.core import CorruptDataError
 from tidemark.schemas import SchemaStore, StorageSettings, export_archive, import_archive
 

@@ -6,7 +6,7 @@ import tracemalloc
 
 import pytest
 
-from tests.schemas.conftest import (
+from tests.schemas.builders import (
     EXAMPLE,
     PATIENT,
     broken_definition,

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.schemas.conftest import EXAMPLE, PATIENT
+from tests.schemas.builders import EXAMPLE, PATIENT
 from tidemark.fhir.schema import operation_outcome
 from tidemark.schemas import SchemaStore, StorageSettings
 

@@ -1,4 +1,5 @@
-"""Helpers of the CLI tests: a settings file per test and a runner."""
+"""Fixtures of the schema and cache CLI tests (imported by their modules, so that this
+folder needs no conftest of its own): a runner and a settings file per test."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 
-@pytest.fixture
-def runner(monkeypatch) -> CliRunner:
+@pytest.fixture(name="runner")
+def runner_fixture(monkeypatch) -> CliRunner:
     for name in (
         "TIDEMARK_SETTINGS",
         "TIDEMARK_STORAGE_DISK_CACHE_DIR",
@@ -19,8 +20,8 @@ def runner(monkeypatch) -> CliRunner:
     return CliRunner()
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
+@pytest.fixture(name="config")
+def config_fixture(tmp_path: Path) -> Path:
     """A tidemark.toml whose [storage] keeps the cache under tmp_path."""
     path = tmp_path / "tidemark.toml"
     path.write_text(
