@@ -166,6 +166,8 @@ class DiskCache:
             yield
 
     def _wall(self) -> float:
+        if self._clock is SYSTEM_CLOCK:
+            return time.time()
         return self._clock.now().timestamp()
 
     def _expired(self, stored_at: float | None, now: float) -> bool:
@@ -239,9 +241,10 @@ class DiskCache:
     def get(self, key: str) -> StoredEntry | None:
         """The entry stored under ``key``, or ``None`` (absent, expired or corrupt: a miss)."""
         digest = key_hash(key)
-        with self._stripe(digest):
+        with self._stripes[int(digest[:4], 16) % _STRIPES]:
             entry = self._read(digest, key)
-        self._count("hits" if entry is not None else "misses")
+        if entry is None:
+            self._count("misses")
         return entry
 
     def get_many(self, keys: Iterable[str]) -> dict[str, StoredEntry]:
@@ -278,6 +281,7 @@ class DiskCache:
             self._count("expirations")
             return None
         with self._lock:
+            self._counts["hits"] += 1
             known = self._index.get(digest)
             if known is None:
                 self._index[digest] = known = _Indexed(len(blob), 0.0)

@@ -262,13 +262,24 @@ class TieredCache(Generic[V]):
             self._enqueue(key, replace(cached, tier=PENDING), data, upper)
 
     # -- writing -----------------------------------------------------------------------------
-    async def set(self, key: str, value: V, meta: Mapping[str, Any] | None = None) -> Cached[V]:
-        """Store ``value`` with JSON-able ``meta`` in every tier (see the class docstring)."""
+    async def set(
+        self,
+        key: str,
+        value: V,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        data: bytes | None = None,
+    ) -> Cached[V]:
+        """Store ``value`` with JSON-able ``meta`` in every tier (see the class docstring).
+
+        ``data``: ``codec.encode(value)`` when the caller already has it.
+        """
         cached = Cached(value, dict(meta or {}), self._clock.now(), MEMORY)
         if self.memory is not None:
             self.memory.set(key, cached)
         if self.tiers:
-            data = self.codec.encode(value)
+            if data is None:
+                data = self.codec.encode(value)
             if self.write_behind:
                 self._enqueue(key, replace(cached, tier=PENDING), data, self.tiers)
             else:

@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tidemark.cli import app
-from tidemark.core import Settings, TidemarkError, parse_json
+from tidemark.core import Settings, TidemarkError, configure_logging, parse_json
 from tidemark.fhir.packages import FhirPackage, PackageCache, PackageSet, PackageSettings
 from tidemark.fhir.schema import ValidationResult, operation_outcome
 from tidemark.schemas import ConversionReport, SchemaStore, StorageSettings, load_packages
@@ -58,7 +58,9 @@ PACKAGE_OPTION = typer.Option(
 # -- shared by the schemas and cache commands -------------------------------------------------
 @contextmanager
 def handled_errors() -> Iterator[None]:
-    """Turn library errors into a one-line message and exit code 1 (no traceback)."""
+    """Turn library errors into a one-line message and exit code 1 (no traceback); library
+    warnings (a corrupt cache file removed...) go to stderr as readable lines."""
+    configure_logging("WARNING", json=False)
     try:
         yield
     except (TidemarkError, OSError, ValueError) as exc:

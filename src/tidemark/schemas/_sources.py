@@ -21,8 +21,8 @@ def load_packages(
 
     A spec is a path (a ``.tgz`` as published, or an unpacked folder) or ``name#version`` /
     ``name@version`` of a package installed in ``cache`` (default ``~/.fhir/packages``). With
-    ``dependencies``, the dependencies each package declares are added after them from
-    ``cache`` when installed there (those that are not are logged and skipped). Raises
+    ``dependencies``, the dependencies the packages declare (and are not named themselves) are
+    added after them from ``cache`` when installed there; the others are skipped (logged). Raises
     ``FileNotFoundError``/:class:`NotFoundError` for a spec that names nothing, and
     :class:`~tidemark.core.CorruptDataError` for a package that cannot be read. Blocking.
     """
@@ -31,24 +31,29 @@ def load_packages(
     for spec in specs:
         path = Path(spec).expanduser()
         if path.exists():
-            package = FhirPackage.load(path)
-        else:
-            name, version = parse_package_spec(spec)
-            if version is None:
-                raise NotFoundError(f"{spec}: no such file, and not a name#version package")
-            if not cache.contains(name, version):
-                raise NotFoundError(f"{spec}: no such file, nor a package in {cache.root}")
-            package = cache.load(name, version)
-        result.add(package)
-        if dependencies:
+            result.add(FhirPackage.load(path))
+            continue
+        name, version = parse_package_spec(spec)
+        if version is None:
+            raise NotFoundError(f"{spec}: no such file, and not a name#version package")
+        if not cache.contains(name, version):
+            raise NotFoundError(f"{spec}: no such file, nor a package in {cache.root}")
+        result.add(cache.load(name, version))
+    if dependencies:
+        # After every named package is in, so that a dependency named explicitly is not sought.
+        present = {p.manifest.package_id for p in result.packages}
+        for package in list(result.packages):
             for name, version in package.manifest.dependencies.items():
+                if f"{name}#{version}" in present:
+                    continue
                 if cache.contains(name, version):
-                    for dependency in cache.load_with_dependencies(
+                    for found in cache.load_with_dependencies(
                         name, version, skip_missing=True
                     ).packages:
-                        result.add(dependency)
+                        result.add(found)
+                        present.add(found.manifest.package_id)
                 else:
-                    _log.warning(
+                    _log.info(
                         "dependency not in the package cache",
                         package=package.manifest.package_id,
                         dependency=f"{name}#{version}",

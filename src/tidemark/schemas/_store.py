@@ -325,13 +325,13 @@ class SchemaStore(TieredSchemaStorage):
             assert previous is not None
             self.counters.increment("reused")
             return previous[0], previous[1], "reused"
-        schema, metadata = fresh
-        await self._store_converted(schema, metadata, replaced=old)
+        schema, metadata, encoded = fresh
+        await self._store_converted(schema, metadata, encoded, replaced=old)
         return schema, metadata, "converted"
 
     def _check_and_convert(
         self, old: SchemaMetadata | None, package: FhirPackage, entry: ResourceEntry
-    ) -> tuple[FHIRSchema, SchemaMetadata] | None:
+    ) -> tuple[FHIRSchema, SchemaMetadata, bytes] | None:
         """``None`` when ``old`` still describes the package's definition, else a fresh
         conversion. Blocking (file read, hashing, conversion): runs in a worker thread."""
         raw = package.raw_bytes(entry)
@@ -346,6 +346,7 @@ class SchemaStore(TieredSchemaStorage):
         started = time.perf_counter()
         schema = self._converter(definition)
         seconds = time.perf_counter() - started
+        encoded = canonical_bytes(schema)
         url = definition.get("url") if isinstance(definition.get("url"), str) else entry.url
         version = definition.get("version")
         metadata = SchemaMetadata(
@@ -354,20 +355,25 @@ class SchemaStore(TieredSchemaStorage):
             source_hash=source_hash,
             conversion_time=self._clock.now(),
             dependencies=tuple(schema_dependencies(schema)),
-            size_bytes=len(canonical_bytes(schema)),
+            size_bytes=len(encoded),
             package=package.manifest.package_id,
             conversion_seconds=round(seconds, 6),
             source_file_hash=file_hash,
         )
         # Measured once here, so that loading it later (from disk) need not walk it again.
         footprint = deep_sizeof(schema) + deep_sizeof(metadata.to_dict())
-        return schema, dataclasses.replace(metadata, memory_bytes=footprint)
+        return schema, dataclasses.replace(metadata, memory_bytes=footprint), encoded
 
     async def _store_converted(
-        self, schema: FHIRSchema, metadata: SchemaMetadata, *, replaced: SchemaMetadata | None
+        self,
+        schema: FHIRSchema,
+        metadata: SchemaMetadata,
+        encoded: bytes,
+        *,
+        replaced: SchemaMetadata | None,
     ) -> None:
         self.counters.increment("conversions")
-        await self.cache.set(metadata.key, schema, metadata.to_dict())
+        await self.cache.set(metadata.key, schema, metadata.to_dict(), data=encoded)
         self._remember(metadata)
         self._unknown.invalidate(metadata.key)
         self._unknown.invalidate(metadata.canonical_url)
