@@ -281,6 +281,14 @@ class MemoryCache(Generic[K, V]):
         reject = self._reject
         notify = self._notify if self._on_evict is not None else None
 
+        if entry_cap == 0:
+
+            def refuse(key: K, value: V) -> bool:
+                reject(key)
+                return False
+
+            return refuse
+
         def set_(key: K, value: V) -> bool:
             if weigh:
                 # Inlined fast path of estimate_size for the common bytes value.
@@ -290,9 +298,6 @@ class MemoryCache(Generic[K, V]):
                     return False
             else:
                 size = 0
-            if entry_cap == 0:
-                reject(key)
-                return False
             entry: _Entry
             if access is not None:
                 now = now_fn()
@@ -313,19 +318,15 @@ class MemoryCache(Generic[K, V]):
                     touch(key)
                     total = totals[0] + size - old[1]
                 if len(data) > entry_cap or total > byte_cap:
-                    if notify is None:
-                        count = 0
-                        while len(data) > entry_cap or total > byte_cap:
-                            total -= pop_oldest(False)[1][1]
-                            count += 1
-                        totals[1] += count
-                    else:
-                        evicted = []
-                        while len(data) > entry_cap or total > byte_cap:
-                            item = pop_oldest(False)
-                            total -= item[1][1]
-                            evicted.append(item)
-                        totals[1] += len(evicted)
+                    # The new entry is the most recent, so it goes last (if ever: it fits).
+                    evicted = []
+                    while True:
+                        item = pop_oldest(False)
+                        total -= item[1][1]
+                        evicted.append(item)
+                        if len(data) <= entry_cap and total <= byte_cap:
+                            break
+                    totals[1] += len(evicted)
                 totals[0] = total
             finally:
                 release()
