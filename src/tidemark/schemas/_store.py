@@ -289,10 +289,11 @@ class SchemaStore(TieredSchemaStorage):
 
     async def _resolve(self, key: str, url: str) -> tuple[FHIRSchema, SchemaMetadata] | None:
         source = self._source(key)
+        looked_up = key
         if source is None and "|" not in url and key == url and not self._aliases_listed:
             await self._list_aliases()
             key = self._aliases.get(url, key)
-        found = await self._ensure(key, source, memory_checked=True)
+        found = await self._ensure(key, source, memory_checked=key == looked_up)
         if found is None:
             self._unknown.set(key, True)
             return None
