@@ -77,14 +77,17 @@ def _read_file(path: str) -> bytes:
     # refuses an entry file that was replaced by a symbolic link.
     fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     try:
-        size = os.fstat(fd).st_size
+        # Cache files are never rewritten in place (a write renames a new file over the old
+        # one), so the size seen here is final: read exactly that much.
+        remaining = os.fstat(fd).st_size
         chunks = []
-        while True:
-            chunk = os.read(fd, max(size, 65536))
+        while remaining > 0:
+            chunk = os.read(fd, remaining)
             if not chunk:
                 break
             chunks.append(chunk)
-        return b"".join(chunks)
+            remaining -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         os.close(fd)
 
