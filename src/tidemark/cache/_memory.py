@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -35,9 +35,46 @@ def estimate_size(value: object) -> int:
         return sys.getsizeof(value)
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
+def deep_sizeof(value: object) -> int:
+    """Bytes a JSON-like value really occupies in this process (``sys.getsizeof`` summed over
+    dicts, lists, tuples, other mappings and sets, and everything in them). Shared objects are
+    counted at each occurrence, so the figure is an upper bound: use it as ``getsizeof`` when a
+    byte limit must hold for real memory.
+    """
+    getsizeof = sys.getsizeof
+    total = getsizeof(value)
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        children: Iterable[Any]
+        if kind is dict:
+            total += sum(map(getsizeof, item))  # the keys (map/sum: no Python-level loop)
+            children = item.values()
+        elif kind is list or kind is tuple:
+            children = item
+        elif isinstance(item, Mapping):
+            total += sum(map(getsizeof, item.keys()))
+            children = list(item.values())
+        elif isinstance(item, set | frozenset):
+            children = item
+        else:
+            continue
+        total += sum(map(getsizeof, children))
+        stack.extend([child for child in children if not isinstance(child, _ATOMS)])
+    return total
+
+
+_ATOMS = (str, int, float, bytes, type(None))
+
+
 @dataclass(frozen=True, slots=True)
 class CacheStats:
-    """A snapshot of a cache's counters and size."""
+    """A snapshot of a cache's counters and size. ``corrupt`` counts damaged entries a
+    persistent tier found, logged and dropped (always 0 in memory)."""
 
     hits: int
     misses: int
@@ -48,6 +85,7 @@ class CacheStats:
     rejected: int
     entries: int
     bytes: int
+    corrupt: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -68,14 +106,19 @@ class CacheStats:
             "rejected": self.rejected,
             "entries": self.entries,
             "bytes": self.bytes,
+            "corrupt": self.corrupt,
         }
 
 
-# An entry is a list [value, size, written, expires] rather than an object: building a list is
-# several times cheaper than instantiating a class, and ``set`` is on the miss path.
-_Entry = list[Any]
-_VALUE, _SIZE, _WRITTEN, _EXPIRES = 0, 1, 2, 3
-
+# An entry is a tuple (value, size), (value, size, expires) under ttl alone, or a list
+# [value, size, expires, written] under expire_after_access (whose reads move the deadline).
+# Building a tuple is cheaper than instantiating a class, and tuples of atoms drop out of the
+# cyclic GC. A ``set`` always installs a fresh entry, so a lock-free reader holding the old one
+# never sees a half-replaced entry, and its deadline refresh on a stale list is harmless.
+_Entry = tuple[Any, ...] | list[Any]
+_VALUE, _SIZE, _EXPIRES = 0, 1, 2
+# Slots of the mutable totals list shared by the hot paths and the methods.
+_BYTES, _EVICTIONS = 0, 1
 
 _NEVER = float("inf")
 
@@ -96,7 +139,7 @@ class MemoryCache(Generic[K, V]):
       ``"expired"`` or ``"invalidated"``.
 
     Every method is thread-safe. A fresh ``set`` is always readable by the next ``get`` (no
-    admission filter), unless it was too large to store at all.
+    admission filter), unless it was too large to store at all. Recency is exact LRU.
     """
 
     def __init__(
@@ -128,68 +171,202 @@ class MemoryCache(Generic[K, V]):
             time.monotonic if clock is SYSTEM_CLOCK else clock.monotonic
         )
         self._expiring = ttl is not None or expire_after_access is not None
-        self._first_lifetime = min(ttl or _NEVER, expire_after_access or _NEVER)
-        self._entry_cap: float = sys.maxsize if max_entries is None else max_entries
-        self._byte_cap: float = _NEVER if max_bytes is None else max_bytes
         self._on_evict = on_evict
         self._lock = threading.Lock()
         self._data: OrderedDict[K, _Entry] = OrderedDict()
-        self._bytes = 0
+        self._totals = [0, 0]  # [_BYTES, _EVICTIONS], mutated only under the lock
         self._hit_count = itertools.count()
         self._miss_count = itertools.count()
-        self._evictions = self._expirations = 0
-        self._invalidations = self._loads = self._rejected = 0
+        self._hits_base = self._misses_base = 0
+        self._expirations = self._invalidations = self._loads = self._rejected = 0
         self._load_locks: dict[K, threading.Lock] = {}
+        self._fast_get = self._build_get()
+        self._fast_set = self._build_set()
+        # The hot paths are closures over local references: no attribute lookups and no tests
+        # of features that are off. Installing them on the instance also skips the method
+        # indirection; a subclass that overrides get/set keeps its override.
+        if type(self).get is MemoryCache.get:
+            setattr(self, "get", self._fast_get)  # noqa: B010
+        if type(self).set is MemoryCache.set:
+            setattr(self, "set", self._fast_set)  # noqa: B010
+
+    # -- the hot paths -----------------------------------------------------------------------
+    # ``get`` takes no lock: under the GIL each OrderedDict operation is atomic, a concurrent
+    # eviction between the lookup and ``move_to_end`` only raises KeyError (ignored), and
+    # hit/miss counts go through ``itertools.count`` whose ``next`` is atomic. Every mutation of
+    # the entries and of the totals happens under the lock, so the bounds are exact.
+    def _build_get(self) -> Callable[[K, Any], Any]:
+        lookup = self._data.get
+        touch = self._data.move_to_end
+        hits = self._hit_count
+        misses = self._miss_count
+        if not self._expiring:
+
+            def get(key: K, default: Any = None) -> Any:
+                entry = lookup(key)
+                if entry is None:
+                    next(misses)
+                    return default
+                try:
+                    touch(key)
+                except KeyError:
+                    pass
+                next(hits)
+                return entry[0]
+
+            return get
+
+        now_fn = self._now
+        expire_one = self._expire_one
+        if self.expire_after_access is None:
+
+            def get_ttl(key: K, default: Any = None) -> Any:
+                entry = lookup(key)
+                if entry is None:
+                    next(misses)
+                    return default
+                if entry[2] <= now_fn():
+                    expire_one(key, entry)
+                    next(misses)
+                    return default
+                try:
+                    touch(key)
+                except KeyError:
+                    pass
+                next(hits)
+                return entry[0]
+
+            return get_ttl
+
+        ttl = self.ttl
+        access = self.expire_after_access
+
+        def get_idle(key: K, default: Any = None) -> Any:
+            entry = lookup(key)
+            if entry is None:
+                next(misses)
+                return default
+            now = now_fn()
+            if entry[2] <= now:
+                expire_one(key, entry)
+                next(misses)
+                return default
+            deadline = now + access
+            entry[2] = deadline if ttl is None else min(entry[3] + ttl, deadline)  # type: ignore[index]
+            try:
+                touch(key)
+            except KeyError:
+                pass
+            next(hits)
+            return entry[0]
+
+        return get_idle
+
+    def _build_set(self) -> Callable[[K, V], bool]:
+        data = self._data
+        lookup = data.get
+        touch = data.move_to_end
+        pop_oldest = data.popitem
+        acquire = self._lock.acquire
+        release = self._lock.release
+        totals = self._totals
+        weigh = self._weigh
+        sizeof = self._getsizeof
+        default_sizer = sizeof is estimate_size
+        entry_cap = sys.maxsize if self.max_entries is None else self.max_entries
+        byte_cap = _NEVER if self.max_bytes is None else self.max_bytes
+        ttl = self.ttl
+        access = self.expire_after_access
+        now_fn = self._now
+        reject = self._reject
+        notify = self._notify if self._on_evict is not None else None
+
+        if entry_cap == 0:
+
+            def refuse(key: K, value: V) -> bool:
+                reject(key)
+                return False
+
+            return refuse
+
+        def set_(key: K, value: V) -> bool:
+            if weigh:
+                # Inlined fast path of estimate_size for the common bytes value.
+                size = len(value) if default_sizer and type(value) is bytes else sizeof(value)  # type: ignore[arg-type]
+                if size > byte_cap:
+                    reject(key)
+                    return False
+            else:
+                size = 0
+            entry: _Entry
+            if access is not None:
+                now = now_fn()
+                deadline = now + access
+                entry = [value, size, deadline if ttl is None else min(now + ttl, deadline), now]
+            elif ttl is not None:
+                entry = (value, size, now_fn() + ttl)
+            else:
+                entry = (value, size)
+            evicted: list[tuple[K, _Entry]] | None = None
+            acquire()
+            try:
+                old = lookup(key)
+                data[key] = entry
+                if old is None:
+                    total = totals[0] + size
+                else:
+                    touch(key)
+                    total = totals[0] + size - old[1]
+                if len(data) > entry_cap or total > byte_cap:
+                    # The new entry is the most recent, so it goes last (if ever: it fits).
+                    evicted = []
+                    while True:
+                        item = pop_oldest(False)
+                        total -= item[1][1]
+                        evicted.append(item)
+                        if len(data) <= entry_cap and total <= byte_cap:
+                            break
+                    totals[1] += len(evicted)
+                totals[0] = total
+            finally:
+                release()
+            if evicted is not None and notify is not None:
+                notify(evicted, "size")
+            return True
+
+        return set_
 
     # -- reading ---------------------------------------------------------------------------
-    # ``get`` takes no lock: under the GIL each OrderedDict operation is atomic, a concurrent
-    # eviction between ``get`` and ``move_to_end`` only raises KeyError (ignored), and hit/miss
-    # counts go through ``itertools.count`` whose ``next`` is atomic. Every mutation of the
-    # entries and of the byte total happens under the lock, so the bounds are exact.
     def get(self, key: K, default: Any = None) -> Any:
-        """The cached value, or ``default`` when absent or expired (counted as a miss)."""
-        entry = self._data.get(key)
-        if entry is None:
-            next(self._miss_count)
-            return default
-        if self._expiring:
-            now = self._now()
-            if entry[3] <= now:
-                self._expire_one(key, entry)
-                next(self._miss_count)
-                return default
-            if self.expire_after_access is not None:
-                entry[3] = self._deadline(entry[2], now)
-        try:
-            self._data.move_to_end(key)
-        except KeyError:
-            pass
-        next(self._hit_count)
-        return entry[0]
+        """The cached value, or ``default`` when absent or expired (counted as a miss).
+
+        Lock-free; refreshes recency (and the deadline under ``expire_after_access``).
+        """
+        return self._fast_get(key, default)
 
     def _expire_one(self, key: K, entry: _Entry) -> None:
         with self._lock:
             if self._data.get(key) is not entry:
                 return
             del self._data[key]
-            self._bytes -= entry[1]
+            self._totals[_BYTES] -= entry[_SIZE]
             self._expirations += 1
         if self._on_evict is not None:
-            self._on_evict(key, entry[0], "expired")
+            self._on_evict(key, entry[_VALUE], "expired")
+
+    def _live(self, entry: _Entry | None) -> bool:
+        return entry is not None and (not self._expiring or entry[_EXPIRES] > self._now())
 
     def __contains__(self, key: object) -> bool:
         """Whether ``key`` holds an unexpired value (does not count as a hit or refresh recency)."""
         with self._lock:
-            entry = self._data.get(key)  # type: ignore[arg-type]
-            return entry is not None and (not self._expiring or entry[3] > self._now())
+            return self._live(self._data.get(key))  # type: ignore[arg-type]
 
     def peek(self, key: K, default: Any = None) -> Any:
         """Like :meth:`get` but without touching recency or counters."""
         with self._lock:
             entry = self._data.get(key)
-            if entry is None or (self._expiring and entry[3] <= self._now()):
-                return default
-            return entry[0]
+            return entry[_VALUE] if entry is not None and self._live(entry) else default
 
     def keys(self) -> list[K]:
         """A snapshot of the keys, least recently used first (expired ones included until swept)."""
@@ -207,79 +384,45 @@ class MemoryCache(Generic[K, V]):
     def current_bytes(self) -> int:
         """Sum of the sizes of the stored entries (0 unless weighing is on)."""
         with self._lock:
-            return self._bytes
+            return self._totals[_BYTES]
 
     # -- writing ---------------------------------------------------------------------------
-    def _deadline(self, written: float, now: float) -> float:
-        deadline = _NEVER
-        if self.ttl is not None:
-            deadline = written + self.ttl
-        if self.expire_after_access is not None:
-            deadline = min(deadline, now + self.expire_after_access)
-        return deadline
-
     def set(self, key: K, value: V) -> bool:
-        """Store ``value`` under ``key`` (replacing any previous value). False if too large."""
-        size = self._getsizeof(value) if self._weigh else 0
-        if size > self._byte_cap or self._entry_cap == 0:
-            self._reject(key)
-            return False
-        if self._expiring:
-            now = self._now()
-            expires = now + self._first_lifetime
-        else:
-            now = 0.0
-            expires = _NEVER
-        evicted: list[tuple[K, _Entry]] | None = None
-        with self._lock:
-            data = self._data
-            old = data.get(key)
-            if old is None:
-                data[key] = [value, size, now, expires]
-            else:
-                self._bytes -= old[1]
-                old[:] = (value, size, now, expires)
-                data.move_to_end(key)
-            self._bytes += size
-            if len(data) > self._entry_cap or self._bytes > self._byte_cap:
-                evicted = self._shrink()
-        if evicted and self._on_evict is not None:
-            self._notify(evicted, "size")
-        return True
+        """Store ``value`` under ``key`` (replacing any previous value). False if too large.
+
+        Evicts least recently used entries until both bounds hold; the new entry is never the
+        one evicted (unless ``max_entries`` is 0).
+        """
+        return self._fast_set(key, value)
 
     def _reject(self, key: K) -> None:
         with self._lock:
             self._rejected += 1
             old = self._data.pop(key, None)
             if old is not None:
-                self._bytes -= old[1]
+                self._totals[_BYTES] -= old[_SIZE]
                 self._invalidations += 1
         if old is not None:
             self._notify([(key, old)], "invalidated")
 
-    def _shrink(self) -> list[tuple[K, _Entry]]:
-        # Caller holds the lock. Evict least recently used entries until both bounds hold.
-        data = self._data
-        evicted: list[tuple[K, _Entry]] = []
-        while len(data) > self._entry_cap or self._bytes > self._byte_cap:
-            key, entry = data.popitem(last=False)
-            self._bytes -= entry[1]
-            evicted.append((key, entry))
-        self._evictions += len(evicted)
-        return evicted
-
     def _notify(self, entries: list[tuple[K, _Entry]], reason: str) -> None:
         if self._on_evict is not None:
             for key, entry in entries:
-                self._on_evict(key, entry[0], reason)
+                self._on_evict(key, entry[_VALUE], reason)
+
+    def _drop(self, doomed: list[tuple[K, _Entry]]) -> None:
+        # Caller holds the lock.
+        for key, entry in doomed:
+            del self._data[key]
+            self._totals[_BYTES] -= entry[_SIZE]
 
     def invalidate(self, key: K) -> bool:
         """Remove ``key``; True if it was present."""
         with self._lock:
-            entry = self._data.pop(key, None)
+            entry = self._data.get(key)
             if entry is None:
                 return False
-            self._bytes -= entry[1]
+            self._drop([(key, entry)])
             self._invalidations += 1
         self._notify([(key, entry)], "invalidated")
         return True
@@ -288,9 +431,7 @@ class MemoryCache(Generic[K, V]):
         """Remove every key for which ``predicate(key)`` is true; returns how many."""
         with self._lock:
             doomed = [(k, e) for k, e in self._data.items() if predicate(k)]
-            for key, entry in doomed:
-                del self._data[key]
-                self._bytes -= entry[1]
+            self._drop(doomed)
             self._invalidations += len(doomed)
         self._notify(doomed, "invalidated")
         return len(doomed)
@@ -305,10 +446,8 @@ class MemoryCache(Generic[K, V]):
             return 0
         with self._lock:
             now = self._now()
-            doomed = [(k, e) for k, e in self._data.items() if e[3] <= now]
-            for key, entry in doomed:
-                del self._data[key]
-                self._bytes -= entry[1]
+            doomed = [(k, e) for k, e in self._data.items() if e[_EXPIRES] <= now]
+            self._drop(doomed)
             self._expirations += len(doomed)
         self._notify(doomed, "expired")
         return len(doomed)
@@ -343,21 +482,23 @@ class MemoryCache(Generic[K, V]):
         """A consistent snapshot of the counters."""
         with self._lock:
             return CacheStats(
-                hits=_count_value(self._hit_count),
-                misses=_count_value(self._miss_count),
-                evictions=self._evictions,
+                hits=_count_value(self._hit_count) - self._hits_base,
+                misses=_count_value(self._miss_count) - self._misses_base,
+                evictions=self._totals[_EVICTIONS],
                 expirations=self._expirations,
                 invalidations=self._invalidations,
                 loads=self._loads,
                 rejected=self._rejected,
                 entries=len(self._data),
-                bytes=self._bytes,
+                bytes=self._totals[_BYTES],
             )
 
     def reset_stats(self) -> None:
         """Zero the counters (entries are kept)."""
+        # The hot paths hold the counter objects, so they are never replaced: resetting moves
+        # the baseline instead.
         with self._lock:
-            self._hit_count = itertools.count()
-            self._miss_count = itertools.count()
-            self._evictions = self._expirations = 0
-            self._invalidations = self._loads = self._rejected = 0
+            self._hits_base = _count_value(self._hit_count)
+            self._misses_base = _count_value(self._miss_count)
+            self._totals[_EVICTIONS] = 0
+            self._expirations = self._invalidations = self._loads = self._rejected = 0
