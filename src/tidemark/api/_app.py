@@ -25,6 +25,7 @@ from tidemark.core import (
     TidemarkError,
     get_logger,
 )
+from tidemark.schemas import SchemaStore, StorageSettings, load_packages
 from tidemark.store import Store, open_store
 
 from . import _edfi, _fhir, _sync
@@ -183,13 +184,14 @@ def create_app(
     *,
     extra_routes: Sequence[RouteGroup] = (),
     clock: Clock | None = None,
+    schema_store: SchemaStore | None = None,
 ) -> Starlette:
     """The tidemark HTTP application.
 
     With ``store`` given the app uses it (the caller closes it); otherwise the store is opened
     from ``settings`` when the app starts and closed when it stops. ``extra_routes`` lets other
-    route groups (FHIR facade, sync) mount themselves. ``clock`` (default: the store's) dates
-    access tokens.
+    route groups mount themselves. ``clock`` (default: the store's) dates access tokens.
+    ``schema_store`` (or ``settings.fhir_packages``) validates ``/fhir`` writes (422 on errors).
     """
     settings = settings or ServerSettings()
     issuer = TokenIssuer(
@@ -209,6 +211,10 @@ def create_app(
         if getattr(app.state, "store", None) is None:
             owned = await open_store(settings.db, model=settings.api_schema)
             attach(owned)
+        owned_schemas = None
+        if schema_store is None and settings.fhir_packages:
+            owned_schemas = await open_schema_store(settings.fhir_packages)
+            use_schema_store(app, owned_schemas)
         retention = None
         if settings.retain_changes is not None:
             retention = asyncio.create_task(_retention_loop(app.state.store, settings))
@@ -219,6 +225,8 @@ def create_app(
                 retention.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await retention
+            if owned_schemas is not None:
+                await owned_schemas.aclose()
             if owned is not None:
                 await owned.close()
 
@@ -249,4 +257,25 @@ def create_app(
     app.state.store = None
     if store is not None:
         attach(store)
+    if schema_store is not None:
+        use_schema_store(app, schema_store)
     return app
+
+
+async def open_schema_store(packages: Sequence[str]) -> SchemaStore:
+    """A schema store over the named FHIR packages, with the ``[storage]`` cache settings."""
+    loaded = await asyncio.to_thread(load_packages, packages, dependencies=True)
+    store = SchemaStore(StorageSettings.load(), packages=loaded)
+    log.info("fhir validation on", packages=list(packages))
+    return await store.__aenter__()
+
+
+def use_schema_store(app: Starlette, schemas: SchemaStore) -> None:
+    """Validate every ``/fhir`` write against FHIRSchema; errors reject it with 422."""
+
+    async def validate(resource: dict[str, Any]) -> list[dict[str, Any]]:
+        result = await schemas.validate(resource)
+        return [issue.as_dict() for issue in result.issues]
+
+    app.state.fhir_validator = validate
+    app.state.schema_store = schemas

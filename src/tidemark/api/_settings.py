@@ -28,6 +28,8 @@ class ServerSettings:
 
     Durations (``token_lifetime``, ``retain_changes``, ``retention_interval``) are seconds or
     strings such as ``90d`` / ``1h``; ``retain_changes=None`` keeps every change.
+    ``fhir_packages`` (paths or ``name#version``) turns on FHIRSchema validation of ``/fhir``
+    writes; the schema caches follow the ``[storage]`` settings.
     """
 
     host: str = "127.0.0.1"
@@ -43,6 +45,7 @@ class ServerSettings:
     retain_changes: float | None = None
     retention_interval: float = 60.0
     workers: int = 1
+    fhir_packages: list[str] = field(default_factory=list)
     log_json: bool = True
     log_level: str = "INFO"
 

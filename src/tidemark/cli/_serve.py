@@ -34,6 +34,11 @@ def serve(
     workers: int | None = typer.Option(
         None, "--workers", help="Server processes (PostgreSQL only)."
     ),
+    fhir_package: list[str] = typer.Option(
+        [],
+        "--fhir-package",
+        help="FHIR package (.tgz, folder or name#version) that /fhir writes are validated against (repeatable).",
+    ),
     config: Path | None = typer.Option(
         None,
         "--config",
@@ -57,6 +62,7 @@ def serve(
             clients=client or None,
             retain_changes=parse_duration(retain_changes) if retain_changes else None,
             workers=workers,
+            fhir_packages=fhir_package or None,
             log_json=False if log_text else None,
         )
         settings.check()
