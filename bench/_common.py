@@ -63,3 +63,21 @@ def ratio_line(label: str, measured: float, baseline: float, target: str) -> str
     """One line ``label: measured/baseline = ratio (target ...)`` for the note."""
     ratio = measured / baseline if baseline else float("inf")
     return f"{label}: {ratio:.2f}x ({target})"
+
+
+def pg_schema_dsn(dsn: str, schema: str) -> str:
+    """Create a fresh PostgreSQL schema and return ``dsn`` with its ``search_path`` set to it."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    """Drop a schema made by :func:`pg_schema_dsn`."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table
+from _common import drop_schema, pg_schema_dsn, print_table
 from tidemark.core import canonical_bytes, content_hash
 from tidemark.store import Store, open_store
 
@@ -121,22 +121,6 @@ async def measure(url: str, documents: int) -> tuple[int, dict[str, float]]:
         return journal, await page_times(store, journal)
     finally:
         await store.close()
-
-
-def pg_schema_dsn(dsn: str, schema: str) -> str:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
-
-
-def drop_schema(dsn: str, schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import percentile, print_table
+from _common import drop_schema, percentile, pg_schema_dsn, print_table
 
 
 def free_port() -> int:
@@ -138,17 +138,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows += run("sqlite", str(Path(tmp) / "load.db"), tmp, args.requests, args.concurrency)
         if not args.no_pg:
-            import psycopg
-
             schema = f"bench_http_{os.getpid()}"
-            with psycopg.connect(args.pg, autocommit=True) as conn:
-                conn.execute(f'CREATE SCHEMA "{schema}"')
             try:
-                dsn = f"{args.pg}{'&' if '?' in args.pg else '?'}options=-csearch_path%3D{schema}"
-                rows += run("postgresql", dsn, tmp, args.requests, args.concurrency)
+                rows += run(
+                    "postgresql",
+                    pg_schema_dsn(args.pg, schema),
+                    tmp,
+                    args.requests,
+                    args.concurrency,
+                )
             finally:
-                with psycopg.connect(args.pg, autocommit=True) as conn:
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                drop_schema(args.pg, schema)
     print_table(
         "http_load: tidemark serve on loopback, asyncio httpx client",
         ["engine", "request", "requests", "concurrency", "req/s", "p50 ms", "p99 ms"],

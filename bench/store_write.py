@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table
+from _common import drop_schema, pg_schema_dsn, print_table
 from tidemark.core import canonical_bytes
 from tidemark.store import PostgresEngine, SqliteEngine, open_store
 
@@ -156,23 +156,6 @@ def pg_bare_rate(dsn: str, bodies: list[dict[str, Any]]) -> float:
             conn.execute("INSERT INTO plain (body) VALUES (%s)", (text,), prepare=True)
             conn.commit()
         return len(texts) / (time.perf_counter() - started)
-
-
-def pg_schema_dsn(dsn: str, schema: str) -> str:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in dsn else "?"
-    return f"{dsn}{sep}options=-csearch_path%3D{schema}"
-
-
-def drop_schema(dsn: str, schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def main() -> None:

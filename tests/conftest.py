@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from tests.support import PG_ADMIN_DSN, REDIS_URL, unavailable
+from tidemark.core import ManualClock
 
 
 def _pg_reachable() -> str | None:
@@ -74,3 +77,17 @@ def redis_prefix(redis_server_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database URL of a fresh store: a SQLite file, or a private PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return str(request.getfixturevalue("pg_dsn"))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock at 2025-03-01 12:00 UTC."""
+    return ManualClock(datetime(2025, 3, 1, 12, 0, tzinfo=UTC))

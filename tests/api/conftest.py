@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -10,18 +8,6 @@ import pytest
 from tidemark.api import ServerSettings, create_app
 from tidemark.core import ManualClock
 from tidemark.store import Store, open_store
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "api.db")
-    return str(request.getfixturevalue("pg_dsn"))
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(datetime(2025, 3, 1, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -1,27 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from tests.support import require_data
 from tidemark.core import ManualClock
 from tidemark.store import ResourceModel, Store, load_model, open_store
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The database URL of a fresh store: a SQLite file, or a private PostgreSQL schema."""
-    if request.param == "sqlite":
-        return str(tmp_path / "store.db")
-    return str(request.getfixturevalue("pg_dsn"))
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(datetime(2025, 3, 1, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tidemark.core import (
     get_logger,
     iso_utc,
 )
-from tidemark.store import ResourceSpec, Store, StoredDocument
+from tidemark.store import Page, ResourceSpec, Store, StoredDocument
 
 from ._responses import FastJSONResponse, problem, read_json_body
 from ._settings import ServerSettings
@@ -238,8 +238,7 @@ async def list_or_create(request: Request) -> Response:
             where=where,
             total_count=paging.total_count,
         )
-    headers = {"Total-Count": str(page.total)} if page.total is not None else None
-    return FastJSONResponse([d.representation() for d in page.items], headers=headers)
+    return _page_response(page, [d.representation() for d in page.items])
 
 
 async def _create(request: Request, spec: ResourceSpec) -> Response:
@@ -343,6 +342,11 @@ def _feed_parameters(request: Request) -> tuple[Paging, Window]:
     return paging, window
 
 
+def _page_response(page: Page[Any], rows: list[Any]) -> Response:
+    headers = {"Total-Count": str(page.total)} if page.total is not None else None
+    return FastJSONResponse(rows, headers=headers)
+
+
 @edfi_errors
 async def item_deletes(request: Request) -> Response:
     spec = resolve_resource(request)
@@ -355,14 +359,11 @@ async def item_deletes(request: Request) -> Response:
         offset=paging.offset,
         total_count=paging.total_count,
     )
-    headers = {"Total-Count": str(page.total)} if page.total is not None else None
-    return FastJSONResponse(
-        [
-            {"id": t.id, "changeVersion": t.change_version, "keyValues": t.key_values or {}}
-            for t in page.items
-        ],
-        headers=headers,
-    )
+    rows = [
+        {"id": t.id, "changeVersion": t.change_version, "keyValues": t.key_values or {}}
+        for t in page.items
+    ]
+    return _page_response(page, rows)
 
 
 @edfi_errors
@@ -377,19 +378,16 @@ async def item_key_changes(request: Request) -> Response:
         offset=paging.offset,
         total_count=paging.total_count,
     )
-    headers = {"Total-Count": str(page.total)} if page.total is not None else None
-    return FastJSONResponse(
-        [
-            {
-                "id": k.id,
-                "changeVersion": k.change_version,
-                "oldKeyValues": k.old_key_values,
-                "newKeyValues": k.new_key_values,
-            }
-            for k in page.items
-        ],
-        headers=headers,
-    )
+    rows = [
+        {
+            "id": k.id,
+            "changeVersion": k.change_version,
+            "oldKeyValues": k.old_key_values,
+            "newKeyValues": k.new_key_values,
+        }
+        for k in page.items
+    ]
+    return _page_response(page, rows)
 
 
 @edfi_errors

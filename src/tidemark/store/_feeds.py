@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tidemark.core import parse_iso_utc, parse_json
+from tidemark.core import ParameterValidationError, parse_iso_utc, parse_json
 
 from ._changes import DocRow
 from ._engine import Transaction
@@ -19,16 +19,41 @@ _DOC_COLUMNS_D = (
 _NO_MAX = 2**62
 
 
-def _json_filters(
+def json_filters(
     tx: Transaction, where: Mapping[str, Any] | None, column: str
 ) -> tuple[list[str], list[Any]]:
+    """SQL clauses and parameters for ``where`` (JSON path → required value) on ``column``."""
     clauses: list[str] = []
     params: list[Any] = []
     for path_text, value in (where or {}).items():
-        steps = [name for name, _ in parse_path(path_text).steps]
+        path = parse_path(path_text)
+        if path.has_wildcard:
+            raise ParameterValidationError(f"cannot filter on array path {path_text}")
+        steps = [name for name, _ in path.steps]
         clauses.append(f"{tx.json_value(column, steps)} = ?")
         params += [tx.json_path_param(steps), tx.json_param(value)]
     return clauses, params
+
+
+def paged(
+    tx: Transaction,
+    columns: str,
+    base: str,
+    params: list[Any],
+    order: str,
+    limit: int,
+    offset: int,
+    total_count: bool,
+) -> tuple[list[tuple[Any, ...]], int | None]:
+    """One page of ``SELECT columns base ORDER BY order`` and, when asked, the count of ``base``."""
+    rows = tx.query(
+        f"SELECT {columns} {base} ORDER BY {order} LIMIT ? OFFSET ?", [*params, limit, offset]
+    )
+    total = None
+    if total_count:
+        counted = tx.query_one(f"SELECT count(*) {base}", params)
+        total = int(counted[0]) if counted else 0
+    return rows, total
 
 
 def live_changes(
@@ -47,7 +72,7 @@ def live_changes(
     document's current ContentVersion still equals them; the database stops reading as soon as
     the page is full, so the cost follows the page (and offset), not the journal's size.
     """
-    filters, filter_params = _json_filters(tx, where, "d.body")
+    filters, filter_params = json_filters(tx, where, "d.body")
     sql_where = " AND ".join(
         ["j.collection = ?", "j.change_version >= ?", "j.change_version <= ?", *filters]
     )
@@ -56,14 +81,9 @@ def live_changes(
         "FROM journal j JOIN documents d ON d.doc_pk = j.doc_pk AND d.content_version = j.change_version "
         f"WHERE {sql_where}"
     )
-    rows = tx.query(
-        f"SELECT {_DOC_COLUMNS_D} {base} ORDER BY j.change_version, j.doc_pk LIMIT ? OFFSET ?",
-        [*params, limit, offset],
+    rows, total = paged(
+        tx, _DOC_COLUMNS_D, base, params, "j.change_version, j.doc_pk", limit, offset, total_count
     )
-    total = None
-    if total_count:
-        counted = tx.query_one(f"SELECT count(*) {base}", params)
-        total = int(counted[0]) if counted else 0
     return Page([DocRow.from_row(r).document() for r in rows], total)
 
 
@@ -83,15 +103,8 @@ def deletes(
         "(SELECT 1 FROM reference_targets r WHERE r.referential_id = t.referential_id))"
     )
     params: list[Any] = [collection, low, _NO_MAX if high is None else high]
-    rows = tx.query(
-        "SELECT t.change_version, t.id, t.key_values, t.deleted_at, t.last_content_version "
-        f"{base} ORDER BY t.change_version LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    )
-    total = None
-    if total_count:
-        counted = tx.query_one(f"SELECT count(*) {base}", params)
-        total = int(counted[0]) if counted else 0
+    columns = "t.change_version, t.id, t.key_values, t.deleted_at, t.last_content_version"
+    rows, total = paged(tx, columns, base, params, "t.change_version", limit, offset, total_count)
     items = [
         Tombstone(
             collection=collection,
@@ -126,14 +139,8 @@ def key_changes(
         "WHERE f.old_key_values <> l.new_key_values"
     )
     params: list[Any] = [collection, low, _NO_MAX if high is None else high]
-    rows = tx.query(
-        f"SELECT l.id, w.last_cv, f.old_key_values, l.new_key_values {base} ORDER BY w.last_cv LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    )
-    total = None
-    if total_count:
-        counted = tx.query_one(f"SELECT count(*) {base}", params)
-        total = int(counted[0]) if counted else 0
+    columns = "l.id, w.last_cv, f.old_key_values, l.new_key_values"
+    rows, total = paged(tx, columns, base, params, "w.last_cv", limit, offset, total_count)
     items = [
         KeyChange(collection, id, int(version), parse_json(old), parse_json(new))
         for id, version, old, new in rows

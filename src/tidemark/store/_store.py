@@ -40,7 +40,6 @@ from ._changes import (
 )
 from ._engine import Engine, PostgresEngine, Transaction, engine_for
 from ._model import SERVER_MEMBERS, ResourceModel, ResourceSpec, load_model
-from ._paths import parse_path
 from ._types import (
     ChangeVersions,
     HistoryEntry,
@@ -372,27 +371,25 @@ class Store:
                     return Page([], 0 if total_count else None)
                 clauses.append(f"id IN ({', '.join('?' * len(ids))})")
                 params.extend(ids)
-            for path_text, value in (where or {}).items():
-                path = parse_path(path_text)
-                if path.has_wildcard:
-                    raise ParameterValidationError(f"cannot filter on array path {path_text}")
-                steps = [name for name, _ in path.steps]
-                clauses.append(f"{tx.json_value('body', steps)} = ?")
-                params.extend([tx.json_path_param(steps), tx.json_param(value)])
+            filters, filter_params = _feeds.json_filters(tx, where, "body")
+            clauses.extend(filters)
+            params.extend(filter_params)
             for op, moment in modified:
                 if op not in _COMPARATORS:
                     raise ParameterValidationError(f"unknown comparison {op!r}")
                 clauses.append(f"content_modified_at {_COMPARATORS[op]} ?")
                 params.append(stamp_text(moment))
             where_sql = " AND ".join(clauses)
-            rows = tx.query(
-                f"SELECT {DOC_COLUMNS} FROM documents WHERE {where_sql} ORDER BY {ORDERS[order]} LIMIT ? OFFSET ?",
-                [*params, limit, offset],
+            rows, total = _feeds.paged(
+                tx,
+                DOC_COLUMNS,
+                f"FROM documents WHERE {where_sql}",
+                params,
+                ORDERS[order],
+                limit,
+                offset,
+                total_count,
             )
-            total = None
-            if total_count:
-                counted = tx.query_one(f"SELECT count(*) FROM documents WHERE {where_sql}", params)
-                total = int(counted[0]) if counted else 0
             return Page([DocRow.from_row(r).document() for r in rows], total)
 
         return await self.engine.read(work)
@@ -443,6 +440,14 @@ class Store:
             )
         return start
 
+    async def _read_window(
+        self, feed: Callable[[Transaction, int], Page[T]], low: int | None, high: int | None
+    ) -> Page[T]:
+        def work(tx: Transaction) -> Page[T]:
+            return feed(tx, self._window(tx, low, high))
+
+        return await self.engine.read(work)
+
     async def changes(
         self,
         collection: str,
@@ -457,14 +462,13 @@ class Store:
         """Current documents whose ContentVersion is in [min_version, max_version] (inclusive,
         either open), ordered by change version. 410 when the window starts before the oldest
         retained version."""
-
-        def work(tx: Transaction) -> Page[StoredDocument]:
-            low = self._window(tx, min_version, max_version)
-            return _feeds.live_changes(
+        return await self._read_window(
+            lambda tx, low: _feeds.live_changes(
                 tx, collection, low, max_version, limit, offset, where, total_count
-            )
-
-        return await self.engine.read(work)
+            ),
+            min_version,
+            max_version,
+        )
 
     async def deletes(
         self,
@@ -477,12 +481,13 @@ class Store:
         total_count: bool = False,
     ) -> Page[Tombstone]:
         """Deletions in the window (a natural key deleted and created again is not listed)."""
-
-        def work(tx: Transaction) -> Page[Tombstone]:
-            low = self._window(tx, min_version, max_version)
-            return _feeds.deletes(tx, collection, low, max_version, limit, offset, total_count)
-
-        return await self.engine.read(work)
+        return await self._read_window(
+            lambda tx, low: _feeds.deletes(
+                tx, collection, low, max_version, limit, offset, total_count
+            ),
+            min_version,
+            max_version,
+        )
 
     async def key_changes(
         self,
@@ -495,12 +500,13 @@ class Store:
         total_count: bool = False,
     ) -> Page[KeyChange]:
         """Natural-key changes in the window, collapsed per document (A→B→C is A→C)."""
-
-        def work(tx: Transaction) -> Page[KeyChange]:
-            low = self._window(tx, min_version, max_version)
-            return _feeds.key_changes(tx, collection, low, max_version, limit, offset, total_count)
-
-        return await self.engine.read(work)
+        return await self._read_window(
+            lambda tx, low: _feeds.key_changes(
+                tx, collection, low, max_version, limit, offset, total_count
+            ),
+            min_version,
+            max_version,
+        )
 
     async def purge_changes(self, older_than: datetime, *, batch: int = 1000) -> int:
         """Forget journal, tombstone and key-change rows recorded before ``older_than``.
