@@ -22,9 +22,9 @@ from tidemark.core import (
     get_logger,
     iso_utc,
 )
-from tidemark.store import Page, ResourceSpec, Store, StoredDocument
+from tidemark.store import Page, ResourceSpec, StoredDocument
 
-from ._responses import FastJSONResponse, problem, read_json_body
+from ._responses import FastJSONResponse, app_settings, app_store, problem, read_json_body
 from ._settings import ServerSettings
 
 log = get_logger("api")
@@ -53,21 +53,11 @@ def edfi_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _settings(request: Request) -> ServerSettings:
-    settings: ServerSettings = request.app.state.settings
-    return settings
-
-
 def resolve_resource(request: Request) -> ResourceSpec:
     """The model resource named by the path, or 404."""
     project = request.path_params["project"]
     endpoint = request.path_params["endpoint"]
-    spec = _store(request).model.find(project, endpoint)
+    spec = app_store(request).model.find(project, endpoint)
     if spec is None:
         raise NotFoundError(f"The resource '/{project}/{endpoint}' does not exist.")
     return spec
@@ -212,14 +202,14 @@ async def list_or_create(request: Request) -> Response:
     spec = resolve_resource(request)
     if request.method == "POST":
         return await _create(request, spec)
-    settings = _settings(request)
+    settings = app_settings(request)
     errors: list[str] = []
     params = request.query_params
     paging = parse_paging(params, settings, errors)
     window = parse_window(params, errors)
     where = parse_query_fields(spec, params, PAGING_PARAMETERS + WINDOW_PARAMETERS, errors)
     _raise_parameter_errors(errors)
-    store = _store(request)
+    store = app_store(request)
     if window.requested:
         page = await store.changes(
             spec.collection,
@@ -242,8 +232,8 @@ async def list_or_create(request: Request) -> Response:
 
 
 async def _create(request: Request, spec: ResourceSpec) -> Response:
-    body = await read_json_body(request, _settings(request).max_body_bytes)
-    outcome = await _store(request).upsert(
+    body = await read_json_body(request, app_settings(request).max_body_bytes)
+    outcome = await app_store(request).upsert(
         spec, body, if_none_match=request.headers.get("if-none-match")
     )
     document = outcome.document
@@ -268,7 +258,7 @@ async def _create(request: Request, spec: ResourceSpec) -> Response:
 async def item(request: Request) -> Response:
     spec = resolve_resource(request)
     id = request.path_params["id"]
-    store = _store(request)
+    store = app_store(request)
     if request.method in ("GET", "HEAD"):
         document = await store.get(spec.collection, id)
         if document is None:
@@ -277,7 +267,7 @@ async def item(request: Request) -> Response:
             return Response(status_code=304, headers=etag_header(document))
         return FastJSONResponse(document.representation(), headers=etag_header(document))
     if request.method == "PUT":
-        body = await read_json_body(request, _settings(request).max_body_bytes)
+        body = await read_json_body(request, app_settings(request).max_body_bytes)
         outcome = await store.replace(
             spec,
             id,
@@ -302,7 +292,7 @@ async def item(request: Request) -> Response:
 async def item_history(request: Request) -> Response:
     spec = resolve_resource(request)
     id = request.path_params["id"]
-    store = _store(request)
+    store = app_store(request)
     entries = await store.history(spec.collection, id)
     if not entries and await store.get(spec.collection, id) is None:
         raise NotFoundError(f"The {spec.resource_name} with id '{id}' was not found.")
@@ -330,7 +320,7 @@ async def item_history(request: Request) -> Response:
 def _feed_parameters(request: Request) -> tuple[Paging, Window]:
     errors: list[str] = []
     params = request.query_params
-    paging = parse_paging(params, _settings(request), errors)
+    paging = parse_paging(params, app_settings(request), errors)
     window = parse_window(params, errors)
     known = PAGING_PARAMETERS + WINDOW_PARAMETERS
     errors.extend(
@@ -351,7 +341,7 @@ def _page_response(page: Page[Any], rows: list[Any]) -> Response:
 async def item_deletes(request: Request) -> Response:
     spec = resolve_resource(request)
     paging, window = _feed_parameters(request)
-    page = await _store(request).deletes(
+    page = await app_store(request).deletes(
         spec.collection,
         min_version=window.low,
         max_version=window.high,
@@ -370,7 +360,7 @@ async def item_deletes(request: Request) -> Response:
 async def item_key_changes(request: Request) -> Response:
     spec = resolve_resource(request)
     paging, window = _feed_parameters(request)
-    page = await _store(request).key_changes(
+    page = await app_store(request).key_changes(
         spec.collection,
         min_version=window.low,
         max_version=window.high,
@@ -392,7 +382,7 @@ async def item_key_changes(request: Request) -> Response:
 
 @edfi_errors
 async def available_change_versions(request: Request) -> Response:
-    versions = await _store(request).available_change_versions()
+    versions = await app_store(request).available_change_versions()
     return FastJSONResponse(
         {"oldestChangeVersion": versions.oldest, "newestChangeVersion": versions.newest}
     )

@@ -61,8 +61,7 @@ from ._fhir_model import (
     stored_body,
 )
 from ._fhir_search import SearchPlan, parse_date_range, parse_search
-from ._responses import read_json_body
-from ._settings import ServerSettings
+from ._responses import app_settings, app_store, read_json_body
 
 log = get_logger("fhir")
 
@@ -169,14 +168,6 @@ def fhir_errors(handler: Handler) -> Handler:
 
 
 # -- request helpers ---------------------------------------------------------------------------
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _settings(request: Request) -> ServerSettings:
-    settings: ServerSettings = request.app.state.settings
-    return settings
 
 
 def _base(request: Request) -> str:
@@ -243,7 +234,7 @@ async def _read_resource(request: Request) -> Any:
             raise UnsupportedMediaTypeError(
                 f"Content-Type {base!r} is not supported; send {FHIR_JSON} or application/json."
             )
-    return await read_json_body(request, _settings(request).max_body_bytes)
+    return await read_json_body(request, app_settings(request).max_body_bytes)
 
 
 async def _validate(request: Request, resource: dict[str, Any]) -> None:
@@ -315,7 +306,7 @@ async def metadata(request: Request) -> Response:
     statement = cache.get(base)
     if statement is None:
         statement = CapabilityStatementBuilder.build(
-            base, SYSTEM_CLOCK.now(), _settings(request).max_page_size
+            base, SYSTEM_CLOCK.now(), app_settings(request).max_page_size
         )
         cache[base] = statement
     return _respond(request, statement)
@@ -341,7 +332,7 @@ async def search_post(request: Request) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type != "application/x-www-form-urlencoded":
         raise UnsupportedMediaTypeError("_search needs application/x-www-form-urlencoded.")
-    limit = _settings(request).max_body_bytes
+    limit = app_settings(request).max_body_bytes
     raw = b""
     async for chunk in request.stream():
         raw += chunk
@@ -403,7 +394,7 @@ async def not_found(request: Request) -> Response:
 
 
 async def _read(request: Request, resource_type: str, id: str) -> Response:
-    store = _store(request)
+    store = app_store(request)
     document = await store.get(collection_of(resource_type), id)
     if document is None:
         await _raise_missing(store, resource_type, id)
@@ -417,7 +408,7 @@ async def _create(request: Request, resource_type: str) -> Response:
     resource = check_resource(
         await _read_resource(request), resource_type, None, require_id_match=False
     )
-    store = _store(request)
+    store = app_store(request)
     condition = request.headers.get("if-none-exist")
     if condition:
         existing = await _conditional_match(request, resource_type, condition)
@@ -440,7 +431,7 @@ async def _conditional_match(
     items = parse_qsl(query, keep_blank_values=True)
     plan = parse_search(items, default_count=2, max_count=2)
     plan.count, plan.offset = 2, 0
-    documents, total = await _run_search(_store(request), resource_type, plan)
+    documents, total = await _run_search(app_store(request), resource_type, plan)
     if total > 1:
         raise PreconditionFailedError(
             f"If-None-Exist matched {total} resources; it must match at most one."
@@ -454,7 +445,7 @@ async def _update(request: Request, resource_type: str, id: str) -> Response:
     )
     body = stored_body(resource)
     await _validate(request, {**resource, "id": id})
-    outcome = await _store(request).put(
+    outcome = await app_store(request).put(
         collection_of(resource_type),
         id,
         body,
@@ -474,7 +465,7 @@ async def _update(request: Request, resource_type: str, id: str) -> Response:
 
 
 async def _delete(request: Request, resource_type: str, id: str) -> Response:
-    store = _store(request)
+    store = app_store(request)
     collection = collection_of(resource_type)
     if_match = request.headers.get("if-match")
     try:
@@ -498,7 +489,7 @@ async def _delete(request: Request, resource_type: str, id: str) -> Response:
 async def _search(
     request: Request, resource_type: str, items: Sequence[tuple[str, str]]
 ) -> Response:
-    settings = _settings(request)
+    settings = app_settings(request)
     lenient = _prefer(request).get("handling") == "lenient"
     # A '+' in an unencoded offset arrives as a space; no date value ever contains one.
     cleaned = [
@@ -511,7 +502,7 @@ async def _search(
         max_count=settings.max_page_size,
         lenient=lenient,
     )
-    store = _store(request)
+    store = app_store(request)
     # Taken before the query: every write stamped at or before it is visible to the query, so a
     # client polling with _lastUpdated=gt<this> misses nothing.
     server_time = store.timestamp_horizon()
@@ -600,9 +591,9 @@ async def _run_search(
 
 
 async def _history(request: Request, resource_type: str, id: str) -> Response:
-    store = _store(request)
+    store = app_store(request)
     collection = collection_of(resource_type)
-    settings = _settings(request)
+    settings = app_settings(request)
     params = request.query_params
     unknown = sorted(set(params.keys()) - {"_count", "_offset", "_since", "_format", "_pretty"})
     if unknown:
@@ -704,7 +695,7 @@ def _history_entry(
 
 
 async def _vread(request: Request, resource_type: str, id: str, vid: str) -> Response:
-    store = _store(request)
+    store = app_store(request)
     collection = collection_of(resource_type)
     current = await store.get(collection, id)
     entries = await store.history(collection, id)

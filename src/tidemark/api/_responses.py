@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,8 +16,26 @@ from tidemark.core import (
     json_bytes,
     parse_json,
 )
+from tidemark.store import Store
+
+if TYPE_CHECKING:  # _settings imports _auth, which imports this module
+    from ._settings import ServerSettings
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def app_store(request: Request) -> Store:
+    """The store the application serves."""
+    store: Store = request.app.state.store
+    return store
+
+
+def app_settings(request: Request) -> ServerSettings:
+    """The application's server settings."""
+    settings: ServerSettings = request.app.state.settings
+    return settings
+
+
 EDFI_URN = "urn:ed-fi:api:"
 
 

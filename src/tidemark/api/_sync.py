@@ -40,7 +40,7 @@ from tidemark.core import (
 from tidemark.store import Store, StoredDocument
 from tidemark.sync import KeyMetadata, TierMetadata, validate_blob, validate_key
 
-from ._responses import FastJSONResponse, read_json_body
+from ._responses import FastJSONResponse, app_store, read_json_body
 from ._settings import ServerSettings
 
 log = get_logger("sync")
@@ -186,11 +186,6 @@ def _index(request: Request, collection: str) -> NamespaceIndex:
     return index
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
 def _key(request: Request) -> str:
     key: str = request.path_params["key"]
     return validate_key(key)
@@ -201,7 +196,7 @@ async def metadata(request: Request) -> Response:
     collection = collection_of(request.path_params["namespace"])
     index = _index(request, collection)
     async with index.lock:
-        await _refresh(_store(request), collection, index)
+        await _refresh(app_store(request), collection, index)
         body = index.document()
     return FastJSONResponse(body)
 
@@ -219,7 +214,7 @@ async def get_blob(request: Request) -> Response:
     """``GET /sync/v1/{namespace}/blobs/{key}``."""
     collection = collection_of(request.path_params["namespace"])
     key = _key(request)
-    document = await _store(request).get(collection, document_id(key))
+    document = await app_store(request).get(collection, document_id(key))
     if document is None:
         raise NotFoundError(f"The key {key!r} does not exist in this namespace.")
     etag = document.etag.header()
@@ -244,7 +239,7 @@ async def put_blob(request: Request) -> Response:
             validation_errors={"$": ["no entities and no tombstones"]},
         )
     meta = KeyMetadata.of(blob)
-    outcome = await _store(request).put(
+    outcome = await app_store(request).put(
         collection,
         document_id(key),
         {"key": key, "blob": blob, "meta": meta.to_json()},
@@ -272,7 +267,7 @@ async def delete_blob(request: Request) -> Response:
     collection = collection_of(request.path_params["namespace"])
     key = _key(request)
     try:
-        await _store(request).delete(
+        await app_store(request).delete(
             collection, document_id(key), if_match=request.headers.get("if-match")
         )
     except NotFoundError:
