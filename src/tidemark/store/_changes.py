@@ -139,7 +139,7 @@ class Facts:
         identity = spec.identity(body)
         return cls(
             identity,
-            spec.referential_ids(identity)[0],
+            spec.own_referential_id(identity),
             canonical_bytes(spec.key_values(body)).decode(),
             {r.referential_id: r for r in spec.resolve_references(body)},
         )

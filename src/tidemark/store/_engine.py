@@ -197,9 +197,31 @@ class _SqliteTransaction:
 
 @dataclass(slots=True)
 class _WriteJob:
+    """A write waiting for the writer thread, and who waits for it: a thread (``future``) or an
+    asyncio task (``waiter`` on ``loop``)."""
+
     fn: Callable[[Transaction], Any]
-    future: Future[Any]
     on_done: Callable[[], None] | None
+    future: Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[Any] | None = None
+
+    def claim(self) -> bool:
+        """False when the caller gave up (was cancelled) before the write started."""
+        if self.future is not None:
+            return self.future.set_running_or_notify_cancel()
+        return self.waiter is not None and not self.waiter.cancelled()
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    # Runs on the waiters' event loop: one wake-up for a whole group of writes.
+    for waiter, result, error in outcomes:
+        if waiter.cancelled():
+            continue
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
 
 
 class SqliteEngine:
@@ -293,18 +315,14 @@ class SqliteEngine:
             log.info("migration applied", engine="sqlite", version=version)
 
     # -- the writer ------------------------------------------------------------------------------
-    def _submit(
-        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None
-    ) -> Future[T]:
+    def _enqueue(self, job: _WriteJob) -> None:
         if self._closed:
             raise SourceUnavailableError("the store is closed")
         with self._lock:
             if not self._writer_started:
                 self._writer.start()
                 self._writer_started = True
-        future: Future[T] = Future()
-        self._jobs.put(_WriteJob(fn, future, on_done))
-        return future
+        self._jobs.put(job)
 
     def _write_loop(self) -> None:
         while True:
@@ -323,16 +341,14 @@ class SqliteEngine:
                     break
                 batch.append(more)
             # A caller that was cancelled before its write started no longer waits for it: skip it.
-            batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            batch = [job for job in batch if job.claim()]
             if batch:
                 try:
                     self._run_group(batch)
                 except BaseException as exc:  # never let the writer thread die
                     log.error("writer failed", exc_info=exc)
                     failure = SourceUnavailableError(f"SQLite writer failed: {exc!r}")
-                    for job in batch:
-                        if not job.future.done():
-                            job.future.set_exception(failure)
+                    self._finish(batch, [(None, failure)] * len(batch))
             if stop:
                 return
 
@@ -400,22 +416,38 @@ class SqliteEngine:
 
     @staticmethod
     def _finish(batch: list[_WriteJob], results: list[tuple[Any, BaseException | None]]) -> None:
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+        ] = {}
         for job, (result, error) in zip(batch, results, strict=True):
             if job.on_done is not None:
                 job.on_done()
-            if error is not None:
-                job.future.set_exception(error)
-            else:
-                job.future.set_result(result)
+            if job.future is not None:
+                if job.future.done():
+                    continue
+                if error is not None:
+                    job.future.set_exception(error)
+                else:
+                    job.future.set_result(result)
+            elif job.loop is not None and job.waiter is not None:
+                by_loop.setdefault(job.loop, []).append((job.waiter, result, error))
+        for loop, outcomes in by_loop.items():
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_settle, outcomes)
 
     def write_sync(self, fn: Callable[[Transaction], T]) -> T:
         """Blocking :meth:`write` (must not be called from the writer thread itself)."""
-        return self._submit(fn, None).result()
+        future: Future[T] = Future()
+        self._enqueue(_WriteJob(fn, None, future=future))
+        return future.result()
 
     async def write(
         self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
     ) -> T:
-        return await asyncio.wrap_future(self._submit(fn, on_done))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        self._enqueue(_WriteJob(fn, on_done, loop=loop, waiter=waiter))
+        return await waiter
 
     async def newest_safe_version(self) -> int:
         """The committed value of the change-version counter.

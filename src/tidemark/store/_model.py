@@ -115,10 +115,16 @@ class ResolvedReference(NamedTuple):
 
     @classmethod
     def of(
-        cls, target_project: str, target: str, identity: dict[str, Any], location: str
+        cls,
+        target_project: str,
+        target: str,
+        identity: dict[str, Any],
+        location: str,
+        *,
+        descriptor: bool = False,
     ) -> ResolvedReference:
         """A reference with its referential id (descriptor URIs compare case-insensitively)."""
-        key = _descriptor_identity(str(identity["uri"])) if set(identity) == {"uri"} else identity
+        key = _descriptor_identity(str(identity["uri"])) if descriptor else identity
         return cls(
             target_project, target, identity, location, referential_id(target_project, target, key)
         )
@@ -199,6 +205,10 @@ class ResourceSpec:
         """The referential ids of :meth:`aliases`, own first."""
         return [referential_id(p, n, i) for p, n, i in self.aliases(identity)]
 
+    def own_referential_id(self, identity: Mapping[str, Any]) -> str:
+        """The referential id of this resource's own natural key (the first of :meth:`referential_ids`)."""
+        return referential_id(self.project, self.resource_name, identity)
+
     def key_values(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The natural key as Change Queries report it: query-field names to values."""
         if self.is_descriptor:
@@ -230,7 +240,11 @@ class ResourceSpec:
             for location, value in iter_locations(body, dspec.path):
                 if isinstance(value, str):
                     ref = ResolvedReference.of(
-                        dspec.target_project, dspec.target, {"uri": value}, location
+                        dspec.target_project,
+                        dspec.target,
+                        {"uri": value},
+                        location,
+                        descriptor=True,
                     )
                     found.setdefault(ref.referential_id, ref)
         return list(found.values())
