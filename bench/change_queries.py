@@ -82,8 +82,9 @@ async def fill(store: Store, documents: int, chunk: int = 20_000) -> int:
     def update(tx: Any) -> None:
         # every tenth document gets a new version: its first journal row becomes stale
         tx.executemany(
-            "UPDATE documents SET content_version = ?, body = body WHERE content_version = ? AND collection = ?",
-            [(base + i + 1, i * 10 + 1, COLLECTION) for i in range(updates)],
+            # a fresh store numbers documents 1, 2, ... in insertion order, like their versions
+            "UPDATE documents SET content_version = ? WHERE doc_pk = ?",
+            [(base + i + 1, i * 10 + 1) for i in range(updates)],
         )
 
     await store.engine.write(update)
