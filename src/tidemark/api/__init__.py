@@ -5,6 +5,7 @@ with uvicorn. Route groups live in private modules and are mounted by ``create_a
 """
 
 from ._app import create_app
+from ._factory import export_settings
 from ._openapi import openapi_document
 from ._responses import FastJSONResponse, problem, read_json_body
 from ._settings import ServerSettings, is_loopback
@@ -13,6 +14,7 @@ __all__ = [
     "FastJSONResponse",
     "ServerSettings",
     "create_app",
+    "export_settings",
     "is_loopback",
     "openapi_document",
     "problem",

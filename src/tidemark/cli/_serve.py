@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tidemark.api import ServerSettings, create_app
+from tidemark.api import ServerSettings, create_app, export_settings
 from tidemark.cli import app
 from tidemark.core import ConfigurationError, Settings, configure_logging, parse_duration
 
@@ -48,7 +48,7 @@ def serve(
         False, "--log-text", help="Human-readable logs instead of JSON lines."
     ),
 ) -> None:
-    """Serve the Ed-Fi data API and Change Queries over the change-tracked store."""
+    """Serve the Ed-Fi data API, Change Queries, the FHIR facade and the sync routes."""
     import uvicorn
 
     try:
@@ -81,8 +81,6 @@ def serve(
         err=True,
     )
     if settings.workers > 1:
-        from tidemark.api._factory import export_settings
-
         os.environ.setdefault(
             "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="tidemark-metrics-")
         )
