@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import wait_until
+from tests.support import free_port, tidemark_command, wait_until
 from tidemark.api import ServerSettings, is_loopback
 from tidemark.core import ConfigurationError
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tidemark_command() -> list[str]:
-    exe = Path(sys.executable).parent / "tidemark"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "tidemark.cli"]
 
 
 def test_non_loopback_without_credentials_is_refused():

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from tests.fhir.client.fault_server import Action, FaultServer, Reply, Request, Stall, bundle
-from tests.fhir.client.live_server import ServeProcess, free_port
+from tests.fhir.client.live_server import ServeProcess
 from tests.mappings.conftest import (
     FAST,
     FhirWriter,
@@ -21,7 +21,7 @@ from tests.mappings.conftest import (
     fume_structure_map,
     text_of,
 )
-from tests.support import async_wait_until
+from tests.support import async_wait_until, free_port
 from tidemark.mappings import MappingProvider, MappingsConfig
 from tidemark.store import open_store
 

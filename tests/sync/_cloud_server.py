@@ -3,7 +3,6 @@ the real server cannot be made to produce on demand (503s, torn bodies, refused 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,14 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.support import free_port
 from tidemark.core import EntityTag, canonical_bytes, content_hash, etag_matches, parse_etags
 from tidemark.sync import KeyMetadata, TierMetadata, validate_blob
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _problem(status: int, detail: str) -> Response:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import async_wait_until, wait_until
+from tests.support import async_wait_until, free_port, wait_until
 from tidemark.core import SourceUnavailableError, UnauthorizedError, canonical_hash
 from tidemark.sync import (
     ABSENT,
@@ -33,12 +32,6 @@ T1 = "2024-01-01T00:00:01.000000Z"
 
 def blob(title: str = "a") -> dict[str, Any]:
     return {"Note": {ID: {"id": ID, "title": title, "updated_at": T1}}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Serve:

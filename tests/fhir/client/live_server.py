@@ -15,17 +15,10 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 from tidemark.api import ServerSettings, create_app
 
 TIDEMARK = str(Path(sys.executable).parent / "tidemark")
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(url: str) -> bool:
