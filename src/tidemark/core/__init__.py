@@ -38,6 +38,7 @@ from ._errors import (
     UnsupportedMediaTypeError,
 )
 from ._events import EventsDropped, EventStream, Subscription
+from ._files import file_lock
 from ._http import (
     EntityTag,
     etag_matches,
@@ -92,6 +93,7 @@ __all__ = [
     "configure_logging",
     "content_hash",
     "etag_matches",
+    "file_lock",
     "format_http_date",
     "get_logger",
     "iso_utc",

@@ -7,20 +7,14 @@ hits and misses accumulated over every process that used the cache.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tidemark.cache import CacheStats
-from tidemark.core import get_logger
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on POSIX
-    fcntl = None  # type: ignore[assignment]
+from tidemark.core import file_lock, get_logger
 
 _log = get_logger("schemas")
 
@@ -28,18 +22,6 @@ STATS_FILE = "stats.json"
 _LOCK_FILE = ".stats.lock"
 #: Tier counters that add up across runs (entries and bytes are current state, not history).
 ADDITIVE = ("hits", "misses", "evictions", "expirations", "invalidations", "rejected", "corrupt")
-
-
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    with open(root / _LOCK_FILE, "a+b") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def read_persisted_stats(root: Path) -> dict[str, dict[str, int]]:
@@ -68,7 +50,7 @@ def merge_persisted_stats(
     """Add one run's tier counters and store counters to the lifetime totals under ``root``."""
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with _locked(root):
+        with file_lock(root / _LOCK_FILE):
             totals: dict[str, dict[str, Any]] = read_persisted_stats(root)
             for tier, stats in tiers.items():
                 bucket = totals.setdefault(tier, {})

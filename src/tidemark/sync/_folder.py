@@ -19,6 +19,7 @@ from tidemark.core import (
     SourceUnavailableError,
     canonical_bytes,
     content_hash,
+    file_lock,
     get_logger,
 )
 
@@ -28,11 +29,6 @@ from ._metadata import KeyMetadata, TierMetadata
 from ._stamps import HybridClock
 from ._tiers import TIER_COUNTERS, precondition_holds
 from ._worker import Worker
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: writers of one process are still serialized
-    fcntl = None  # type: ignore[assignment]
 
 _log = get_logger("sync")
 P = ParamSpec("P")
@@ -126,14 +122,8 @@ class FolderTier:
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         self._root.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self._root / LOCK_FILE, "a+b") as handle:
-            if fcntl is not None:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with self._lock, file_lock(self._root / LOCK_FILE):
+            yield
 
     def _read(self, key: str, path: Path) -> tuple[Blob, str, _Signature] | None:
         """The blob, hash and signature of a file; ``None`` when absent or quarantined."""
