@@ -30,7 +30,7 @@ from tidemark.store import Store, open_store
 
 from . import _edfi, _fhir, _sync
 from ._auth import BearerAuthMiddleware, TokenIssuer, parse_clients, token_endpoint
-from ._metrics import MetricsMiddleware, metrics_endpoint, record_store_count, route_templates
+from ._metrics import metrics_endpoint, record_request, record_store_count, route_templates
 from ._openapi import openapi_document
 from ._responses import FastJSONResponse, correlation_id, problem
 from ._settings import ServerSettings
@@ -112,11 +112,13 @@ async def openapi(request: Request) -> Response:
     return FastJSONResponse(cached)
 
 
-class AccessLogMiddleware:
-    """Assigns a correlation id, echoes it in the response, and logs one structured line per request."""
+class RequestObserver:
+    """The one wrapper every request passes: assigns a correlation id and echoes it in the
+    response, logs one structured access line, and counts the request in the metrics."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, templates: dict[object, str]) -> None:
         self.app = app
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,12 +141,14 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            record_request(self.templates, scope, status, seconds)
             access_log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
+                ms=round(seconds * 1000, 2),
                 correlation_id=cid,
             )
 
@@ -248,10 +252,9 @@ def create_app(
         Exception: _unexpected,
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
-    # Outermost first when a request arrives: access log, metrics, authentication, routes.
+    # Outermost first when a request arrives: observation (log + metrics), authentication, routes.
     app.add_middleware(BearerAuthMiddleware, issuer=issuer)
-    app.add_middleware(MetricsMiddleware, templates=route_templates(routes))
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestObserver, templates=route_templates(routes))
     app.state.settings = settings
     app.state.token_issuer = issuer
     app.state.store = None

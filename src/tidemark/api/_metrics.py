@@ -8,7 +8,6 @@ scrape of any worker aggregates all of them.
 from __future__ import annotations
 
 import os
-import time
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,7 +19,7 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -67,32 +66,11 @@ def route_templates(routes: list[BaseRoute]) -> dict[object, str]:
     return {route.endpoint: route.path for route in routes if isinstance(route, Route)}
 
 
-class MetricsMiddleware:
-    """Counts every request by route template (``unmatched`` for 404s), method and status."""
-
-    def __init__(self, app: ASGIApp, templates: dict[object, str]) -> None:
-        self.app = app
-        self.templates = templates
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            route = self.templates.get(scope.get("endpoint"), "unmatched")
-            REQUESTS.labels(route, scope["method"], str(status)).inc()
-            LATENCY.labels(route).observe(time.perf_counter() - started)
+def record_request(templates: dict[object, str], scope: Scope, status: int, seconds: float) -> None:
+    """Count one finished request by route template (``unmatched`` for 404s), method and status."""
+    route = templates.get(scope.get("endpoint"), "unmatched")
+    REQUESTS.labels(route, scope["method"], str(status)).inc()
+    LATENCY.labels(route).observe(seconds)
 
 
 async def metrics_endpoint(request: Request) -> Response:
