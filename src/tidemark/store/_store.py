@@ -417,7 +417,7 @@ class Store:
         """``oldestChangeVersion`` / ``newestChangeVersion`` of the Change Queries API."""
         newest = await self.engine.newest_safe_version()
         oldest = await self.engine.read(_feeds.oldest_retained)
-        return ChangeVersions(oldest=oldest, newest=max(newest, oldest - 1 if oldest else 0))
+        return ChangeVersions(oldest=oldest, newest=newest)
 
     def _window(self, tx: Transaction, low: int | None, high: int | None) -> int:
         if (low is not None and low < 0) or (high is not None and high < 0):
@@ -516,6 +516,9 @@ class Store:
         transaction each. Returns the number of rows deleted. Documents and history are kept.
         """
         horizon = stamp_text(older_than)
+        # Never declare unanswerable a version that a writer still in flight may commit: the
+        # oldest retained version stays at or below the newest safe one + 1.
+        safe = await self.engine.newest_safe_version()
 
         def mark(tx: Transaction) -> int | None:
             row = tx.query_one(
@@ -525,8 +528,8 @@ class Store:
                 "SELECT max(change_version) FROM key_changes WHERE changed_at < ?) m",
                 (horizon, horizon, horizon),
             )
-            through = int(row[0]) if row and row[0] is not None else None
-            if through is None:
+            through = min(int(row[0]), safe) if row and row[0] is not None else None
+            if through is None or through <= 0:
                 return None
             current = tx.query_one("SELECT value FROM store_settings WHERE key = 'purged_through'")
             if current is not None and int(current[0]) >= through:
