@@ -201,12 +201,8 @@ class ResourceSpec:
                 names.append((project, name, dict(identity)))
         return names
 
-    def referential_ids(self, identity: Mapping[str, Any]) -> list[str]:
-        """The referential ids of :meth:`aliases`, own first."""
-        return [referential_id(p, n, i) for p, n, i in self.aliases(identity)]
-
     def own_referential_id(self, identity: Mapping[str, Any]) -> str:
-        """The referential id of this resource's own natural key (the first of :meth:`referential_ids`)."""
+        """The referential id of this resource's own natural key (the first of :meth:`aliases`)."""
         return referential_id(self.project, self.resource_name, identity)
 
     def key_values(self, body: Mapping[str, Any]) -> dict[str, Any]:
