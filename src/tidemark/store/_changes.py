@@ -14,6 +14,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tidemark.core import (
@@ -83,6 +84,8 @@ def check_preconditions(
     current: DocRow | None, if_match: str | None, if_none_match: str | None
 ) -> None:
     """Apply ``If-Match`` / ``If-None-Match`` to a write; raise 412 when one fails."""
+    if if_match is None and if_none_match is None:
+        return
     tag = version_etag(current.content_version) if current is not None else None
     try:
         if if_match is not None and not etag_matches(if_match, tag):
@@ -124,23 +127,32 @@ def _placeholders(n: int) -> str:
 
 @dataclass(slots=True)
 class Facts:
-    """What the model says about one body, computed once: identity, its referential id, the
+    """What the model says about one body, computed once (outside the writer, where possible):
+    its canonical text, identity, the referential ids of its natural keys (its own first), the
     key values Change Queries report, and the references by referential id."""
 
+    text: str
     identity: dict[str, Any] = field(default_factory=dict)
-    referential_id: str | None = None
+    alias_ids: list[str] = field(default_factory=list)
     key_values: str | None = None
     references: dict[str, ResolvedReference] = field(default_factory=dict)
 
+    @property
+    def referential_id(self) -> str | None:
+        """The referential id of the body's own natural key (``None`` outside the model)."""
+        return self.alias_ids[0] if self.alias_ids else None
+
     @classmethod
     def of(cls, spec: ResourceSpec | None, body: dict[str, Any]) -> Facts:
+        text = canonical_bytes(body).decode()
         if spec is None:
-            return cls()
+            return cls(text)
         identity = spec.identity(body)
         return cls(
+            text,
             identity,
-            spec.own_referential_id(identity),
-            canonical_bytes(spec.key_values(body)).decode(),
+            [referential_id(p, n, i) for p, n, i in spec.aliases(identity)],
+            canonical_bytes(spec.key_values(body, identity)).decode(),
             {r.referential_id: r for r in spec.resolve_references(body)},
         )
 
@@ -150,12 +162,14 @@ class _Touched:
     """A document this transaction changes: its stored row and its state so far.
 
     ``body`` stays ``None`` while the stored body is unchanged (it is parsed only if needed);
-    ``reference_ids`` is read from ``document_references`` the first time it is needed.
+    ``text`` is its canonical text when already known; ``reference_ids`` is read from
+    ``document_references`` the first time it is needed.
     """
 
     row: DocRow
     spec: ResourceSpec | None
     body: dict[str, Any] | None = None
+    text: str | None = None
     referential_id: str | None = None
     key_values: str | None = None
     reference_ids: set[str] | None = None
@@ -169,11 +183,14 @@ class _Touched:
 class ChangeSet:
     """The documents one transaction changes. Use once: set bodies, :meth:`cascade`, :meth:`finalize`."""
 
-    def __init__(self, tx: Transaction, model: ResourceModel | None, now: str) -> None:
+    def __init__(
+        self, tx: Transaction, model: ResourceModel | None, now: str, moment: datetime | None = None
+    ) -> None:
+        """``now`` is the stamp text of this transaction; ``moment`` the same instant, parsed."""
         self.tx = tx
         self.model = model
         self.now = now
-        self._now_parsed = parse_iso_utc(now)
+        self._now_parsed = moment if moment is not None else parse_iso_utc(now)
         self._touched: dict[int, _Touched] = {}
         self._queue: deque[tuple[ResourceSpec, dict[str, Any], dict[str, Any]]] = deque()
         #: Change versions allocated and representation changes (journal rows) written so far.
@@ -232,7 +249,13 @@ class ChangeSet:
             )
 
     def _claim_aliases(
-        self, spec: ResourceSpec, identity: dict[str, Any], pk: int, *, inserting: bool = False
+        self,
+        spec: ResourceSpec,
+        identity: dict[str, Any],
+        pk: int,
+        *,
+        inserting: bool = False,
+        rids: list[str] | None = None,
     ) -> None:
         """Register the natural keys of ``pk``; 409 when another document already has one.
 
@@ -241,7 +264,8 @@ class ChangeSet:
         and the retry finds that document and updates it, as an upsert must.
         """
         aliases = spec.aliases(identity)
-        rids = [referential_id(p, n, i) for p, n, i in aliases]
+        if rids is None:
+            rids = [referential_id(p, n, i) for p, n, i in aliases]
         values = ", ".join("(?, ?)" for _ in rids)
         params: list[Any] = []
         for rid in rids:
@@ -281,9 +305,9 @@ class ChangeSet:
         facts: Facts | None = None,
     ) -> StoredDocument:
         """Insert a new document (the caller checked that its id and natural key are free)."""
-        text = canonical_bytes(body).decode()
-        digest = content_hash(text)
         facts = facts or Facts.of(spec, body)
+        text = facts.text
+        digest = content_hash(text)
         version = self._allocate()
         doc_id = id or uuid.uuid4().hex
         pk = self.tx.insert_id(
@@ -305,7 +329,7 @@ class ChangeSet:
             ),
         )
         if spec is not None:
-            self._claim_aliases(spec, facts.identity, pk, inserting=True)
+            self._claim_aliases(spec, facts.identity, pk, inserting=True, rids=facts.alias_ids)
             if facts.references:
                 self._link_references(pk, facts.references)
         self.journaled += 1
@@ -343,7 +367,9 @@ class ChangeSet:
     def _working(self, row: DocRow, spec: ResourceSpec | None) -> _Touched:
         touched = self._touched.get(row.pk)
         if touched is None:
-            touched = _Touched(row, spec, None, row.referential_id, row.key_values_text)
+            touched = _Touched(
+                row, spec, referential_id=row.referential_id, key_values=row.key_values_text
+            )
             self._touched[row.pk] = touched
         return touched
 
@@ -364,7 +390,7 @@ class ChangeSet:
         """
         touched = self._working(row, spec)
         if spec is None:
-            touched.body = body
+            touched.body, touched.text = body, None
             return
         after = facts or Facts.of(spec, body)
         identity_changed = after.referential_id != touched.referential_id
@@ -393,15 +419,16 @@ class ChangeSet:
             )
         if added:
             self._link_references(row.pk, added)
-        touched.body, touched.key_values, touched.referential_id = (
+        touched.body, touched.text, touched.key_values, touched.referential_id = (
             body,
+            after.text,
             after.key_values,
             after.referential_id,
         )
         touched.reference_ids = set(after.references)
         if old_identity is not None:
             self.tx.execute("DELETE FROM reference_targets WHERE doc_pk = ?", (row.pk,))
-            self._claim_aliases(spec, after.identity, row.pk)
+            self._claim_aliases(spec, after.identity, row.pk, rids=after.alias_ids)
             self._queue.append((spec, old_identity, after.identity))
 
     def cascade(self) -> None:
@@ -451,7 +478,7 @@ class ChangeSet:
             row = touched.row
             if touched.body is None:
                 continue
-            text = canonical_bytes(touched.body).decode()
+            text = touched.text or canonical_bytes(touched.body).decode()
             if text == row.body_text:
                 continue  # changed and changed back: nothing to record
             version = self._allocate()

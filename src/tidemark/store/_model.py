@@ -205,13 +205,18 @@ class ResourceSpec:
         """The referential id of this resource's own natural key (the first of :meth:`aliases`)."""
         return referential_id(self.project, self.resource_name, identity)
 
-    def key_values(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The natural key as Change Queries report it: query-field names to values."""
+    def key_values(
+        self, body: Mapping[str, Any], identity: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The natural key as Change Queries report it: query-field names to values.
+
+        ``identity`` (:meth:`identity` of ``body``), when given, saves walking the paths again.
+        """
         if self.is_descriptor:
             return {"namespace": body.get("namespace"), "codeValue": body.get("codeValue")}
         values: dict[str, Any] = {}
         for path, name in self._key_names():
-            value = path.value(body)
+            value = path.value(body) if identity is None else identity.get(path.text, MISSING)
             values[name] = None if value is MISSING else value
         return values
 

@@ -6,7 +6,7 @@ import itertools
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,11 +123,13 @@ class Store:
 
         def work(tx: Transaction) -> T:
             with self._inflight_lock:
-                now = stamp_text(self.clock.now())
+                moment = self.clock.now().astimezone(UTC)
+                moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+                now = stamp_text(moment)
                 token = next(self._tokens)
                 self._inflight[token] = now
                 tokens.append(token)
-            changes = ChangeSet(tx, self.model, now)
+            changes = ChangeSet(tx, self.model, now, moment)
             attempts.append(changes)
             return fn(tx, changes)
 
@@ -240,7 +242,8 @@ class Store:
         body: dict[str, Any],
         facts: Facts | None = None,
     ) -> WriteOutcome:
-        if canonical_bytes(body).decode() == existing.body_text:
+        text = facts.text if facts is not None else canonical_bytes(body).decode()
+        if text == existing.body_text:
             return WriteOutcome(existing.document(body), False, False)  # a no-op: nothing to do
         changes.set_body(
             existing, spec, body, facts=facts, identity_may_change=spec.allow_identity_updates
