@@ -8,7 +8,7 @@ and client concurrency), so the ratio is the cost of the bookkeeping alone. A se
 a bare sqlite3 loop on the caller's thread, is printed for reference. Target (SQLite, default
 durability): the store stays within 2.0x of the bare insert through the engine.
 
-Run: ./dev bench store_write [--rows N] [--concurrency C] [--pg DSN | --no-pg]
+Run: ./dev bench store_write [--rows N] [--concurrency C] [--repeat R] [--pg DSN | --no-pg]
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import drop_schema, pg_schema_dsn, print_table
+from _common import drop_schema, median, pg_schema_dsn, print_table
 from tidemark.core import canonical_bytes
 from tidemark.store import PostgresEngine, SqliteEngine, open_store
 
@@ -158,6 +159,23 @@ def pg_bare_rate(dsn: str, bodies: list[dict[str, Any]]) -> float:
         return len(texts) / (time.perf_counter() - started)
 
 
+def _pair(bare: Callable[[int], float], store: Callable[[int], float], repeat: int) -> list[Any]:
+    """Run baseline and store alternately ``repeat`` times; medians, their ratio, the ratio range."""
+    bare_rates: list[float] = []
+    store_rates: list[float] = []
+    for attempt in range(repeat):
+        bare_rates.append(bare(attempt))
+        store_rates.append(store(attempt))
+    ratios = [b / s for b, s in zip(bare_rates, store_rates, strict=True)]
+    bare_rate, store_rate_ = median(bare_rates), median(store_rates)
+    return [
+        store_rate_,
+        bare_rate,
+        f"{bare_rate / store_rate_:.2f}x",
+        f"{min(ratios):.2f}-{max(ratios):.2f}x",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -165,6 +183,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--concurrency", type=int, default=16, help="concurrent clients of the second run"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="alternating runs per row (medians are printed)"
     )
     parser.add_argument(
         "--pg",
@@ -176,57 +197,66 @@ def main() -> None:
     rows: list[list[Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("FULL", "NORMAL"):
-            raw = sqlite_bare_rate(str(Path(tmp) / f"raw-{mode}.db"), bodies, mode)
+            raw = median(
+                [
+                    sqlite_bare_rate(str(Path(tmp) / f"raw-{mode}-{i}.db"), bodies, mode)
+                    for i in range(args.repeat)
+                ]
+            )
             for clients in (1, args.concurrency):
-                bare = asyncio.run(
-                    sqlite_engine_bare_rate(
-                        f"{tmp}/bare-{mode}-{clients}.db", bodies, mode, clients
-                    )
-                )
-                stored = asyncio.run(
-                    store_rate(
-                        f"sqlite:///{tmp}/store-{mode}-{clients}.db?synchronous={mode}",
-                        bodies,
-                        clients,
-                    )
-                )
+                tag = f"{mode}-{clients}"
+
+                def bare_run(
+                    i: int, tag: str = tag, mode: str = mode, clients: int = clients
+                ) -> float:
+                    path = f"{tmp}/bare-{tag}-{i}.db"
+                    return asyncio.run(sqlite_engine_bare_rate(path, bodies, mode, clients))
+
+                def store_run(
+                    i: int, tag: str = tag, mode: str = mode, clients: int = clients
+                ) -> float:
+                    url = f"sqlite:///{tmp}/store-{tag}-{i}.db?synchronous={mode}"
+                    return asyncio.run(store_rate(url, bodies, clients))
+
+                measured = _pair(bare_run, store_run, args.repeat)
                 label = f"sqlite {mode}" + (" (default)" if mode == "FULL" else "")
-                rows.append([label, clients, stored, bare, f"{bare / stored:.2f}x", raw])
+                rows.append([label, clients, *measured, raw])
     if not args.no_pg:
         schema = f"bench_{os.getpid()}"
+        created: list[str] = []
+
+        def fresh(name: str) -> str:
+            created.append(name)
+            return pg_schema_dsn(args.pg, name)
+
         try:
-            raw_pg = pg_bare_rate(pg_schema_dsn(args.pg, schema + "_raw"), bodies)
+            raw_pg = pg_bare_rate(fresh(schema + "_raw"), bodies)
             for clients in (1, args.concurrency):
-                bare_pg = asyncio.run(
-                    pg_engine_bare_rate(
-                        pg_schema_dsn(args.pg, f"{schema}_b{clients}"), bodies, clients
+
+                def pg_bare_run(i: int, clients: int = clients) -> float:
+                    dsn = fresh(f"{schema}_b{clients}_{i}")
+                    return asyncio.run(pg_engine_bare_rate(dsn, bodies, clients))
+
+                def pg_store_run(i: int, clients: int = clients) -> float:
+                    return asyncio.run(
+                        store_rate(fresh(f"{schema}_s{clients}_{i}"), bodies, clients)
                     )
-                )
-                stored_pg = asyncio.run(
-                    store_rate(pg_schema_dsn(args.pg, f"{schema}_s{clients}"), bodies, clients)
-                )
-                rows.append(
-                    [
-                        "postgresql",
-                        clients,
-                        stored_pg,
-                        bare_pg,
-                        f"{bare_pg / stored_pg:.2f}x",
-                        raw_pg,
-                    ]
-                )
+
+                measured = _pair(pg_bare_run, pg_store_run, args.repeat)
+                rows.append(["postgresql", clients, *measured, raw_pg])
         finally:
-            for suffix in ("_raw", "_b1", f"_b{args.concurrency}", "_s1", f"_s{args.concurrency}"):
-                drop_schema(args.pg, schema + suffix)
+            for name in created:
+                drop_schema(args.pg, name)
     print_table(
         f"store_write: {len(bodies)} upserts ({args.rows} inserts + {args.rows} updates of courseOfferings "
-        "with 2 references each), one transaction per call",
+        f"with 2 references each), one transaction per call; medians of {args.repeat} alternating runs",
         [
             "engine",
             "clients",
             "store upserts/s",
             "bare inserts/s (same engine)",
             "bare/store",
+            "per-run range",
             "raw sqlite3/psycopg loop/s",
         ],
         rows,
