@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import drop_schema, median, pg_schema_dsn, print_table
+from _common import drop_schema, median, percentile, pg_schema_dsn, print_table
 from tidemark.core import canonical_bytes
 from tidemark.store import PostgresEngine, SqliteEngine, open_store
 
@@ -49,8 +49,16 @@ def workload(rows: int) -> list[dict[str, Any]]:
     ]
 
 
-async def store_rate(url: str, bodies: list[dict[str, Any]], concurrency: int = 1) -> float:
-    """Upserts/s through ``Store.upsert``: ``concurrency`` tasks, each awaiting one call at a time."""
+async def store_rate(
+    url: str,
+    bodies: list[dict[str, Any]],
+    concurrency: int = 1,
+    latencies: list[float] | None = None,
+) -> float:
+    """Upserts/s through ``Store.upsert``: ``concurrency`` tasks, each awaiting one call at a time.
+
+    Each call's duration (seconds) is appended to ``latencies`` when given.
+    """
     store = await open_store(url)
     try:
         await store.upsert(
@@ -80,7 +88,10 @@ async def store_rate(url: str, bodies: list[dict[str, Any]], concurrency: int = 
 
             async def lane(items: list[dict[str, Any]]) -> None:
                 for body in items:
+                    began = time.perf_counter()
                     await store.upsert("courseOfferings", body)
+                    if latencies is not None:
+                        latencies.append(time.perf_counter() - began)
 
             await asyncio.gather(*(lane(items) for items in lanes))
         return len(bodies) / (time.perf_counter() - started)
@@ -195,6 +206,7 @@ def main() -> None:
     args = parser.parse_args()
     bodies = workload(args.rows)
     rows: list[list[Any]] = []
+    latencies: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("FULL", "NORMAL"):
             raw = median(
@@ -216,7 +228,8 @@ def main() -> None:
                     i: int, tag: str = tag, mode: str = mode, clients: int = clients
                 ) -> float:
                     url = f"sqlite:///{tmp}/store-{tag}-{i}.db?synchronous={mode}"
-                    return asyncio.run(store_rate(url, bodies, clients))
+                    calls = latencies.setdefault(f"sqlite {mode}", []) if clients == 1 else None
+                    return asyncio.run(store_rate(url, bodies, clients, calls))
 
                 measured = _pair(bare_run, store_run, args.repeat)
                 label = f"sqlite {mode}" + (" (default)" if mode == "FULL" else "")
@@ -238,9 +251,9 @@ def main() -> None:
                     return asyncio.run(pg_engine_bare_rate(dsn, bodies, clients))
 
                 def pg_store_run(i: int, clients: int = clients) -> float:
-                    return asyncio.run(
-                        store_rate(fresh(f"{schema}_s{clients}_{i}"), bodies, clients)
-                    )
+                    dsn = fresh(f"{schema}_s{clients}_{i}")
+                    calls = latencies.setdefault("postgresql", []) if clients == 1 else None
+                    return asyncio.run(store_rate(dsn, bodies, clients, calls))
 
                 measured = _pair(pg_bare_run, pg_store_run, args.repeat)
                 rows.append(["postgresql", clients, *measured, raw_pg])
@@ -260,6 +273,20 @@ def main() -> None:
             "raw sqlite3/psycopg loop/s",
         ],
         rows,
+    )
+    print_table(
+        "store upsert latency, 1 client, all runs (ms): checkpoints run in the background, so "
+        "no write waits for one",
+        ["engine", "calls", "p50", "p99", "p99.9", "max"],
+        [
+            [
+                name,
+                len(values),
+                *(f"{percentile(values, pct) * 1000:.2f}" for pct in (50, 99, 99.9)),
+                f"{max(values) * 1000:.2f}",
+            ]
+            for name, values in latencies.items()
+        ],
     )
     print(
         "\ntarget: on SQLite with the default durability (FULL) the store stays within 2.0x of the bare insert"
