@@ -275,8 +275,7 @@ def main() -> None:
         rows,
     )
     print_table(
-        "store upsert latency, 1 client, all runs (ms): checkpoints run in the background, so "
-        "no write waits for one",
+        "store upsert latency, 1 client, all runs (ms; the slowest include WAL checkpoints)",
         ["engine", "calls", "p50", "p99", "p99.9", "max"],
         [
             [
