@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue
 import random
 import sqlite3
@@ -233,12 +232,6 @@ class SqliteEngine:
     commit. ``synchronous="FULL"`` (the default) syncs the WAL at every commit: an acknowledged
     write survives a crash or power loss. Writers take the database lock at ``BEGIN IMMEDIATE``,
     so several processes may share the file safely.
-
-    Checkpoints (copying the WAL back into the database file) run on a background thread once
-    the WAL reaches ``checkpoint_bytes``, so no write waits for one; the writer only finishes
-    the few frames committed while the background pass ran, which lets the WAL start over (and
-    be truncated to half the threshold). Should the background thread fall behind, the writer's
-    own automatic checkpoint at four times the threshold keeps the WAL bounded.
     """
 
     name = "sqlite"
@@ -251,7 +244,6 @@ class SqliteEngine:
         busy_timeout_ms: int = 10_000,
         synchronous: str = "FULL",
         max_group: int = 256,
-        checkpoint_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigurationError(f"unsupported SQLite synchronous mode {synchronous!r}")
@@ -259,15 +251,6 @@ class SqliteEngine:
         self.synchronous = synchronous.upper()
         self._busy_timeout_ms = busy_timeout_ms
         self._max_group = max_group
-        self._checkpoint_bytes = max(checkpoint_bytes, 64 * 1024)
-        self._wal_path = self.path + "-wal"
-        self._checkpoint_wanted = threading.Event()
-        self._checkpoint_idle = threading.Event()
-        self._checkpoint_idle.set()
-        self._checkpoint_tail = False  # a background pass ended: the writer finishes the rest
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop, name="tidemark-sqlite-ckpt", daemon=True
-        )
         self._jobs: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
         self._writer = threading.Thread(
             target=self._write_loop, name="tidemark-sqlite-w", daemon=True
@@ -281,8 +264,6 @@ class SqliteEngine:
         #: Write transactions committed and writes they carried (group commit at work).
         self.commits = 0
         self.writes = 0
-        #: Background checkpoint passes run (each copies the WAL back into the database file).
-        self.checkpoints = 0
 
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -300,13 +281,9 @@ class SqliteEngine:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 conn.execute("PRAGMA foreign_keys = OFF")
-                # Checkpoints run in the background (see the class docstring); the automatic one
-                # is only a safety net. After the WAL starts over it is cut to half the threshold.
-                page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-                conn.execute(
-                    f"PRAGMA wal_autocheckpoint = {4 * self._checkpoint_bytes // page_size}"
-                )
-                conn.execute(f"PRAGMA journal_size_limit = {self._checkpoint_bytes // 2}")
+                # Checkpoint less often: every write touches several b-trees, and pages rewritten
+                # many times between checkpoints are copied back to the database only once.
+                conn.execute("PRAGMA wal_autocheckpoint = 10000")
             except sqlite3.Error as exc:
                 raise SourceUnavailableError(
                     f"cannot open SQLite database {self.path}: {exc}"
@@ -344,7 +321,6 @@ class SqliteEngine:
         with self._lock:
             if not self._writer_started:
                 self._writer.start()
-                self._checkpointer.start()
                 self._writer_started = True
         self._jobs.put(job)
 
@@ -406,52 +382,12 @@ class SqliteEngine:
             conn.execute("COMMIT")
             self.commits += 1
             self.writes += sum(1 for _r, e in results if e is None)
-            self._after_commit(conn)
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = SourceUnavailableError(f"SQLite commit failed: {exc}")
             results = [(None, failure)] * len(batch)
         self._finish(batch, results)
-
-    # -- checkpoints -----------------------------------------------------------------------------
-    def _after_commit(self, conn: sqlite3.Connection) -> None:
-        # Runs on the writer thread after each commit: one stat() call in the common case.
-        if self._checkpoint_tail:
-            self._checkpoint_tail = False
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:  # the next pass tries again
-                log.warning("checkpoint failed", engine="sqlite", error=str(exc))
-            return
-        if not self._checkpoint_idle.is_set():
-            return
-        try:
-            size = os.path.getsize(self._wal_path)
-        except OSError:
-            return
-        if size >= self._checkpoint_bytes:
-            self._checkpoint_idle.clear()
-            self._checkpoint_wanted.set()
-
-    def _checkpoint_loop(self) -> None:
-        while True:
-            self._checkpoint_wanted.wait()
-            self._checkpoint_wanted.clear()
-            if self._closed:
-                self._checkpoint_idle.set()
-                return
-            try:
-                row = self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                self.checkpoints += 1
-                log.debug("checkpoint", engine="sqlite", wal_frames=row[1], copied=row[2])
-                # Frames committed while we ran are left; the writer copies them after its next
-                # commit (no other writer then), so that the WAL can start over.
-                self._checkpoint_tail = True
-            except (sqlite3.Error, SourceUnavailableError) as exc:
-                log.warning("checkpoint failed", engine="sqlite", error=str(exc))
-            finally:
-                self._checkpoint_idle.set()
 
     @staticmethod
     def _run_jobs(
@@ -544,10 +480,8 @@ class SqliteEngine:
             return
         self._closed = True
         self._jobs.put(None)
-        self._checkpoint_wanted.set()
         if self._writer_started:
             await asyncio.to_thread(self._writer.join)
-            await asyncio.to_thread(self._checkpointer.join)
         self._readers.shutdown(wait=True)
         with self._lock:
             for conn in self._connections:
