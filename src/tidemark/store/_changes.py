@@ -249,13 +249,7 @@ class ChangeSet:
             )
 
     def _claim_aliases(
-        self,
-        spec: ResourceSpec,
-        identity: dict[str, Any],
-        pk: int,
-        *,
-        inserting: bool = False,
-        rids: list[str] | None = None,
+        self, spec: ResourceSpec, facts: Facts, pk: int, *, inserting: bool = False
     ) -> None:
         """Register the natural keys of ``pk``; 409 when another document already has one.
 
@@ -263,9 +257,7 @@ class ChangeSet:
         inserted the same key concurrently (we looked it up first): the transaction is retried,
         and the retry finds that document and updates it, as an upsert must.
         """
-        aliases = spec.aliases(identity)
-        if rids is None:
-            rids = [referential_id(p, n, i) for p, n, i in aliases]
+        rids = facts.alias_ids
         values = ", ".join("(?, ?)" for _ in rids)
         params: list[Any] = []
         for rid in rids:
@@ -283,12 +275,13 @@ class ChangeSet:
                 rids,
             )
         )
+        aliases = spec.aliases(facts.identity)
         clash = [
             name for (_p, name, _i), rid in zip(aliases, rids, strict=True) if owners.get(rid) != pk
         ]
         conflict = ConflictError(
             f"A {', '.join(clash)} with the same identity already exists.",
-            data={"identity": identity},
+            data={"identity": facts.identity},
         )
         if inserting and owners.get(rids[0]) != pk:
             raise RetryTransaction(conflict)
@@ -329,7 +322,7 @@ class ChangeSet:
             ),
         )
         if spec is not None:
-            self._claim_aliases(spec, facts.identity, pk, inserting=True, rids=facts.alias_ids)
+            self._claim_aliases(spec, facts, pk, inserting=True)
             if facts.references:
                 self._link_references(pk, facts.references)
         self.journaled += 1
@@ -390,7 +383,7 @@ class ChangeSet:
         """
         touched = self._working(row, spec)
         if spec is None:
-            touched.body, touched.text = body, None
+            touched.body, touched.text = body, facts.text if facts is not None else None
             return
         after = facts or Facts.of(spec, body)
         identity_changed = after.referential_id != touched.referential_id
@@ -428,7 +421,7 @@ class ChangeSet:
         touched.reference_ids = set(after.references)
         if old_identity is not None:
             self.tx.execute("DELETE FROM reference_targets WHERE doc_pk = ?", (row.pk,))
-            self._claim_aliases(spec, after.identity, row.pk, rids=after.alias_ids)
+            self._claim_aliases(spec, after, row.pk)
             self._queue.append((spec, old_identity, after.identity))
 
     def cascade(self) -> None:

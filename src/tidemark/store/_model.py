@@ -201,10 +201,6 @@ class ResourceSpec:
                 names.append((project, name, dict(identity)))
         return names
 
-    def own_referential_id(self, identity: Mapping[str, Any]) -> str:
-        """The referential id of this resource's own natural key (the first of :meth:`aliases`)."""
-        return referential_id(self.project, self.resource_name, identity)
-
     def key_values(
         self, body: Mapping[str, Any], identity: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import itertools
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +20,6 @@ from tidemark.core import (
     MalformedBodyError,
     NotFoundError,
     ParameterValidationError,
-    canonical_bytes,
     get_logger,
     parse_iso_utc,
     parse_json,
@@ -48,6 +47,7 @@ from ._types import (
     StoredDocument,
     Tombstone,
     WriteOutcome,
+    stamp_moment,
     stamp_text,
 )
 
@@ -123,8 +123,7 @@ class Store:
 
         def work(tx: Transaction) -> T:
             with self._inflight_lock:
-                moment = self.clock.now().astimezone(UTC)
-                moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+                moment = stamp_moment(self.clock.now())
                 now = stamp_text(moment)
                 token = next(self._tokens)
                 self._inflight[token] = now
@@ -155,7 +154,7 @@ class Store:
         server processes on one PostgreSQL database need the shared horizon of Change Queries.)
         """
         with self._inflight_lock:
-            now = parse_iso_utc(stamp_text(self.clock.now()))
+            now = stamp_moment(self.clock.now())
             candidates = [now] + [parse_iso_utc(stamp) for stamp in self._inflight.values()]
         return min(candidates) - timedelta(milliseconds=1)
 
@@ -225,12 +224,13 @@ class Store:
             )
         clean = _client_body(body)
         spec.validate(clean)
+        facts = Facts.of(spec, clean)
 
         def work(tx: Transaction, changes: ChangeSet) -> WriteOutcome:
             found = select_doc(tx, spec.collection, id, lock=True)
             check_preconditions(found, if_match, if_none_match)
             existing = require(found, f"{spec.resource_name} {id}")
-            return self._replace_in(changes, spec, existing, clean)
+            return self._replace_in(changes, spec, existing, clean, facts)
 
         return await self._write(work)
 
@@ -240,10 +240,9 @@ class Store:
         spec: ResourceSpec,
         existing: DocRow,
         body: dict[str, Any],
-        facts: Facts | None = None,
+        facts: Facts,
     ) -> WriteOutcome:
-        text = facts.text if facts is not None else canonical_bytes(body).decode()
-        if text == existing.body_text:
+        if facts.text == existing.body_text:
             return WriteOutcome(existing.document(body), False, False)  # a no-op: nothing to do
         changes.set_body(
             existing, spec, body, facts=facts, identity_may_change=spec.allow_identity_updates
@@ -278,15 +277,18 @@ class Store:
         clean = _client_body(body) if spec is not None else dict(body)
         if spec is not None:
             spec.validate(clean)
+        facts = Facts.of(spec, clean)
 
         def work(tx: Transaction, changes: ChangeSet) -> WriteOutcome:
             existing = select_doc(tx, collection, id, lock=True)
             check_preconditions(existing, if_match, if_none_match)
             if existing is None:
-                return WriteOutcome(changes.insert(collection, spec, clean, id), True, True)
+                return WriteOutcome(
+                    changes.insert(collection, spec, clean, id, facts=facts), True, True
+                )
             if spec is not None:
-                return self._replace_in(changes, spec, existing, clean)
-            changes.set_body(existing, None, clean)
+                return self._replace_in(changes, spec, existing, clean, facts)
+            changes.set_body(existing, None, clean, facts=facts)
             written = changes.finalize()
             if written:
                 return WriteOutcome(written[0], False, True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from tidemark.core import EntityTag, iso_utc, version_etag
@@ -14,6 +14,12 @@ T = TypeVar("T")
 def stamp_text(moment: datetime) -> str:
     """How the store writes a timestamp: ISO-8601 UTC with milliseconds and ``Z`` (sortable)."""
     return iso_utc(moment, timespec="milliseconds")
+
+
+def stamp_moment(moment: datetime) -> datetime:
+    """``moment`` in UTC at the store's precision: the instant :func:`stamp_text` writes."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True, slots=True)
