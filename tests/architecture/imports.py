@@ -144,10 +144,7 @@ def layer_violations(graph: ImportGraph, rules: Sequence[LayerRule]) -> list[str
 
 
 def _allowed(module: str, rule: LayerRule, root: str) -> bool:
-    if rule.package == root:
-        own = module == root
-    else:
-        own = within(module, rule.package)
+    own = module == root if rule.package == root else within(module, rule.package)
     if own:
         return True
     if module == root:
