@@ -79,10 +79,11 @@ def scan(root_dir: Path) -> ImportGraph:
     edges: list[ImportEdge] = []
     for importer, path in files.items():
         is_package = path.name == "__init__.py"
+        shown_path = path.relative_to(shown)
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
-            shown_path = path.relative_to(shown)
             edges.extend(_edges_of(node, importer, is_package, shown_path, modules, root))
+    edges.sort(key=lambda edge: (edge.importer, edge.line, edge.name))
     return ImportGraph(root, modules, tuple(edges))
 
 

@@ -203,6 +203,23 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path: Path):
     assert culprit in described
 
 
+def test_an_import_only_for_annotations_still_closes_a_cycle(tmp_path: Path):
+    graph = _graph(
+        tmp_path,
+        {
+            "api/_responses.py": (
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n"
+                "    from ._settings import ServerSettings\n"
+            ),
+            "api/_settings.py": "from ._responses import problem\n",
+        },
+    )
+    assert [cycle.members for cycle in find_cycles(graph)] == [
+        {"tidemark.api._responses", "tidemark.api._settings"}
+    ]
+
+
 def test_one_cycle_is_reported_per_group_of_modules(tmp_path: Path):
     graph = _graph(
         tmp_path,
