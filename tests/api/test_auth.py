@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from tidemark.api import ServerSettings, create_app
-from tidemark.api._auth import TokenIssuer, parse_clients
+from tidemark.api._auth import TokenIssuer
+from tidemark.api._settings import parse_clients
 from tidemark.core import ConfigurationError, ManualClock, UnauthorizedError
 from tidemark.store import Store
 

@@ -1,6 +1,9 @@
 import io
 import json
 import threading
+from collections.abc import Mapping
+
+import pytest
 
 from tidemark.core import Counters, configure_logging, get_logger
 
@@ -40,3 +43,51 @@ def test_counters_are_thread_safe():
     assert counters["never"] == 0
     counters.reset()
     assert counters.snapshot() == {"polls": 0}
+
+
+def test_counters_read_as_a_mapping_of_names_to_values():
+    counters = Counters("polls", "reads")
+    counters.increment("reads", 3)
+    counters.increment("errors")
+    assert isinstance(counters, Mapping)
+    assert dict(counters) == {"polls": 0, "reads": 3, "errors": 1}
+    assert len(counters) == 3
+    assert list(counters) == ["polls", "reads", "errors"]
+    assert list(counters.keys()) == ["polls", "reads", "errors"]
+    assert list(counters.values()) == [0, 3, 1]
+    assert dict(counters.items()) == counters.snapshot()
+    assert "reads" in counters and "never" not in counters
+    assert counters == {"polls": 0, "reads": 3, "errors": 1}
+
+
+def test_a_name_never_incremented_reads_zero_but_is_not_held():
+    counters = Counters("polls")
+    assert counters["never"] == 0
+    assert "never" not in counters
+    assert counters.get("never") is None
+    assert counters.get("never", 7) == 7
+    assert counters.get("polls", 7) == 0
+    assert len(counters) == 1
+    counters.increment("never")
+    assert "never" in counters and counters.get("never") == 1
+
+
+def test_counters_cannot_be_written_through_the_mapping():
+    counters = Counters("polls")
+    with pytest.raises(TypeError):
+        counters["polls"] = 5  # type: ignore[index]
+    with pytest.raises(TypeError):
+        del counters["polls"]  # type: ignore[attr-defined]
+    assert counters.snapshot() == {"polls": 0}
+
+
+def test_counters_reset_keeps_every_name_at_zero_and_listeners_hear_increments():
+    heard: list[tuple[str, int]] = []
+    counters = Counters("polls")
+    counters.add_listener(lambda name, amount: heard.append((name, amount)))
+    counters.increment("polls", 2)
+    counters.increment("errors")
+    counters.reset()
+    assert dict(counters) == {"polls": 0, "errors": 0}
+    assert heard == [("polls", 2), ("errors", 1)]
+    assert repr(counters) == "Counters({'polls': 0, 'errors': 0})"

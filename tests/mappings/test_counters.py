@@ -55,3 +55,14 @@ async def test_an_unchanged_server_answers_304s_only(
         "conditional_reads_304": 5,
         "searches": 5,
     }
+
+
+async def test_the_provider_counters_copy_into_a_plain_dict(
+    folder: Path, provider_factory: ProviderFactory
+) -> None:
+    (folder / "patient.fume").write_text("InstanceOf: Patient", encoding="utf-8")
+    provider = await provider_factory(folder=folder)
+    counters = dict(provider.counters)
+    assert counters == provider.counters.snapshot()
+    assert counters["files_read"] == 1
+    assert "file_polls" in provider.counters and len(provider.counters) == len(counters)

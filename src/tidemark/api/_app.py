@@ -29,11 +29,11 @@ from tidemark.schemas import SchemaStore, StorageSettings, load_packages
 from tidemark.store import Store, open_store
 
 from . import _edfi, _fhir, _sync
-from ._auth import BearerAuthMiddleware, TokenIssuer, parse_clients, token_endpoint
+from ._auth import BearerAuthMiddleware, TokenIssuer, token_endpoint
 from ._metrics import metrics_endpoint, record_request, record_store_count, route_templates
 from ._openapi import openapi_document
 from ._responses import FastJSONResponse, correlation_id, problem
-from ._settings import ServerSettings
+from ._settings import ServerSettings, parse_clients
 
 log = get_logger("api")
 access_log = get_logger("access")

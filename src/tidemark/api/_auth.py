@@ -44,19 +44,6 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def parse_clients(entries: list[str]) -> dict[str, str]:
-    """``["key:secret", ...]`` → ``{key: secret}``; raises :class:`ConfigurationError` when malformed."""
-    clients: dict[str, str] = {}
-    for entry in entries:
-        key, sep, secret = entry.partition(":")
-        if not sep or not key.strip() or not secret:
-            raise ConfigurationError(f"a client must be KEY:SECRET, got {entry.split(':')[0]!r}:…")
-        if key in clients:
-            raise ConfigurationError(f"client {key!r} is configured twice")
-        clients[key.strip()] = secret
-    return clients
-
-
 @dataclass
 class TokenIssuer:
     """Issues and verifies signed bearer tokens for a fixed set of clients."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,8 +18,7 @@ from tidemark.core import (
 )
 from tidemark.store import Store
 
-if TYPE_CHECKING:  # _settings imports _auth, which imports this module
-    from ._settings import ServerSettings
+from ._settings import ServerSettings
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 
 from tidemark.core import ConfigurationError
 
-from ._auth import parse_clients
-
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
@@ -20,6 +18,19 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def parse_clients(entries: list[str]) -> dict[str, str]:
+    """``["key:secret", ...]`` → ``{key: secret}``; raises :class:`ConfigurationError` when malformed."""
+    clients: dict[str, str] = {}
+    for entry in entries:
+        key, sep, secret = entry.partition(":")
+        if not sep or not key.strip() or not secret:
+            raise ConfigurationError(f"a client must be KEY:SECRET, got {entry.split(':')[0]!r}:…")
+        if key in clients:
+            raise ConfigurationError(f"client {key!r} is configured twice")
+        clients[key.strip()] = secret
+    return clients
 
 
 @dataclass

@@ -7,12 +7,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, TypeVar, overload
 
 import orjson
 
 ROOT_LOGGER = "tidemark"
 _RESERVED = frozenset(("exc_info", "stack_info", "stacklevel", "extra"))
+_T = TypeVar("_T")
 
 
 class ComponentLogger(logging.LoggerAdapter[logging.Logger]):
@@ -94,8 +95,15 @@ def configure_logging(
     logger.propagate = False
 
 
-class Counters:
-    """Named monotonic counters, thread-safe. Read them with :meth:`snapshot` or ``counters[name]``."""
+class Counters(Mapping[str, int]):
+    """Named monotonic counters, thread-safe, that readers see as a ``Mapping[str, int]``.
+
+    Only :meth:`increment` and :meth:`reset` change them. The mapping holds the names given at
+    construction and every name incremented since: ``len``, iteration, ``in``, ``keys()``,
+    ``items()``, ``values()`` and ``get`` see those, and ``dict(counters)`` copies them. Like
+    :class:`collections.Counter`, ``counters[name]`` is 0 for a name never incremented.
+    :meth:`snapshot` is the copy taken at one instant.
+    """
 
     def __init__(self, *names: str) -> None:
         self._lock = threading.Lock()
@@ -121,6 +129,28 @@ class Counters:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.snapshot())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._values)
+
+    def __contains__(self, name: object) -> bool:
+        with self._lock:
+            return name in self._values
+
+    @overload
+    def get(self, name: str, /) -> int | None: ...
+
+    @overload
+    def get(self, name: str, default: int | _T, /) -> int | _T: ...
+
+    def get(self, name: str, default: object = None, /) -> object:
+        """The value of ``name``, or ``default`` when the mapping does not hold it."""
+        with self._lock:
+            return self._values.get(name, default)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.snapshot()!r})"
 
     def snapshot(self) -> dict[str, int]:
         """A consistent copy of every counter."""

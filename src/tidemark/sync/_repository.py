@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
-from tidemark.core import DataValidationError, canonical_bytes
+from tidemark.core import Counters, DataValidationError, canonical_bytes
 
 from ._ids import is_valid_id, key_of_id, new_id, validate_entity_name
 from ._observe import Observation
 from ._query import Direction, Query, run_query
-
-if TYPE_CHECKING:
-    from ._orchestrator import DataOrchestrator
+from ._stamps import HybridClock
+from ._strategies import KeyStrategy
+from ._tiers import StoreTier
 
 #: Members ``save`` manages; a save whose other members equal the stored ones changes nothing.
 STAMP_FIELDS = ("updated_at", "version")
@@ -20,6 +21,33 @@ STAMP_FIELDS = ("updated_at", "version")
 
 def _without_stamps(entity: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entity.items() if k not in STAMP_FIELDS}
+
+
+class RepositoryContext(Protocol):
+    """What a repository works with, provided by the ``DataOrchestrator`` that made it: the key
+    prefix, the store tier, the write-stamp clock, the key strategy, the counters, and per-key
+    hydration, locking and query planning."""
+
+    @property
+    def prefix(self) -> str: ...
+
+    @property
+    def store(self) -> StoreTier: ...
+
+    @property
+    def hybrid_clock(self) -> HybridClock: ...
+
+    @property
+    def strategy(self) -> KeyStrategy: ...
+
+    @property
+    def counters(self) -> Counters: ...
+
+    async def hydrate(self, key: str) -> None: ...
+
+    def key_lock(self, key: str) -> AbstractAsyncContextManager[None]: ...
+
+    async def query_keys(self, entity_name: str, query: Query) -> list[str]: ...
 
 
 class Repository:
@@ -30,7 +58,7 @@ class Repository:
     syncs.
     """
 
-    def __init__(self, orchestrator: DataOrchestrator, entity_name: str) -> None:
+    def __init__(self, orchestrator: RepositoryContext, entity_name: str) -> None:
         self._orchestrator = orchestrator
         self.entity_name = validate_entity_name(entity_name)
 
