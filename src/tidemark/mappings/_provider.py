@@ -40,7 +40,6 @@ from tidemark.core import (
 )
 from tidemark.fhir.client import FhirClient, FhirClientError, ResourceVersion
 
-from ._config import MappingsConfig
 from ._folder import (
     FileKind,
     FileSignature,
@@ -50,7 +49,9 @@ from ._folder import (
     load_files,
 )
 from ._fume import FILE_KEY, SERVER_KEY, concept_map_aliases, is_alias_concept_map
-from ._model import (
+from ._server import ServerMapping, ServerSource, WarnOnce
+from ._settings import MappingsConfig
+from ._types import (
     AliasEntry,
     Mapping,
     MappingAction,
@@ -59,7 +60,6 @@ from ._model import (
     SourceStatus,
     Trigger,
 )
-from ._server import ServerMapping, ServerSource, WarnOnce
 
 log = get_logger("mappings")
 

@@ -20,9 +20,9 @@ from tidemark.fhir.client import (
     SearchResult,
 )
 
-from ._config import MappingsConfig
 from ._fume import SERVER_KEY, is_alias_concept_map, is_fume_mapping, structure_map_expression
-from ._model import Mapping as CachedMapping
+from ._settings import MappingsConfig
+from ._types import Mapping as CachedMapping
 
 
 class WarnOnce:
