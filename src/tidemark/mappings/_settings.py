@@ -1,4 +1,4 @@
-"""The provider's settings: the ``[mappings]`` table of the settings file (env ``TIDEMARK_MAPPINGS_*``)."""
+"""Provider settings: the ``[mappings]`` table of the settings file, env ``TIDEMARK_MAPPINGS_*``."""
 
 from __future__ import annotations
 
