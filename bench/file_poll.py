@@ -60,9 +60,9 @@ async def measure(folder: Path, files: int, calls: int, rounds: int) -> list[obj
     provider = MappingProvider(config)
     await provider.initialize()
     assert len(provider.get_mapping_keys()) == files
-    scanner = provider._scanner
-    assert scanner is not None
-    known = provider._known
+    source = provider._files
+    assert source is not None
+    scanner, known = source._scanner, source._known
     provider.counters.reset()
     for _ in range(3):  # warm the page cache and the name classification
         bare_loop(folder)

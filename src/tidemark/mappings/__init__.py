@@ -12,7 +12,6 @@ a periodic forced resync — never by a consumer telling it what changed::
         ...
 """
 
-from ._config import MappingsConfig
 from ._fume import (
     BUILT_IN_ALIASES,
     MAPPING_EXPRESSION_URL,
@@ -21,8 +20,9 @@ from ._fume import (
     is_fume_mapping,
     structure_map_expression,
 )
-from ._model import AliasEntry, Mapping, MappingEvent, MappingMetadata, SourceStatus
 from ._provider import MappingProvider
+from ._settings import MappingsConfig
+from ._types import AliasEntry, Mapping, MappingEvent, MappingMetadata, SourceStatus
 
 __all__ = [
     "BUILT_IN_ALIASES",

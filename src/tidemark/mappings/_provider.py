@@ -2,30 +2,29 @@
 
 How it stays correct:
 
-* Each source has its own *layer* (text files, JSON files, server StructureMaps; aliases from
-  built-ins, the server ConceptMap and ``aliases.json``). Every path — polling, focused refresh,
+* Each source has its own layer (:class:`FolderSource` for the folder, :class:`ServerSource` for
+  the server) holding what it last took from its source. Every path — polling, focused refresh,
   reload, forced resync — updates layers only, then recomputes the affected keys with the
-  precedence rules (JSON file > text file > server) and applies the difference to the cache with
+  precedence rules of :mod:`._precedence` (JSON file > text file > server; aliases built-ins <
+  ConceptMap < ``aliases.json``) and applies the difference to the cache with
   :func:`tidemark.core.reconcile`, one key at a time. So server polling can never overwrite a
   file mapping, and deleting a file reveals the server mapping kept under it.
 * The cache is never reset, a key is never deleted to be recreated, an unchanged entry is never
   written; every applied change is published as one :class:`MappingEvent`.
 * One lock per source (files, server): a path that touches both takes the file lock, then the
   server lock. Loops, resyncs and user refreshes therefore never work on a source concurrently.
-* A failing source keeps the last good cache; its outage is logged once and ends at the first
-  good poll.
+* A layer raises when its source fails; the provider then keeps the last good cache, logs the
+  outage once and ends it at the first good poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from tidemark.core import (
     SYSTEM_CLOCK,
@@ -34,23 +33,17 @@ from tidemark.core import (
     EventStream,
     Subscription,
     content_hash,
-    get_logger,
-    iso_utc,
     reconcile,
 )
-from tidemark.fhir.client import FhirClient, FhirClientError, ResourceVersion
+from tidemark.fhir.client import FhirClient, FhirClientError
 
-from ._config import MappingsConfig
-from ._folder import (
-    FileKind,
-    FileSignature,
-    FolderScanner,
-    LoadedFile,
-    LoadReport,
-    load_files,
-)
-from ._fume import FILE_KEY, SERVER_KEY, concept_map_aliases, is_alias_concept_map
-from ._model import (
+from ._folder import ALL_KINDS, MAPPING_KINDS, FileKind, FolderRead, FolderSource, Touched
+from ._fume import FILE_KEY, SERVER_KEY
+from ._log import WarnOnce, log
+from ._precedence import MAPPING_RULES, Override, effective_aliases, effective_mapping
+from ._server import ServerSource
+from ._settings import MappingsConfig
+from ._types import (
     AliasEntry,
     Mapping,
     MappingAction,
@@ -59,9 +52,6 @@ from ._model import (
     SourceStatus,
     Trigger,
 )
-from ._server import ServerMapping, ServerSource, WarnOnce
-
-log = get_logger("mappings")
 
 COUNTERS = (
     "file_polls",
@@ -80,8 +70,6 @@ COUNTERS = (
     "file_errors",
     "server_errors",
 )
-ALL_KINDS: frozenset[FileKind] = frozenset({"text", "json", "aliases"})
-MAPPING_KINDS: frozenset[FileKind] = frozenset({"text", "json"})
 
 
 @dataclass
@@ -91,12 +79,6 @@ class _Health:
     last_success: datetime | None = None
     failing_since: datetime | None = None
     last_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _FileEntry:
-    loaded: LoadedFile
-    mapping: Mapping
 
 
 class MappingProvider:
@@ -122,29 +104,24 @@ class MappingProvider:
         self.counters = Counters(*COUNTERS)
         self._clock = clock
         self._events: EventStream[MappingEvent] = EventStream()
-        self._warnings = WarnOnce(log)
+        self._overrides = WarnOnce()  # one warning per override of one source by another
         self._client = client
         self._owns_client = False
-        self._server: ServerSource | None = None
-        self._folder = config.folder.absolute() if config.folder is not None else None
-        self._scanner = (
-            FolderScanner(self._folder, config.file_extension) if self._folder is not None else None
+        # The source layers (what each source last gave, not the cache).
+        self._files = (
+            FolderSource(
+                config.folder.absolute(),
+                config.file_extension,
+                config.max_file_bytes,
+                self.counters,
+            )
+            if config.folder is not None
+            else None
         )
+        self._server: ServerSource | None = None  # needs the client: made by initialize()
         self._file_lock = asyncio.Lock()
         self._server_lock = asyncio.Lock()
         self._cache_lock = threading.Lock()
-        # Source layers (bookkeeping, not the cache).
-        self._text_files: dict[str, _FileEntry] = {}
-        self._json_files: dict[str, _FileEntry] = {}
-        self._alias_file: LoadedFile | None = None
-        self._known: dict[str, FileSignature] = {}
-        self._problems: dict[str, FileSignature] = {}  # file name -> version last warned about
-        self._server_maps: dict[str, ServerMapping] = {}
-        self._structure_maps_since: str | None = None
-        self._structure_maps_loaded = False
-        self._server_aliases: dict[str, str] = {}
-        self._alias_id: str | None = config.alias_concept_map_id
-        self._alias_version: ResourceVersion | None = None
         # The cache.
         self._cache: dict[str, Mapping] = {}
         self._aliases: dict[str, AliasEntry] = {}
@@ -190,7 +167,9 @@ class MappingProvider:
 
     def get_alias_resource_id(self) -> str | None:
         """The id of the alias ConceptMap in use (configured or discovered), or ``None``."""
-        return self._alias_id
+        if self._server is None:
+            return self.config.alias_concept_map_id
+        return self._server.alias_id
 
     def status(self) -> dict[str, SourceStatus]:
         """Health of the ``files`` and ``server`` sources."""
@@ -233,16 +212,14 @@ class MappingProvider:
             )
             self._owns_client = True
         if self._client is not None:
-            self._server = ServerSource(
-                self._client, self.config, self.counters, log, self._warnings
-            )
+            self._server = ServerSource(self._client, self.config, self.counters)
         await self._resync("initialize")
         self._initialized = True
         log.info(
             "mapping provider ready",
             mappings=len(self._cache),
             aliases=len(self._aliases),
-            folder=str(self._folder) if self._folder else None,
+            folder=str(self._files.folder) if self._files else None,
             server=self._client.base_url if self._client else None,
         )
         if self.config.start_tracking:
@@ -254,7 +231,7 @@ class MappingProvider:
         if self._tasks or self._closed:
             return
         loops: list[tuple[str, float, Callable[[], Awaitable[None]]]] = []
-        if self._scanner is not None and self.config.file_poll_interval > 0:
+        if self._files is not None and self.config.file_poll_interval > 0:
             loops.append(("file-poll", self.config.file_poll_interval, self.poll_files))
         if self._server is not None and self.config.server_poll_interval > 0:
             loops.append(("server-poll", self.config.server_poll_interval, self.poll_server))
@@ -319,26 +296,30 @@ class MappingProvider:
         StructureMap with the cached version) and apply it only if different. Returns the
         cached mapping afterwards."""
         async with self._file_lock, self._server_lock:
-            if self._scanner is not None and FILE_KEY.match(key):
-                await self._refresh_files_of(key)
+            if self._files is not None and FILE_KEY.match(key):
+                await self._take_files(self._files.read_key(key))
             if self._server is not None and SERVER_KEY.match(key):
-                await self._refresh_structure_map(key)
+                try:
+                    await self._server.refresh_structure_map(key)
+                except FhirClientError as exc:
+                    self._failed("server", exc)
+                else:
+                    self._succeeded("server")
             self._apply_mappings({key}, "refresh")
         return self.get_mapping(key)
 
     async def poll_files(self) -> None:
         """One file-polling tick: list the folder, read only new or changed files, detect
         deletions. (The file loop calls this; call it yourself when the loop is disabled.)"""
-        if self._scanner is None:
+        if self._files is None:
             return
         async with self._file_lock:
             self.counters.increment("file_polls")
-            outcome = await self._sync_files(full=False, kinds=ALL_KINDS)
-            if outcome is None:
+            touched = await self._take_files(self._files.read_changes(full=False, kinds=ALL_KINDS))
+            if touched is None:
                 return
-            keys, aliases_changed = outcome
-            self._apply_mappings(keys, "file-poll")
-            if aliases_changed:
+            self._apply_mappings(touched.keys, "file-poll")
+            if touched.aliases_changed:
                 self._apply_aliases("file-poll")
 
     async def poll_server(self) -> None:
@@ -350,8 +331,8 @@ class MappingProvider:
         async with self._server_lock:
             self.counters.increment("server_polls")
             try:
-                aliases_changed = await self._poll_alias_concept_map()
-                keys = await self._poll_structure_maps()
+                aliases_changed = await self._server.poll_aliases()
+                keys = await self._server.poll_structure_maps()
             except FhirClientError as exc:
                 self._failed("server", exc)
                 return
@@ -359,236 +340,6 @@ class MappingProvider:
             self._apply_mappings(keys, "server-poll")
             if aliases_changed:
                 self._apply_aliases("server-poll")
-
-    # -- files ---------------------------------------------------------------------------------
-    async def _sync_files(
-        self, *, full: bool, kinds: frozenset[FileKind]
-    ) -> tuple[set[str], bool] | None:
-        """Bring the file layers of ``kinds`` up to date; ``None`` when the folder failed."""
-        scanner = self._scanner
-        assert scanner is not None and self._folder is not None
-        known = {} if full else self._known
-        try:
-            changes = await asyncio.to_thread(scanner.changes, known)
-        except OSError as exc:
-            self._failed("files", exc)
-            return None
-        self.counters.increment("files_stated", changes.stated)
-        for name, reason in changes.skipped:
-            self._warnings.warn(
-                ("skipped-file", name), "mapping folder file skipped", file=name, reason=reason
-            )
-        changed = [f for f in changes.changed if f.kind in kinds]
-        if full:
-            listed = {f.name for f in changes.changed}
-            removed = [n for n in self._known if n not in listed and self._kind_of(n) in kinds]
-        else:
-            removed = [n for n in changes.removed if self._kind_of(n) in kinds]
-        report = (
-            await asyncio.to_thread(load_files, changed, self.config.max_file_bytes, self._folder)
-            if changed
-            else LoadReport()
-        )
-        self._succeeded("files")
-        return self._take_files(report, removed)
-
-    async def _refresh_files_of(self, key: str) -> None:
-        scanner = self._scanner
-        assert scanner is not None and self._folder is not None
-        if not await asyncio.to_thread(os.path.isdir, self._folder):
-            self._failed("files", FileNotFoundError(f"mapping folder {self._folder} is missing"))
-            return
-        wanted = [scanner.listed("json", key), scanner.listed("text", key)]
-        report = await asyncio.to_thread(
-            load_files, wanted, self.config.max_file_bytes, self._folder
-        )
-        self._succeeded("files")
-        gone = [listed.name for listed in report.gone]
-        report.gone = []
-        self._take_files(report, gone)
-
-    def _take_files(self, report: LoadReport, removed: Iterable[str]) -> tuple[set[str], bool]:
-        keys: set[str] = set()
-        aliases_changed = False
-        self.counters.increment(
-            "files_read", len(report.loaded) + len(report.problems) + len(report.gone)
-        )
-        for loaded in report.loaded:
-            listed = loaded.listed
-            self._known[listed.name] = listed.signature
-            self._problems.pop(listed.name, None)
-            if listed.kind == "aliases":
-                for warning in loaded.warnings:
-                    self._warnings.warn(
-                        ("alias-file", listed.signature, warning),
-                        "aliases.json entry skipped",
-                        problem=warning,
-                    )
-                self._alias_file = loaded
-                aliases_changed = True
-                continue
-            mapping = Mapping(
-                listed.key,
-                loaded.text,
-                "json" if listed.kind == "json" else "text",
-                "file",
-                str(listed.path),
-            )
-            layer = self._json_files if listed.kind == "json" else self._text_files
-            layer[listed.key] = _FileEntry(loaded, mapping)
-            keys.add(listed.key)
-        for listed, problem in report.problems:
-            self.counters.increment("file_errors")
-            # One warning per version of a broken file, not one per tick while it stays broken.
-            if self._problems.get(listed.name) != listed.signature:
-                self._problems[listed.name] = listed.signature
-                log.warning(
-                    "mapping file not taken; keeping the previous value and retrying next tick",
-                    file=str(listed.path),
-                    problem=problem,
-                )
-        for name in [*removed, *(listed.name for listed in report.gone)]:
-            kind_key = self._scanner.classify(name) if self._scanner else None
-            self._known.pop(name, None)
-            self._problems.pop(name, None)
-            if not isinstance(kind_key, tuple):
-                continue
-            kind, key = kind_key
-            if kind == "aliases":
-                if self._alias_file is not None:
-                    self._alias_file = None
-                    aliases_changed = True
-            elif (self._json_files if kind == "json" else self._text_files).pop(key, None):
-                keys.add(key)
-        return keys, aliases_changed
-
-    def _kind_of(self, name: str) -> FileKind | None:
-        kind_key = self._scanner.classify(name) if self._scanner else None
-        return kind_key[0] if isinstance(kind_key, tuple) else None
-
-    # -- server --------------------------------------------------------------------------------
-    async def _poll_structure_maps(self) -> set[str]:
-        server = self._server
-        assert server is not None
-        if not self._structure_maps_loaded or self._structure_maps_since is None:
-            # Never loaded (the server was down at start-up) or the server gives no time to
-            # narrow by: a full read, which also settles deletions.
-            return await self._load_all_structure_maps()
-        result = await server.search_structure_maps(self._structure_maps_since)
-        keys: set[str] = set()
-        for resource in result.resources:
-            id = resource.get("id")
-            if not isinstance(id, str):
-                continue
-            entry = server.to_mapping(resource)
-            if entry is not None:
-                self._server_maps[id] = entry
-                keys.add(id)
-            elif self._server_maps.pop(id, None) is not None:
-                keys.add(id)  # it stopped being a FUME mapping
-        self._structure_maps_since = result.changes_since()
-        if self._structure_maps_since is None:
-            self._warnings.warn(
-                "no-server-time",
-                "the server reports no time with its searches; every poll reads all StructureMaps",
-            )
-        return keys
-
-    async def _load_all_structure_maps(self) -> set[str]:
-        server = self._server
-        assert server is not None
-        result = await server.search_structure_maps(None)
-        fresh: dict[str, ServerMapping] = {}
-        for resource in result.resources:
-            entry = server.to_mapping(resource)
-            if entry is not None:
-                fresh[entry.mapping.key] = entry
-        keys = set(self._server_maps) | set(fresh)
-        self._server_maps = fresh
-        self._structure_maps_since = result.changes_since()
-        self._structure_maps_loaded = True
-        return keys
-
-    async def _refresh_structure_map(self, key: str) -> None:
-        server = self._server
-        assert server is not None
-        held = self._server_maps.get(key)
-        try:
-            result = await server.read_structure_map(key, held.version if held else None)
-        except FhirClientError as exc:
-            self._failed("server", exc)
-            return
-        self._succeeded("server")
-        if result.status == 200 and result.resource is not None:
-            entry = server.to_mapping(result.resource, result.version)
-            if entry is not None:
-                self._server_maps[key] = entry
-            else:
-                self._server_maps.pop(key, None)
-        elif result.missing:
-            self._server_maps.pop(key, None)
-
-    async def _poll_alias_concept_map(self) -> bool:
-        """Returns whether the server aliases may have changed."""
-        server = self._server
-        assert server is not None
-        if self._alias_id is None:
-            return await self._load_server_aliases()
-        result = await server.read_alias_concept_map(self._alias_id, self._alias_version)
-        if result.status == 304:
-            return False
-        discovered = self.config.alias_concept_map_id is None
-        # A discovered ConceptMap that lost its FUME useContext is no longer the alias one.
-        if (
-            result.status == 200
-            and result.resource is not None
-            and (not discovered or is_alias_concept_map(result.resource))
-        ):
-            self._take_alias_concept_map(result.resource, result.version)
-            return True
-        # 404 / 410: the ConceptMap is gone. Forget a discovered id, then refresh fully.
-        if discovered:
-            log.info("alias ConceptMap is gone; searching for another", id=self._alias_id)
-            self._alias_id = None
-        self._alias_version = None
-        self._server_aliases = {}
-        await self._load_server_aliases()
-        return True
-
-    async def _load_server_aliases(self) -> bool:
-        """Full read of the server aliases (discovery search, or an unconditional read of the
-        configured id). Returns True (the caller recomputes and writes only on a difference)."""
-        server = self._server
-        assert server is not None
-        configured = self.config.alias_concept_map_id
-        if configured is not None:
-            result = await server.read_alias_concept_map(configured, None)
-            if result.status == 200 and result.resource is not None:
-                self._take_alias_concept_map(result.resource, result.version)
-            else:
-                self._server_aliases, self._alias_version = {}, None
-            return True
-        resource = await server.discover_alias_concept_map()
-        if resource is None:
-            self._alias_id, self._alias_version, self._server_aliases = None, None, {}
-            return True
-        self._take_alias_concept_map(resource, ResourceVersion.of(resource))
-        return True
-
-    def _take_alias_concept_map(self, resource: dict[str, Any], version: ResourceVersion) -> None:
-        id = resource.get("id")
-        if isinstance(id, str):
-            self._alias_id = id
-        aliases, warnings = concept_map_aliases(resource)
-        for warning in warnings:
-            self._warnings.warn(
-                ("alias-cm", self._alias_id, version, warning),
-                "alias ConceptMap entry skipped",
-                id=self._alias_id,
-                problem=warning,
-            )
-        self._server_aliases = aliases
-        self._alias_version = version
 
     # -- full reads ----------------------------------------------------------------------------
     async def _resync(
@@ -598,18 +349,19 @@ class MappingProvider:
         if aliases:
             wanted.add("aliases")
         kinds = frozenset(wanted)
+        files, server = self._files, self._server
         async with self._file_lock, self._server_lock:
             keys: set[str] = set()
-            if self._scanner is not None:
-                outcome = await self._sync_files(full=True, kinds=kinds)
-                if outcome is not None:
-                    keys |= outcome[0]
-            if self._server is not None:
+            if files is not None:
+                touched = await self._take_files(files.read_changes(full=True, kinds=kinds))
+                if touched is not None:
+                    keys |= touched.keys
+            if server is not None:
                 try:
                     if aliases:
-                        await self._load_server_aliases()
+                        await server.load_aliases()
                     if mappings:
-                        keys |= await self._load_all_structure_maps()
+                        keys |= await server.load_structure_maps()
                 except FhirClientError as exc:
                     self._failed("server", exc)
                 else:
@@ -618,38 +370,41 @@ class MappingProvider:
                 # Final state over every key any layer or the cache knows, applied key by key.
                 with self._cache_lock:
                     keys |= set(self._cache)
-                keys |= set(self._text_files) | set(self._json_files) | set(self._server_maps)
+                if files is not None:
+                    keys |= files.keys()
+                if server is not None:
+                    keys |= server.keys()
                 self._apply_mappings(keys, trigger)
             if aliases:
                 self._apply_aliases(trigger)
 
+    async def _take_files(self, read: Awaitable[FolderRead]) -> Touched | None:
+        """Finish a read of the folder and take it into the file layer; ``None`` when the folder
+        failed (the layer and the cache stay as they were)."""
+        assert self._files is not None
+        try:
+            done = await read
+        except OSError as exc:
+            self._failed("files", exc)
+            return None
+        self._succeeded("files")
+        return self._files.take(done)
+
     # -- applying to the cache -----------------------------------------------------------------
     def _effective(self, key: str) -> Mapping | None:
-        json_file = self._json_files.get(key)
-        text_file = self._text_files.get(key)
-        server = self._server_maps.get(key)
-        if json_file is not None and text_file is not None:
-            self._warnings.warn(
-                ("json-over-text", key),
-                "JSON mapping file overrides the text mapping file with the same key",
-                key=key,
-            )
-        else:
-            self._warnings.forget(("json-over-text", key))
-        chosen = json_file or text_file
-        if chosen is not None and server is not None:
-            self._warnings.warn(
-                ("file-over-server", key),
-                "file mapping overrides the server mapping with the same key",
-                key=key,
-                file=chosen.mapping.source,
-                server=server.mapping.source,
-            )
-        else:
-            self._warnings.forget(("file-over-server", key))
-        if chosen is not None:
-            return chosen.mapping
-        return server.mapping if server is not None else None
+        files, server = self._files, self._server
+        mapping, overrides = effective_mapping(
+            key,
+            json_file=files.json_mapping(key) if files is not None else None,
+            text_file=files.text_mapping(key) if files is not None else None,
+            server=server.mapping(key) if server is not None else None,
+        )
+        self._warn(overrides)
+        # An override that ended may be warned again when it comes back.
+        for rule in MAPPING_RULES:
+            if all(override.rule != rule for override in overrides):
+                self._overrides.forget((rule, key))
+        return mapping
 
     def _apply_mappings(self, keys: Iterable[str], trigger: Trigger) -> None:
         keys = set(keys)
@@ -688,24 +443,15 @@ class MappingProvider:
         )
 
     def _desired_aliases(self) -> dict[str, AliasEntry]:
-        merged: dict[str, AliasEntry] = {
-            key: AliasEntry(value, "built_in", "built_in")
-            for key, value in self.config.built_in_aliases.items()
-        }
-        if self._server_aliases and self._server is not None and self._alias_id is not None:
-            source = self._server.resource_url("ConceptMap", self._alias_id)
-            for key, value in self._server_aliases.items():
-                merged[key] = AliasEntry(value, "server", source)
-        if self._alias_file is not None and self._alias_file.aliases is not None:
-            source = str(self._alias_file.listed.path)
-            for key, value in self._alias_file.aliases.items():
-                if key in self._server_aliases:
-                    self._warnings.warn(
-                        ("alias-file-over-server", key),
-                        "aliases.json overrides the server alias with the same key",
-                        key=key,
-                    )
-                merged[key] = AliasEntry(value, "file", source)
+        files, server = self._files, self._server
+        merged, overrides = effective_aliases(
+            built_in=self.config.built_in_aliases,
+            server=server.aliases if server is not None else {},
+            server_source=server.aliases_source if server is not None else None,
+            file=files.aliases if files is not None else None,
+            file_source=files.aliases_source if files is not None else None,
+        )
+        self._warn(overrides)
         return merged
 
     def _apply_aliases(self, trigger: Trigger) -> None:
@@ -744,27 +490,16 @@ class MappingProvider:
             )
             self._events.publish(event)
 
+    def _warn(self, overrides: Iterable[Override]) -> None:
+        for override in overrides:
+            self._overrides.warn((override.rule, override.key), override.message, **override.fields)
+
     def _metadata(self, mapping: Mapping) -> MappingMetadata:
-        if mapping.source_type == "server":
-            entry = self._server_maps.get(mapping.key)
-            version = entry.version if entry is not None else ResourceVersion()
-            return MappingMetadata(
-                mapping.key,
-                "server",
-                mapping.source,
-                mapping.format,
-                version.version_id,
-                version.last_updated,
-                entry.name if entry else None,
-                entry.url if entry else None,
-            )
-        layer = self._json_files if mapping.format == "json" else self._text_files
-        file_entry = layer.get(mapping.key)
-        modified = None
-        if file_entry is not None:
-            moment = datetime.fromtimestamp(file_entry.loaded.listed.signature.mtime_ns / 1e9, UTC)
-            modified = iso_utc(moment, timespec="milliseconds")
-        return MappingMetadata(mapping.key, "file", mapping.source, mapping.format, None, modified)
+        if mapping.source_type == "server" and self._server is not None:
+            return self._server.metadata(mapping)
+        if mapping.source_type == "file" and self._files is not None:
+            return self._files.metadata(mapping)
+        return MappingMetadata(mapping.key, mapping.source_type, mapping.source, mapping.format)
 
     # -- source health -------------------------------------------------------------------------
     def _failed(self, source: str, exc: BaseException) -> None:

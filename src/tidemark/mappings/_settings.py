@@ -1,4 +1,4 @@
-"""The provider's configuration: a dataclass, also the ``[mappings]`` settings section."""
+"""Provider settings: the ``[mappings]`` table of the settings file, env ``TIDEMARK_MAPPINGS_*``."""
 
 from __future__ import annotations
 
