@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from tidemark.core import DataValidationError, canonical_bytes
 
 from ._ids import is_valid_id, key_of_id, new_id, validate_entity_name
-from ._observe import Observation
 from ._query import Direction, Query, run_query
+from ._streams import Observation
 
 if TYPE_CHECKING:
     from ._orchestrator import DataOrchestrator

@@ -23,7 +23,7 @@ from ._adt_model import (
     create_adt_schema,
 )
 from ._adt_parse import AdtEvent, LocationRef, RawMessage, parse_adt, split_messages
-from ._engine import create_tracking_engine, database_url
+from ._database import create_tracking_engine, database_url
 from ._interchange import HL7_NULL, InterchangeValue, parse_hl7_date, parse_hl7_datetime
 from ._row_state import RowOutcome, RowState
 from ._temporal import TemporalMixin, UtcDateTime, audit_class_of, declare_audit
