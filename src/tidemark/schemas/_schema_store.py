@@ -46,10 +46,10 @@ from tidemark.fhir.schema import (
     schema_dependencies,
 )
 
-from ._metadata import SchemaMetadata, schema_key, split_canonical
+from ._schema_metadata import SchemaMetadata, schema_key, split_canonical
+from ._schema_tiers import SCHEMA_CODEC, TieredSchemaStorage, metadata_of, schema_memory_cache
 from ._settings import StorageSettings
 from ._stats import merge_persisted_stats
-from ._storage import SCHEMA_CODEC, TieredSchemaStorage, metadata_of, schema_memory_cache
 
 _log = get_logger("schemas")
 

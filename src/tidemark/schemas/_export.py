@@ -25,8 +25,8 @@ from tidemark.cache import key_hash
 from tidemark.core import CorruptDataError, canonical_bytes, get_logger, iso_utc
 from tidemark.fhir.schema import FHIRSchema
 
-from ._metadata import SchemaMetadata
-from ._storage import TieredSchemaStorage
+from ._schema_metadata import SchemaMetadata
+from ._schema_tiers import TieredSchemaStorage
 
 _log = get_logger("schemas")
 

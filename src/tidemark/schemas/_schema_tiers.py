@@ -25,7 +25,7 @@ from tidemark.cache import (
 from tidemark.core import SYSTEM_CLOCK, Clock, CorruptDataError, canonical_bytes, get_logger
 from tidemark.fhir.schema import FHIRSchema
 
-from ._metadata import SchemaMetadata, split_canonical
+from ._schema_metadata import SchemaMetadata, split_canonical
 
 _log = get_logger("schemas")
 
