@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import print_table, ratio_line
 from tidemark.core import Settings
-from tidemark.tracking import AdtIngester, TypeCaches, create_tracking_engine
+from tidemark.tracking import TypeCaches, create_tracking_engine
+from tidemark.tracking.hl7 import AdtIngester
 
 TYPE_TABLES = ("location_type", "location")
 WARD_TYPES = ["N", "N", "N", "N", "C", "D", "S", "O"]

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tidemark.cli import app
-from tidemark.tracking import example_files
+from tidemark.tracking.hl7 import example_files
 
-from .adt_messages import adt
+from .hl7.adt_messages import adt
 
 runner = CliRunner()
 

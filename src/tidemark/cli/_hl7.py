@@ -10,13 +10,8 @@ import typer
 
 from tidemark.cli import app
 from tidemark.core import ConfigurationError, Settings, SourceUnavailableError, configure_logging
-from tidemark.tracking import (
-    IngestSummary,
-    TypeCaches,
-    create_tracking_engine,
-    example_files,
-    ingest_files,
-)
+from tidemark.tracking import TypeCaches, create_tracking_engine
+from tidemark.tracking.hl7 import IngestSummary, example_files, ingest_files
 
 hl7_app = typer.Typer(
     name="hl7",

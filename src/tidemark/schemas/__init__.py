@@ -16,19 +16,19 @@
 - :func:`load_packages`: the FHIR packages named by paths or ``name#version`` specs.
 """
 
-from ._archive import ARCHIVE_FORMAT, ArchiveSummary, export_archive, import_archive
-from ._metadata import SchemaMetadata, schema_key, split_canonical
-from ._settings import DEFAULT_DISK_CACHE_DIR, STRATEGIES, StorageSettings
-from ._sources import load_packages
-from ._stats import read_persisted_stats
-from ._storage import (
+from ._export import ARCHIVE_FORMAT, ArchiveSummary, export_archive, import_archive
+from ._schema_metadata import SchemaMetadata, schema_key, split_canonical
+from ._schema_store import ConversionReport, Outcome, ProgressCallback, SchemaStore, StoreStats
+from ._schema_tiers import (
     DiskSchemaStorage,
     MemorySchemaStorage,
     RedisSchemaStorage,
     SchemaStorage,
     TieredSchemaStorage,
 )
-from ._store import ConversionReport, Outcome, ProgressCallback, SchemaStore, StoreStats
+from ._settings import DEFAULT_DISK_CACHE_DIR, STRATEGIES, StorageSettings
+from ._sources import load_packages
+from ._stats import read_persisted_stats
 
 __all__ = [
     "ARCHIVE_FORMAT",

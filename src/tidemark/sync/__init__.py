@@ -9,9 +9,8 @@ clock, then delete before update, then content hash), so replicas always converg
 """
 
 from ._blob import Blob, validate_blob
-from ._cloud import CloudTier
-from ._engine import KeyConflict, SyncResult, sync_tiers
-from ._folder import FolderTier
+from ._cloud_tier import CloudTier
+from ._folder_tier import FolderTier
 from ._ids import (
     GLOBAL_LOGICAL_KEY,
     RANDOM_ID_LENGTH,
@@ -22,19 +21,20 @@ from ._ids import (
     sanitize_logical_key,
     validate_key,
 )
-from ._memory import MemoryStore
+from ._memory_tier import MemoryStore
 from ._merge import BlobMerge, Conflict, merge_blobs, purge_tombstones
 from ._metadata import EntityCounts, KeyMetadata, TierMetadata
-from ._observe import Observation
 from ._open import open_tier
 from ._orchestrator import PURGE_JOB, DataOrchestrator, SyncPair
 from ._query import Query, run_query
 from ._repository import Repository
 from ._scheduler import SyncEvent, SyncScheduler, is_transient
 from ._settings import SyncSettings
-from ._sqlite import SqliteTier
+from ._sqlite_tier import SqliteTier
 from ._stamps import HybridClock, format_stamp, normalize_stamp
 from ._strategies import DateKeyStrategy, DateRange, KeyStrategy, LogicalKeyStrategy
+from ._streams import Observation
+from ._tier_sync import KeyConflict, SyncResult, sync_tiers
 from ._tiers import ABSENT, TIER_COUNTERS, BlobTier, EntityChange, StoreTier
 
 __all__ = [

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tidemark.core import ConfigurationError
 
-from ._cloud import CloudTier
-from ._folder import FolderTier
-from ._sqlite import SqliteTier
+from ._cloud_tier import CloudTier
+from ._folder_tier import FolderTier
+from ._sqlite_tier import SqliteTier
 from ._tiers import BlobTier
 
 

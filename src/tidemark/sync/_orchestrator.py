@@ -12,9 +12,8 @@ from typing import Any
 
 from tidemark.core import SYSTEM_CLOCK, Clock, Counters, EventStream, canonical_hash, get_logger
 
-from ._engine import KeyConflict, SyncResult, sync_tiers
 from ._ids import is_valid_id, key_of_id, validate_key
-from ._memory import MemoryStore
+from ._memory_tier import MemoryStore
 from ._merge import merge_blobs, purge_tombstones
 from ._metadata import KeyMetadata, TierMetadata
 from ._query import Query
@@ -23,6 +22,7 @@ from ._scheduler import SyncEvent, SyncScheduler, is_transient
 from ._settings import SyncSettings
 from ._stamps import HybridClock
 from ._strategies import KeyStrategy
+from ._tier_sync import KeyConflict, SyncResult, sync_tiers
 from ._tiers import ABSENT, BlobTier, StoreTier
 
 _log = get_logger("sync")

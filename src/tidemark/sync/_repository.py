@@ -9,10 +9,10 @@ from typing import Any, Protocol
 from tidemark.core import Counters, DataValidationError, canonical_bytes
 
 from ._ids import is_valid_id, key_of_id, new_id, validate_entity_name
-from ._observe import Observation
 from ._query import Direction, Query, run_query
 from ._stamps import HybridClock
 from ._strategies import KeyStrategy
+from ._streams import Observation
 from ._tiers import StoreTier
 
 #: Members ``save`` manages; a save whose other members equal the stored ones changes nothing.

@@ -16,7 +16,7 @@ import httpx
 
 from tidemark.core import Counters, EventStream, TidemarkError, get_logger
 
-from ._engine import KeyConflict, SyncResult
+from ._tier_sync import KeyConflict, SyncResult
 
 _log = get_logger("sync")
 

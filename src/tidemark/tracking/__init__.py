@@ -6,45 +6,19 @@
 * :class:`TemporalMixin`, :class:`UtcDateTime`, :func:`declare_audit` — the SQLAlchemy 2 pieces.
 * :class:`TypeCache` / :class:`TypeCaches` — bounded, expiring caches of "type" entities
   configured by ``[type_cache]`` settings.
-* The HL7 v2 ADT example: :func:`ingest_files` into the schema of :class:`AdtBase`.
+* :func:`create_tracking_engine` — one way to open SQLite or PostgreSQL for tracked entities.
+
+The HL7 v2 ADT example built on these lives in :mod:`tidemark.tracking.hl7`.
 """
 
-from ._adt_ingest import AdtIngester, IngestSummary, MessageProblem, example_files, ingest_files
-from ._adt_model import (
-    AdtBase,
-    Location,
-    LocationType,
-    LocationVisit,
-    LocationVisitAudit,
-    Patient,
-    PatientAudit,
-    Visit,
-    VisitAudit,
-    create_adt_schema,
-)
-from ._adt_parse import AdtEvent, LocationRef, RawMessage, parse_adt, split_messages
-from ._engine import create_tracking_engine, database_url
-from ._interchange import HL7_NULL, InterchangeValue, parse_hl7_date, parse_hl7_datetime
+from ._database import create_tracking_engine, database_url
+from ._interchange import InterchangeValue
 from ._row_state import RowOutcome, RowState
 from ._temporal import TemporalMixin, UtcDateTime, audit_class_of, declare_audit
 from ._type_cache import TypeCache, TypeCaches, TypeCacheSettings, TypeCacheStats
 
 __all__ = [
-    "HL7_NULL",
-    "AdtBase",
-    "AdtEvent",
-    "AdtIngester",
-    "IngestSummary",
     "InterchangeValue",
-    "Location",
-    "LocationRef",
-    "LocationType",
-    "LocationVisit",
-    "LocationVisitAudit",
-    "MessageProblem",
-    "Patient",
-    "PatientAudit",
-    "RawMessage",
     "RowOutcome",
     "RowState",
     "TemporalMixin",
@@ -53,17 +27,8 @@ __all__ = [
     "TypeCacheStats",
     "TypeCaches",
     "UtcDateTime",
-    "Visit",
-    "VisitAudit",
     "audit_class_of",
-    "create_adt_schema",
     "create_tracking_engine",
     "database_url",
     "declare_audit",
-    "example_files",
-    "ingest_files",
-    "parse_adt",
-    "parse_hl7_date",
-    "parse_hl7_datetime",
-    "split_messages",
 ]

@@ -16,16 +16,8 @@ links pointing outside) raise :class:`UnsafeArchiveError`, members or archives o
 :class:`ArchiveLimits` raise :class:`OversizedArchiveError` (both are ``CorruptDataError``).
 """
 
-from ._archive import (
-    ArchiveLimits,
-    OversizedArchiveError,
-    UnsafeArchiveError,
-    extract_archive,
-    read_archive_files,
-)
-from ._cache import DEFAULT_PACKAGE_ROOT, PackageCache
-from ._config import PackageSettings
 from ._package import FhirPackage, PackageManifest, PackageSet, ResourceEntry
+from ._package_cache import DEFAULT_PACKAGE_ROOT, PackageCache
 from ._registry import (
     DEFAULT_REGISTRY_URL,
     InstalledPackage,
@@ -33,6 +25,14 @@ from ._registry import (
     PackageVersions,
     parse_package_spec,
     version_key,
+)
+from ._settings import PackageSettings
+from ._tarball import (
+    ArchiveLimits,
+    OversizedArchiveError,
+    UnsafeArchiveError,
+    extract_archive,
+    read_archive_files,
 )
 
 __all__ = [

@@ -19,7 +19,7 @@ from tidemark.core import (
     get_logger,
 )
 
-from ._archive import ArchiveLimits, read_archive_files
+from ._tarball import ArchiveLimits, read_archive_files
 
 _log = get_logger("fhir.packages")
 

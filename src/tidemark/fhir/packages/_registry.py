@@ -24,9 +24,9 @@ from tidemark.core import (
     get_logger,
 )
 
-from ._archive import OversizedArchiveError
-from ._cache import PackageCache
 from ._package import check_package_id
+from ._package_cache import PackageCache
+from ._tarball import OversizedArchiveError
 
 _log = get_logger("fhir.packages")
 

@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 import hl7
 
 from tidemark.core import DataValidationError
+from tidemark.tracking import InterchangeValue
 
-from ._interchange import InterchangeValue, parse_hl7_date, parse_hl7_datetime
+from ._values import hl7_value, parse_hl7_date, parse_hl7_datetime
 
 T = TypeVar("T")
 
@@ -227,7 +228,7 @@ class _Reader:
         repeat: int = 1,
         component: int = 1,
     ) -> InterchangeValue[Any]:
-        value = InterchangeValue.from_hl7(self.text(segment, field, repeat, component))
+        value = hl7_value(self.text(segment, field, repeat, component))
         if convert is None:
             return value
         try:
@@ -317,7 +318,7 @@ def parse_adt(raw: RawMessage, *, default_tz: tzinfo = UTC, encoding: str = "utf
         identifier = read.text("PID", 3, repeat, 1)
         id_type = read.text("PID", 3, repeat, 5)
         if id_type == "NH":
-            nhs_number = InterchangeValue.from_hl7(identifier)
+            nhs_number = hl7_value(identifier)
         elif identifier and identifier != '""' and (id_type == "MR" or not mrn):
             mrn = identifier
     if not mrn:

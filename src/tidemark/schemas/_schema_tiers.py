@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +17,7 @@ from tidemark.cache import (
     Cached,
     Codec,
     DiskCache,
+    EntryInfo,
     MemoryCache,
     RedisCache,
     TieredCache,
@@ -25,7 +26,7 @@ from tidemark.cache import (
 from tidemark.core import SYSTEM_CLOCK, Clock, CorruptDataError, canonical_bytes, get_logger
 from tidemark.fhir.schema import FHIRSchema
 
-from ._metadata import SchemaMetadata, split_canonical
+from ._schema_metadata import SchemaMetadata, split_canonical
 
 _log = get_logger("schemas")
 
@@ -106,11 +107,25 @@ class TieredSchemaStorage:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.cache!r}>"
 
-    def _key(self, url: str) -> str:
+    def key_for(self, url: str) -> str:
+        """The key ``url`` resolves to: itself when it names a version, else the key of the
+        version this storage stored or found last (no I/O)."""
         return url if "|" in url else self._aliases.get(url, url)
+
+    async def resolve_key(self, url: str) -> str:
+        """:meth:`key_for`, after learning every stored key once (the first time a plain URL
+        is asked for), so that a schema stored by another process is found too."""
+        if "|" not in url and not self._aliases_listed:
+            await self._list_aliases()
+        return self.key_for(url)
 
     def _remember(self, metadata: SchemaMetadata) -> None:
         self._aliases[metadata.canonical_url] = metadata.key
+
+    def _forget(self, key: str) -> None:
+        canonical, _ = split_canonical(key)
+        if self._aliases.get(canonical) == key:
+            del self._aliases[canonical]
 
     async def _list_aliases(self) -> None:
         # A plain URL unknown to this process: learn every stored key once (the disk index
@@ -120,27 +135,37 @@ class TieredSchemaStorage:
         for metadata in newest_first:
             self._aliases.setdefault(metadata.canonical_url, metadata.key)
 
-    async def store(self, url: str, schema: FHIRSchema, metadata: SchemaMetadata) -> None:
-        """Store ``schema`` under ``metadata.key``; ``url`` must be its URL or key."""
+    async def store(
+        self,
+        url: str,
+        schema: FHIRSchema,
+        metadata: SchemaMetadata,
+        *,
+        encoded: bytes | None = None,
+    ) -> None:
+        """Store ``schema`` under ``metadata.key``; ``url`` must be its URL or key.
+        ``encoded``: the schema's canonical JSON when the caller already has it."""
         if url not in (metadata.canonical_url, metadata.key):
             raise ValueError(f"{url!r} is not the URL of the metadata ({metadata.key!r})")
-        await self.cache.set(metadata.key, schema, metadata.to_dict())
+        await self.cache.set(metadata.key, schema, metadata.to_dict(), data=encoded)
         self._remember(metadata)
 
     async def load(self, url: str) -> tuple[FHIRSchema, SchemaMetadata] | None:
         """The schema and metadata stored for ``url`` or ``url|version``, or ``None``."""
-        key = self._key(url)
+        key = self.key_for(url)
         cached = await self.cache.get(key)
         if cached is None and "|" not in url and not self._aliases_listed:
             await self._list_aliases()
-            if self._key(url) != key:
-                key = self._key(url)
+            if self.key_for(url) != key:
+                key = self.key_for(url)
                 cached = await self.cache.get(key)
-        return None if cached is None else await self._unpack(key, cached)
+        return None if cached is None else await self.unpack(key, cached)
 
-    async def _unpack(
+    async def unpack(
         self, key: str, cached: Cached[FHIRSchema]
     ) -> tuple[FHIRSchema, SchemaMetadata] | None:
+        """The schema and metadata of an entry read from :attr:`cache` under ``key``; an
+        entry whose metadata is unusable is removed (logged) and gives ``None``."""
         try:
             metadata = SchemaMetadata.from_dict(cached.meta)
         except CorruptDataError as exc:
@@ -152,11 +177,17 @@ class TieredSchemaStorage:
 
     async def remove(self, url: str) -> bool:
         """Remove the schema stored for ``url`` (every tier); True if there was one."""
-        key = self._key(url)
+        key = self.key_for(url)
         removed = await self.cache.delete(key)
-        canonical, _ = split_canonical(key)
-        if self._aliases.get(canonical) == key:
-            del self._aliases[canonical]
+        self._forget(key)
+        return removed
+
+    async def remove_where(self, wanted: Callable[[EntryInfo], bool]) -> list[str]:
+        """Remove, from every tier, each schema for which ``wanted(info)`` is true; returns
+        the keys removed, sorted."""
+        removed = await self.cache.delete_where(wanted)
+        for key in removed:
+            self._forget(key)
         return removed
 
     async def list(self) -> builtins.list[SchemaMetadata]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import threading
 import time
@@ -46,10 +47,10 @@ from tidemark.fhir.schema import (
     schema_dependencies,
 )
 
-from ._metadata import SchemaMetadata, schema_key, split_canonical
+from ._schema_metadata import SchemaMetadata, schema_key, split_canonical
+from ._schema_tiers import SCHEMA_CODEC, TieredSchemaStorage, metadata_of, schema_memory_cache
 from ._settings import StorageSettings
 from ._stats import merge_persisted_stats
-from ._storage import SCHEMA_CODEC, TieredSchemaStorage, metadata_of, schema_memory_cache
 
 _log = get_logger("schemas")
 
@@ -98,8 +99,12 @@ def _package_set(packages: PackageSet | FhirPackage | Iterable[FhirPackage] | No
 _Source = tuple[FhirPackage, ResourceEntry]
 
 
-class SchemaStore(TieredSchemaStorage):
+class SchemaStore:
     """Converted FHIRSchemas by canonical URL, resolved memory → disk → Redis → packages.
+
+    It holds its tiers: :attr:`storage`, a :class:`TieredSchemaStorage` over :attr:`cache`
+    (the :attr:`memory`, :attr:`disk` and :attr:`redis` tiers the settings ask for), and
+    follows the :class:`SchemaStorage` protocol by delegating to it.
 
     * Lazy: nothing is read until asked for; a schema missing from every tier is converted
       from the packages (``packages``) on demand, once even when many tasks and threads ask
@@ -129,7 +134,7 @@ class SchemaStore(TieredSchemaStorage):
     ) -> None:
         self.settings = settings or StorageSettings()
         config = self.settings
-        memory = (
+        self.memory: MemoryCache[str, Cached[FHIRSchema]] | None = (
             schema_memory_cache(
                 max_entries=config.max_entries,
                 max_bytes=config.memory_limit_bytes,
@@ -162,15 +167,14 @@ class SchemaStore(TieredSchemaStorage):
                 clock=clock,
             )
             tiers.append(self.redis)
-        super().__init__(
-            TieredCache(
-                tiers=tiers,
-                codec=SCHEMA_CODEC,
-                memory=memory,
-                write_behind=config.write_behind,
-                clock=clock,
-            )
+        self.cache: TieredCache[FHIRSchema] = TieredCache(
+            tiers=tiers,
+            codec=SCHEMA_CODEC,
+            memory=self.memory,
+            write_behind=config.write_behind,
+            clock=clock,
         )
+        self.storage = TieredSchemaStorage(self.cache)
         self.packages = _package_set(packages)
         self.counters = Counters(
             "conversions",
@@ -202,9 +206,15 @@ class SchemaStore(TieredSchemaStorage):
         :meth:`StorageSettings.load`: environment overrides apply, then ``overrides``)."""
         return cls(StorageSettings.load(path, **overrides), packages=packages, clock=clock)
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.cache!r}>"
+
     async def __aenter__(self) -> SchemaStore:
         self._bind_loop()
         return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     # -- sources -----------------------------------------------------------------------------
     def add_packages(self, packages: FhirPackage | Iterable[FhirPackage] | PackageSet) -> None:
@@ -239,7 +249,7 @@ class SchemaStore(TieredSchemaStorage):
         if found is not None:
             entry = found[1]
             return schema_key(entry.url or url, entry.version)
-        return self._aliases.get(url, url)
+        return self.storage.key_for(url)
 
     # -- resolution --------------------------------------------------------------------------
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
@@ -290,9 +300,8 @@ class SchemaStore(TieredSchemaStorage):
     async def _resolve(self, key: str, url: str) -> tuple[FHIRSchema, SchemaMetadata] | None:
         source = self._source(key)
         looked_up = key
-        if source is None and "|" not in url and key == url and not self._aliases_listed:
-            await self._list_aliases()
-            key = self._aliases.get(url, key)
+        if source is None and "|" not in url and key == url:
+            key = await self.storage.resolve_key(url)
         found = await self._ensure(key, source, memory_checked=key == looked_up)
         if found is None:
             self._unknown.set(key, True)
@@ -313,7 +322,7 @@ class SchemaStore(TieredSchemaStorage):
         tier and found ``cached``."""
         if cached is None and not searched:
             cached = await self.cache.get(key, memory=not memory_checked)
-        previous = None if cached is None else await self._unpack(key, cached)
+        previous = None if cached is None else await self.storage.unpack(key, cached)
         if source is None:
             return None if previous is None else (previous[0], previous[1], "reused")
         old = None if previous is None else previous[1]
@@ -374,8 +383,7 @@ class SchemaStore(TieredSchemaStorage):
         replaced: SchemaMetadata | None,
     ) -> None:
         self.counters.increment("conversions")
-        await self.cache.set(metadata.key, schema, metadata.to_dict(), data=encoded)
-        self._remember(metadata)
+        await self.storage.store(metadata.key, schema, metadata, encoded=encoded)
         self._unknown.invalidate(metadata.key)
         self._unknown.invalidate(metadata.canonical_url)
         _log.debug("schema converted", key=metadata.key, seconds=metadata.conversion_seconds)
@@ -387,7 +395,7 @@ class SchemaStore(TieredSchemaStorage):
     async def store(self, url: str, schema: FHIRSchema, metadata: SchemaMetadata) -> None:
         """Store a schema converted elsewhere (dependents of a replaced one leave memory)."""
         previous = self.cache.get_memory(metadata.key)
-        await super().store(url, schema, metadata)
+        await self.storage.store(url, schema, metadata)
         self._unknown.invalidate(metadata.key)
         self._unknown.invalidate(metadata.canonical_url)
         if previous is not None and previous.meta.get("source_hash") != metadata.source_hash:
@@ -515,9 +523,9 @@ class SchemaStore(TieredSchemaStorage):
                 if key not in doomed:
                     doomed.add(key)
                     queue.append(canonical_of[key])
-        if self.cache.memory is not None:
+        if self.memory is not None:
             for key in doomed:
-                self.cache.memory.invalidate(key)
+                self.memory.invalidate(key)
         self._next_generation()
         self.counters.increment("invalidations", len(doomed))
         return sorted(doomed)
@@ -530,7 +538,7 @@ class SchemaStore(TieredSchemaStorage):
 
     async def remove(self, url: str) -> bool:
         """Remove ``url``'s schema from every tier; its dependents leave memory."""
-        removed = await super().remove(url)
+        removed = await self.storage.remove(url)
         if removed:
             await self.invalidate_dependents([url])
         return removed
@@ -554,19 +562,28 @@ class SchemaStore(TieredSchemaStorage):
                 return True  # unusable entries are never worth keeping
             return _matches(metadata, url_prefix, cutoff, package)
 
-        removed = await self.cache.delete_where(wanted)
-        for key in removed:
-            canonical, _ = split_canonical(key)
-            if self._aliases.get(canonical) == key:
-                del self._aliases[canonical]
+        removed = await self.storage.remove_where(wanted)
         if removed:
             await self.invalidate_dependents([split_canonical(k)[0] for k in removed])
         return removed
 
     async def clear(self) -> None:
         """Remove every schema from every tier."""
-        await super().clear()
+        await self.storage.clear()
         self._next_generation()
+
+    async def load(self, url: str) -> tuple[FHIRSchema, SchemaMetadata] | None:
+        """The schema and metadata the tiers hold for ``url`` or ``url|version``, or ``None``
+        (never converts; see :meth:`get_entry`)."""
+        return await self.storage.load(url)
+
+    async def list(self) -> builtins.list[SchemaMetadata]:
+        """Metadata of every stored schema, one per key, sorted by key."""
+        return await self.storage.list()
+
+    def size(self) -> int:
+        """Schemas held: the count of the fullest tier (memory may hold a subset)."""
+        return self.storage.size()
 
     # -- validation --------------------------------------------------------------------------
     def resolver(self) -> SchemaResolver:
@@ -624,7 +641,7 @@ class SchemaStore(TieredSchemaStorage):
         if self._closed:
             return
         self._closed = True
-        await self.cache.aclose()
+        await self.storage.aclose()
         if self.disk is not None:
             stats = self.stats()
             await asyncio.to_thread(

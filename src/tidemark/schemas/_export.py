@@ -25,8 +25,9 @@ from tidemark.cache import key_hash
 from tidemark.core import CorruptDataError, canonical_bytes, get_logger, iso_utc
 from tidemark.fhir.schema import FHIRSchema
 
-from ._metadata import SchemaMetadata
-from ._storage import TieredSchemaStorage
+from ._schema_metadata import SchemaMetadata
+from ._schema_store import SchemaStore
+from ._schema_tiers import TieredSchemaStorage
 
 _log = get_logger("schemas")
 
@@ -57,8 +58,11 @@ def _member_name(key: str) -> str:
     return f"schemas/{key_hash(key)}.json"
 
 
-async def export_archive(storage: TieredSchemaStorage, path: str | Path) -> ArchiveSummary:
-    """Write every stored schema and its metadata to the archive ``path`` (replaced atomically)."""
+async def export_archive(
+    storage: SchemaStore | TieredSchemaStorage, path: str | Path
+) -> ArchiveSummary:
+    """Write every schema ``storage`` holds, with its metadata, to the archive ``path``
+    (replaced atomically)."""
     members: list[tuple[str, bytes, SchemaMetadata]] = []
     for metadata in await storage.list():
         found = await storage.load(metadata.key)
@@ -106,7 +110,7 @@ def _write_archive(
 
 
 async def import_archive(
-    storage: TieredSchemaStorage,
+    storage: SchemaStore | TieredSchemaStorage,
     path: str | Path,
     *,
     max_member_mb: int = 64,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._archive import ArchiveLimits
-from ._cache import DEFAULT_PACKAGE_ROOT, PackageCache
+from ._package_cache import DEFAULT_PACKAGE_ROOT, PackageCache
 from ._registry import DEFAULT_REGISTRY_URL, PackageRegistry
+from ._tarball import ArchiveLimits
 
 _MIB = 1024 * 1024
 

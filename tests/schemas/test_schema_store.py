@@ -17,7 +17,7 @@ from tests.schemas.builders import (
 from tidemark.cache import key_hash
 from tidemark.core import ManualClock, canonical_bytes
 from tidemark.fhir.schema import convert
-from tidemark.schemas import SchemaStore, StorageSettings
+from tidemark.schemas import SchemaStorage, SchemaStore, StorageSettings, TieredSchemaStorage
 
 pytestmark = pytest.mark.data
 
@@ -224,6 +224,20 @@ async def test_ttl_expires_memory_and_disk_entries(tmp_path, r4_core):
         assert await restarted.get(PATIENT) is not None
         assert restarted.stats().tiers["disk"].expirations == 1
         assert restarted.counters["conversions"] == 1
+
+
+async def test_the_store_holds_its_tiers_and_answers_the_storage_protocol_through_them(
+    settings, r4_core
+):
+    async with SchemaStore(settings, packages=r4_core) as store:
+        assert isinstance(store.storage, TieredSchemaStorage)
+        assert isinstance(store, SchemaStorage)
+        assert store.storage.cache is store.cache and store.cache.memory is store.memory
+        assert store.disk is not None and store.redis is None
+        await store.get(PATIENT)
+        assert await store.list() == await store.storage.list()
+        assert await store.load(PATIENT) == await store.storage.load(PATIENT) is not None
+        assert store.size() == store.storage.size()
 
 
 async def test_each_strategy_keeps_only_its_tiers(tmp_path, r4_core):

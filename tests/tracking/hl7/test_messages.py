@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tidemark.core import DataValidationError
-from tidemark.tracking import InterchangeValue, example_files, parse_adt, split_messages
+from tidemark.tracking import InterchangeValue
+from tidemark.tracking.hl7 import example_files, parse_adt, split_messages
 
 from .adt_messages import adt
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tidemark.core import CorruptDataError, NotFoundError, get_logger
 
-from ._archive import ArchiveLimits, ArchiveSource, extract_archive
 from ._package import FhirPackage, PackageManifest, PackageSet, check_package_id
+from ._tarball import ArchiveLimits, ArchiveSource, extract_archive
 
 _log = get_logger("fhir.packages")
 

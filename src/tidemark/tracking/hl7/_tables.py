@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Date, Engine, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ._temporal import TemporalMixin, UtcDateTime, declare_audit
+from tidemark.tracking import TemporalMixin, UtcDateTime, declare_audit
 
 # BIGINT on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER.
 _Id = BigInteger().with_variant(Integer(), "sqlite")

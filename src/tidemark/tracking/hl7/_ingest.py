@@ -24,12 +24,10 @@ from tidemark.core import (
     SourceUnavailableError,
     get_logger,
 )
+from tidemark.tracking import InterchangeValue, RowOutcome, RowState, TypeCache, TypeCaches
 
-from ._adt_model import Location, LocationType, LocationVisit, Patient, Visit, create_adt_schema
-from ._adt_parse import AdtEvent, LocationRef, parse_adt, split_messages
-from ._interchange import InterchangeValue
-from ._row_state import RowOutcome, RowState
-from ._type_cache import TypeCache, TypeCaches
+from ._messages import AdtEvent, LocationRef, parse_adt, split_messages
+from ._tables import Location, LocationType, LocationVisit, Patient, Visit, create_adt_schema
 
 E = TypeVar("E")
 
@@ -100,7 +98,7 @@ class _Tally:
 
 def example_files() -> list[Path]:
     """The synthetic ADT fixture files shipped with tidemark, in the order to ingest them."""
-    folder = resources.files("tidemark.tracking") / "examples"
+    folder = resources.files("tidemark.tracking.hl7") / "examples"
     return sorted(Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".hl7"))
 
 

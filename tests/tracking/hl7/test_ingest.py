@@ -10,21 +10,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tidemark.core import Settings
-from tidemark.tracking import (
+from tidemark.tracking import TypeCaches
+from tidemark.tracking.hl7 import (
     AdtIngester,
     Location,
     LocationType,
     LocationVisit,
     Patient,
     PatientAudit,
-    TypeCaches,
     Visit,
     example_files,
     ingest_files,
 )
 
+from ..conftest import SqlLog
 from .adt_messages import adt
-from .conftest import SqlLog
 
 
 def caches(enabled: bool = True) -> TypeCaches:
@@ -220,7 +220,7 @@ def test_the_type_cache_changes_queries_not_results(engine, clock, sql_log: SqlL
 
 @pytest.mark.postgres
 def test_a_message_refused_by_the_database_is_skipped_with_the_reason(request, tmp_path, clock):
-    from .conftest import make_engine
+    from ..conftest import make_engine
 
     engine = make_engine("postgresql", request, tmp_path)
     try:
