@@ -9,11 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from tidemark.core import (
     SYSTEM_CLOCK,
     BadRequestError,
     Clock,
+    ConfigurationError,
     Counters,
     DataValidationError,
     GoneError,
@@ -37,8 +39,10 @@ from ._changes import (
     select_doc,
     select_doc_by_referential_id,
 )
-from ._engine import Engine, PostgresEngine, Transaction, engine_for
+from ._engine import Engine, Transaction
 from ._model import SERVER_MEMBERS, ResourceModel, ResourceSpec, load_model
+from ._postgres import PostgresEngine
+from ._sqlite import SqliteEngine
 from ._types import (
     ChangeVersions,
     HistoryEntry,
@@ -618,3 +622,26 @@ async def open_store(
         model=resource_model.source,
     )
     return Store(engine, resource_model, clock)
+
+
+def engine_for(url: str | Path) -> SqliteEngine | PostgresEngine:
+    """An engine for a database URL: ``postgresql://…``, ``sqlite:///path`` or a file path."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresEngine(text)
+    if text.startswith("sqlite://"):
+        parsed = urlparse(text)
+        path = unquote(parsed.path)
+        if parsed.netloc:
+            raise ConfigurationError(f"use sqlite:///relative or sqlite:////absolute, not {text!r}")
+        options = dict(parse_qsl(parsed.query))
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise ConfigurationError(f"unknown SQLite URL option(s): {', '.join(sorted(unknown))}")
+        # sqlite:///relative.db → "relative.db"; sqlite:////abs/path.db → "/abs/path.db"
+        return SqliteEngine(path[1:], synchronous=options.get("synchronous", "FULL"))
+    if "://" in text:
+        raise ConfigurationError(
+            f"unsupported database URL {text!r} (use a path, sqlite:/// or postgresql://)"
+        )
+    return SqliteEngine(text)
