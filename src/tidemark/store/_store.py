@@ -42,7 +42,6 @@ from ._types import (
     stamp_moment,
     stamp_text,
 )
-from ._writes import ChangeSet
 
 log = get_logger("store")
 T = TypeVar("T")
@@ -93,12 +92,12 @@ class Store:
         """Release connections and worker threads. The store cannot be used afterwards."""
         await self.engine.close()
 
-    async def _write(self, request: Callable[[ChangeSet], T]) -> T:
+    async def _write(self, request: Callable[[_writes.ChangeSet], T]) -> T:
         # Each attempt of a write transaction registers the timestamp it stamps documents with,
         # until it has committed or rolled back, so that :meth:`timestamp_horizon` never reports a
         # time at or after a stamp that readers cannot see yet.
         tokens: list[int] = []
-        attempts: list[ChangeSet] = []
+        attempts: list[_writes.ChangeSet] = []
 
         def work(tx: Transaction) -> T:
             with self._inflight_lock:
@@ -107,7 +106,7 @@ class Store:
                 token = next(self._tokens)
                 self._inflight[token] = now
                 tokens.append(token)
-            changes = ChangeSet(tx, self.model, now, moment)
+            changes = _writes.ChangeSet(tx, self.model, now, moment)
             attempts.append(changes)
             return request(changes)
 
