@@ -28,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import drop_schema, median, percentile, pg_schema_dsn, print_table
 from tidemark.core import canonical_bytes
-from tidemark.store import PostgresEngine, SqliteEngine, open_store
+from tidemark.store import open_store
+from tidemark.store._postgres import PostgresEngine
+from tidemark.store._sqlite import SqliteEngine
 
 TERM = "uri://ed-fi.org/TermDescriptor#Fall"
 

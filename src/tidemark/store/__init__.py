@@ -7,7 +7,6 @@ sequence, and their timestamps); every change appends a journal row and keeps th
 representation in history; every delete leaves a tombstone; no-op writes allocate nothing.
 """
 
-from ._engine import Engine, PostgresEngine, SqliteEngine, Transaction, engine_for
 from ._model import (
     DescriptorReferenceSpec,
     QueryField,
@@ -34,24 +33,19 @@ from ._types import (
 __all__ = [
     "ChangeVersions",
     "DescriptorReferenceSpec",
-    "Engine",
     "HistoryEntry",
     "JsonPath",
     "KeyChange",
     "Page",
-    "PostgresEngine",
     "QueryField",
     "ReferenceSpec",
     "ResourceModel",
     "ResourceSpec",
-    "SqliteEngine",
     "Store",
     "StoredDocument",
     "Tombstone",
-    "Transaction",
     "WriteOutcome",
     "descriptor_uri",
-    "engine_for",
     "load_model",
     "open_store",
     "parse_path",

@@ -1,7 +1,4 @@
-"""The resource model: what an Ed-Fi ApiSchema says about each resource, in a form the store uses.
-
-Pure: loading parses JSON; every method computes from a document body without I/O.
-"""
+"""The resource model: what an Ed-Fi ApiSchema says about each resource and each body, without I/O."""
 
 from __future__ import annotations
 
@@ -17,6 +14,8 @@ import jsonschema_rs
 from tidemark.core import (
     ConfigurationError,
     DataValidationError,
+    MalformedBodyError,
+    canonical_bytes,
     canonical_hash,
     parse_json,
 )
@@ -256,6 +255,20 @@ class ResourceSpec:
                 changed |= spec.rewrite(body, old, new)
         return changed
 
+    # -- a body's facts ------------------------------------------------------------------------
+    def client_facts(self, body: Any) -> Facts:
+        """The :class:`Facts` of a body a client sent, without its server members (``id``,
+        ``_etag``, ``_lastModifiedDate``, ``link``).
+
+        Raises :class:`MalformedBodyError` unless ``body`` is a JSON object, and
+        :class:`DataValidationError` listing every problem when it is not valid.
+        """
+        if not isinstance(body, dict):
+            raise MalformedBodyError("The request body must be a JSON object.")
+        clean = {k: v for k, v in body.items() if k not in SERVER_MEMBERS}
+        self.validate(clean)
+        return Facts.of(self, clean)
+
     # -- validation --------------------------------------------------------------------------
     def _compiled(self) -> Any:
         with self._validator_lock:
@@ -304,6 +317,46 @@ def _describe(error: Any) -> tuple[str, str]:
         names = ", ".join(kind.unexpected)
         return location, f"Unexpected member(s) not allowed here: {names}."
     return location, str(error.message)
+
+
+@dataclass(slots=True)
+class Facts:
+    """A body and what the model says about it, computed once (outside the writer, where
+    possible): its canonical text, identity, the referential ids of its natural keys (its own
+    first) with the resource names they stand for, the key values Change Queries report, and
+    the references by referential id."""
+
+    body: dict[str, Any]
+    text: str
+    identity: dict[str, Any] = field(default_factory=dict)
+    alias_ids: list[str] = field(default_factory=list)
+    alias_names: list[str] = field(default_factory=list)
+    key_values: str | None = None
+    references: dict[str, ResolvedReference] = field(default_factory=dict)
+
+    @property
+    def referential_id(self) -> str | None:
+        """The referential id of the body's own natural key (``None`` outside the model)."""
+        return self.alias_ids[0] if self.alias_ids else None
+
+    @classmethod
+    def of(cls, spec: ResourceSpec | None, body: dict[str, Any]) -> Facts:
+        """The facts of ``body`` as it stands (not validated); ``spec`` ``None`` for a generic
+        collection, whose body has only a canonical text."""
+        text = canonical_bytes(body).decode()
+        if spec is None:
+            return cls(body, text)
+        identity = spec.identity(body)
+        aliases = spec.aliases(identity)
+        return cls(
+            body,
+            text,
+            identity,
+            [referential_id(p, n, i) for p, n, i in aliases],
+            [n for _p, n, _i in aliases],
+            canonical_bytes(spec.key_values(body, identity)).decode(),
+            {r.referential_id: r for r in spec.resolve_references(body)},
+        )
 
 
 class ResourceModel:

@@ -1,7 +1,8 @@
-"""The async store API over an engine and a resource model."""
+"""The async store API: checks a request's arguments and runs its transaction on the engine."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import threading
@@ -9,36 +10,27 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from tidemark.core import (
     SYSTEM_CLOCK,
     BadRequestError,
     Clock,
+    ConfigurationError,
     Counters,
     DataValidationError,
-    GoneError,
     MalformedBodyError,
     NotFoundError,
     ParameterValidationError,
     get_logger,
     parse_iso_utc,
-    parse_json,
 )
 
-from . import _feeds
-from ._changes import (
-    DOC_COLUMNS,
-    ChangeSet,
-    DocRow,
-    Facts,
-    check_preconditions,
-    history_entries,
-    require,
-    select_doc,
-    select_doc_by_referential_id,
-)
-from ._engine import Engine, PostgresEngine, Transaction, engine_for
-from ._model import SERVER_MEMBERS, ResourceModel, ResourceSpec, load_model
+from . import _reads, _retention, _writes
+from ._engine import Engine, Transaction
+from ._model import Facts, ResourceModel, ResourceSpec, load_model
+from ._postgres import PostgresEngine
+from ._sqlite import SqliteEngine
 from ._types import (
     ChangeVersions,
     HistoryEntry,
@@ -56,14 +48,6 @@ T = TypeVar("T")
 
 COLLECTION_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-ORDERS = {
-    "id": "doc_pk",
-    "content_version": "content_version",
-    "-content_version": "content_version DESC",
-    "last_modified": "content_modified_at, doc_pk",
-    "-last_modified": "content_modified_at DESC, doc_pk DESC",
-}
-_COMPARATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "="}
 
 
 def _check_collection(collection: str) -> str:
@@ -76,12 +60,6 @@ def _check_id(id: str) -> str:
     if not ID_PATTERN.match(id):
         raise BadRequestError(f"invalid id {id!r}: 1-64 characters from A-Z a-z 0-9 - .")
     return id
-
-
-def _client_body(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise MalformedBodyError("The request body must be a JSON object.")
-    return {k: v for k, v in body.items() if k not in SERVER_MEMBERS}
 
 
 class Store:
@@ -114,12 +92,12 @@ class Store:
         """Release connections and worker threads. The store cannot be used afterwards."""
         await self.engine.close()
 
-    async def _write(self, fn: Callable[[Transaction, ChangeSet], T]) -> T:
+    async def _write(self, request: Callable[[_writes.ChangeSet], T]) -> T:
         # Each attempt of a write transaction registers the timestamp it stamps documents with,
         # until it has committed or rolled back, so that :meth:`timestamp_horizon` never reports a
         # time at or after a stamp that readers cannot see yet.
         tokens: list[int] = []
-        attempts: list[ChangeSet] = []
+        attempts: list[_writes.ChangeSet] = []
 
         def work(tx: Transaction) -> T:
             with self._inflight_lock:
@@ -128,9 +106,9 @@ class Store:
                 token = next(self._tokens)
                 self._inflight[token] = now
                 tokens.append(token)
-            changes = ChangeSet(tx, self.model, now, moment)
+            changes = _writes.ChangeSet(tx, self.model, now, moment)
             attempts.append(changes)
-            return fn(tx, changes)
+            return request(changes)
 
         def done() -> None:
             with self._inflight_lock:
@@ -184,22 +162,10 @@ class Store:
         ``id``, ``_etag`` and ``_lastModifiedDate`` in ``body`` are ignored.
         """
         spec = self.resource(resource)
-        clean = _client_body(body)
-        spec.validate(clean)
-        facts = Facts.of(spec, clean)  # computed here, outside the writer's critical section
-        rid = facts.referential_id
-        assert rid is not None  # model resources always have a natural key
-
-        def work(tx: Transaction, changes: ChangeSet) -> WriteOutcome:
-            existing = select_doc_by_referential_id(tx, rid, lock=True)
-            check_preconditions(existing, None, if_none_match)
-            if existing is None:
-                return WriteOutcome(
-                    changes.insert(spec.collection, spec, clean, facts=facts), True, True
-                )
-            return self._replace_in(changes, spec, existing, clean, facts)
-
-        return await self._write(work)
+        facts = spec.client_facts(body)  # computed here, outside the writer's critical section
+        return await self._write(
+            lambda changes: _writes.upsert(changes, spec, facts, if_none_match)
+        )
 
     async def replace(
         self,
@@ -222,36 +188,10 @@ class Store:
                 "The identifier in the body does not match the identifier in the URL.",
                 validation_errors={"$.id": ["Must match the id in the URL."]},
             )
-        clean = _client_body(body)
-        spec.validate(clean)
-        facts = Facts.of(spec, clean)
-
-        def work(tx: Transaction, changes: ChangeSet) -> WriteOutcome:
-            found = select_doc(tx, spec.collection, id, lock=True)
-            check_preconditions(found, if_match, if_none_match)
-            existing = require(found, f"{spec.resource_name} {id}")
-            return self._replace_in(changes, spec, existing, clean, facts)
-
-        return await self._write(work)
-
-    @staticmethod
-    def _replace_in(
-        changes: ChangeSet,
-        spec: ResourceSpec,
-        existing: DocRow,
-        body: dict[str, Any],
-        facts: Facts,
-    ) -> WriteOutcome:
-        if facts.text == existing.body_text:
-            return WriteOutcome(existing.document(body), False, False)  # a no-op: nothing to do
-        changes.set_body(
-            existing, spec, body, facts=facts, identity_may_change=spec.allow_identity_updates
+        facts = spec.client_facts(body)
+        return await self._write(
+            lambda changes: _writes.replace(changes, spec, id, facts, if_match, if_none_match)
         )
-        changes.cascade()
-        for document in changes.finalize():
-            if document.id == existing.id and document.collection == existing.collection:
-                return WriteOutcome(document, False, True)
-        return WriteOutcome(existing.document(), False, False)
 
     # -- generic collections -----------------------------------------------------------------------
     async def put(
@@ -274,73 +214,29 @@ class Store:
         if not isinstance(body, dict):
             raise MalformedBodyError("The document must be a JSON object.")
         spec = self.model.by_collection(collection)
-        clean = _client_body(body) if spec is not None else dict(body)
-        if spec is not None:
-            spec.validate(clean)
-        facts = Facts.of(spec, clean)
-
-        def work(tx: Transaction, changes: ChangeSet) -> WriteOutcome:
-            existing = select_doc(tx, collection, id, lock=True)
-            check_preconditions(existing, if_match, if_none_match)
-            if existing is None:
-                return WriteOutcome(
-                    changes.insert(collection, spec, clean, id, facts=facts), True, True
-                )
-            if spec is not None:
-                return self._replace_in(changes, spec, existing, clean, facts)
-            changes.set_body(existing, None, clean, facts=facts)
-            written = changes.finalize()
-            if written:
-                return WriteOutcome(written[0], False, True)
-            return WriteOutcome(existing.document(), False, False)
-
-        return await self._write(work)
-
-    async def get(self, collection: str, id: str) -> StoredDocument | None:
-        """The current document, or ``None`` when it does not exist (see :meth:`get_tombstone`)."""
-
-        def work(tx: Transaction) -> StoredDocument | None:
-            row = select_doc(tx, collection, id)
-            return row.document() if row else None
-
-        return await self.engine.read(work)
-
-    async def get_tombstone(self, collection: str, id: str) -> Tombstone | None:
-        """The latest tombstone of ``id`` if the document is currently deleted, else ``None``."""
-
-        def work(tx: Transaction) -> Tombstone | None:
-            if select_doc(tx, collection, id) is not None:
-                return None
-            row = tx.query_one(
-                "SELECT change_version, deleted_at, key_values, last_content_version FROM tombstones "
-                "WHERE collection = ? AND id = ? ORDER BY change_version DESC LIMIT 1",
-                (collection, id),
+        facts = spec.client_facts(body) if spec is not None else Facts.of(None, dict(body))
+        return await self._write(
+            lambda changes: _writes.put(
+                changes, collection, id, spec, facts, if_match, if_none_match
             )
-            if row is None:
-                return None
-            return Tombstone(
-                collection,
-                id,
-                int(row[0]),
-                parse_iso_utc(row[1]),
-                parse_json(row[2]) if row[2] else None,
-                int(row[3]),
-            )
-
-        return await self.engine.read(work)
+        )
 
     async def delete(self, collection: str, id: str, *, if_match: str | None = None) -> Tombstone:
         """Delete a document. 404 when absent, 412 on a failed ``If-Match``, 409 when other
         documents reference it. Returns the tombstone (with the change version it allocated)."""
         spec = self.model.by_collection(collection)
+        return await self._write(
+            lambda changes: _writes.delete(changes, collection, id, spec, if_match)
+        )
 
-        def work(tx: Transaction, changes: ChangeSet) -> Tombstone:
-            found = select_doc(tx, collection, id, lock=True)
-            check_preconditions(found, if_match, None)
-            row = require(found, f"{spec.resource_name if spec else collection} {id}")
-            return changes.delete(row, spec)
+    # -- reads -------------------------------------------------------------------------------------
+    async def get(self, collection: str, id: str) -> StoredDocument | None:
+        """The current document, or ``None`` when it does not exist (see :meth:`get_tombstone`)."""
+        return await self.engine.read(lambda tx: _reads.get(tx, collection, id))
 
-        return await self._write(work)
+    async def get_tombstone(self, collection: str, id: str) -> Tombstone | None:
+        """The latest tombstone of ``id`` if the document is currently deleted, else ``None``."""
+        return await self.engine.read(lambda tx: _reads.get_tombstone(tx, collection, id))
 
     async def query(
         self,
@@ -361,56 +257,21 @@ class Store:
         ``lt le gt ge eq``; ``order`` one of ``id``, ``content_version``, ``-content_version``,
         ``last_modified``, ``-last_modified``.
         """
-        if order not in ORDERS:
+        if order not in _reads.ORDERS:
             raise ParameterValidationError(
-                f"unknown order {order!r}", errors=[f"order must be one of {sorted(ORDERS)}"]
+                f"unknown order {order!r}", errors=[f"order must be one of {sorted(_reads.ORDERS)}"]
             )
         if limit < 0 or offset < 0:
             raise ParameterValidationError("limit and offset must be >= 0")
-
-        def work(tx: Transaction) -> Page[StoredDocument]:
-            clauses = ["collection = ?"]
-            params: list[Any] = [collection]
-            if ids is not None:
-                if not ids:
-                    return Page([], 0 if total_count else None)
-                clauses.append(f"id IN ({', '.join('?' * len(ids))})")
-                params.extend(ids)
-            filters, filter_params = _feeds.json_filters(tx, where, "body")
-            clauses.extend(filters)
-            params.extend(filter_params)
-            for op, moment in modified:
-                if op not in _COMPARATORS:
-                    raise ParameterValidationError(f"unknown comparison {op!r}")
-                clauses.append(f"content_modified_at {_COMPARATORS[op]} ?")
-                params.append(stamp_text(moment))
-            where_sql = " AND ".join(clauses)
-            rows, total = _feeds.paged(
-                tx,
-                DOC_COLUMNS,
-                f"FROM documents WHERE {where_sql}",
-                params,
-                ORDERS[order],
-                limit,
-                offset,
-                total_count,
+        return await self.engine.read(
+            lambda tx: _reads.query(
+                tx, collection, limit, offset, ids, where, modified, order, total_count
             )
-            return Page([DocRow.from_row(r).document() for r in rows], total)
-
-        return await self.engine.read(work)
+        )
 
     async def history(self, collection: str, id: str) -> list[HistoryEntry]:
         """Every previous representation of ``id``, newest first (including a deleted one)."""
-
-        def work(tx: Transaction) -> list[HistoryEntry]:
-            rows = tx.query(
-                "SELECT collection, id, body, content_version, valid_from, valid_to, superseded_by, deleted "
-                "FROM history WHERE collection = ? AND id = ? ORDER BY content_version DESC",
-                (collection, id),
-            )
-            return history_entries(rows)
-
-        return await self.engine.read(work)
+        return await self.engine.read(lambda tx: _reads.history(tx, collection, id))
 
     async def newest_change_version(self) -> int:
         """The newest change version a watermark client may store: every version at or below it
@@ -421,37 +282,8 @@ class Store:
     async def available_change_versions(self) -> ChangeVersions:
         """``oldestChangeVersion`` / ``newestChangeVersion`` of the Change Queries API."""
         newest = await self.engine.newest_safe_version()
-        oldest = await self.engine.read(_feeds.oldest_retained)
+        oldest = await self.engine.read(_reads.oldest_retained)
         return ChangeVersions(oldest=oldest, newest=newest)
-
-    def _window(self, tx: Transaction, low: int | None, high: int | None) -> int:
-        if (low is not None and low < 0) or (high is not None and high < 0):
-            raise ParameterValidationError(
-                "Change versions must be numeric values greater than or equal to 0."
-            )
-        if low is not None and high is not None and low > high:
-            raise ParameterValidationError(
-                "MinChangeVersion must be less than or equal to MaxChangeVersion."
-            )
-        oldest = _feeds.oldest_retained(tx)
-        start = low or 0
-        if start < oldest:
-            raise GoneError(
-                f"Changes before change version {oldest} are no longer retained "
-                f"(minChangeVersion {start} was requested). Resynchronise from a full read of the "
-                "resources, then continue from the newestChangeVersion reported by "
-                "availableChangeVersions.",
-                data={"oldestChangeVersion": oldest},
-            )
-        return start
-
-    async def _read_window(
-        self, feed: Callable[[Transaction, int], Page[T]], low: int | None, high: int | None
-    ) -> Page[T]:
-        def work(tx: Transaction) -> Page[T]:
-            return feed(tx, self._window(tx, low, high))
-
-        return await self.engine.read(work)
 
     async def changes(
         self,
@@ -467,12 +299,10 @@ class Store:
         """Current documents whose ContentVersion is in [min_version, max_version] (inclusive,
         either open), ordered by change version. 410 when the window starts before the oldest
         retained version."""
-        return await self._read_window(
-            lambda tx, low: _feeds.live_changes(
-                tx, collection, low, max_version, limit, offset, where, total_count
-            ),
-            min_version,
-            max_version,
+        return await self.engine.read(
+            lambda tx: _reads.live_changes(
+                tx, collection, min_version, max_version, limit, offset, where, total_count
+            )
         )
 
     async def deletes(
@@ -486,12 +316,10 @@ class Store:
         total_count: bool = False,
     ) -> Page[Tombstone]:
         """Deletions in the window (a natural key deleted and created again is not listed)."""
-        return await self._read_window(
-            lambda tx, low: _feeds.deletes(
-                tx, collection, low, max_version, limit, offset, total_count
-            ),
-            min_version,
-            max_version,
+        return await self.engine.read(
+            lambda tx: _reads.deletes(
+                tx, collection, min_version, max_version, limit, offset, total_count
+            )
         )
 
     async def key_changes(
@@ -505,12 +333,10 @@ class Store:
         total_count: bool = False,
     ) -> Page[KeyChange]:
         """Natural-key changes in the window, collapsed per document (A→B→C is A→C)."""
-        return await self._read_window(
-            lambda tx, low: _feeds.key_changes(
-                tx, collection, low, max_version, limit, offset, total_count
-            ),
-            min_version,
-            max_version,
+        return await self.engine.read(
+            lambda tx: _reads.key_changes(
+                tx, collection, min_version, max_version, limit, offset, total_count
+            )
         )
 
     async def purge_changes(self, older_than: datetime, *, batch: int = 1000) -> int:
@@ -520,75 +346,7 @@ class Store:
         instead of partial answers), then deletes in batches of ``batch`` rows, one short
         transaction each. Returns the number of rows deleted. Documents and history are kept.
         """
-        horizon = stamp_text(older_than)
-        # Never declare unanswerable a version that a writer still in flight may commit: the
-        # oldest retained version stays at or below the newest safe one + 1.
-        safe = await self.engine.newest_safe_version()
-
-        def mark(tx: Transaction) -> int | None:
-            row = tx.query_one(
-                "SELECT max(v) FROM ("
-                "SELECT max(change_version) AS v FROM journal WHERE recorded_at < ? UNION ALL "
-                "SELECT max(change_version) FROM tombstones WHERE deleted_at < ? UNION ALL "
-                "SELECT max(change_version) FROM key_changes WHERE changed_at < ?) m",
-                (horizon, horizon, horizon),
-            )
-            through = min(int(row[0]), safe) if row and row[0] is not None else None
-            if through is None or through <= 0:
-                return None
-            current = tx.query_one("SELECT value FROM store_settings WHERE key = 'purged_through'")
-            if current is not None and int(current[0]) >= through:
-                return int(current[0])
-            tx.execute(
-                "INSERT INTO store_settings (key, value) VALUES ('purged_through', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(through),),
-            )
-            return through
-
-        through = await self.engine.write(mark)
-        if through is None:
-            return 0
-        deleted = 0
-
-        def journal_collections(tx: Transaction) -> list[str]:
-            # A skip scan over the journal's (collection, change_version) key: one probe per
-            # collection instead of a pass over every row.
-            rows = tx.query(
-                "WITH RECURSIVE c(name) AS (SELECT min(collection) FROM journal UNION ALL "
-                "SELECT (SELECT min(collection) FROM journal WHERE collection > c.name) FROM c "
-                "WHERE c.name IS NOT NULL) SELECT name FROM c WHERE name IS NOT NULL"
-            )
-            return [str(r[0]) for r in rows]
-
-        targets: list[tuple[str, str | None]] = [
-            ("journal", name) for name in await self.engine.read(journal_collections)
-        ]
-        targets += [("tombstones", None), ("key_changes", None)]
-        for table, collection in targets:
-            while True:
-
-                def chunk(
-                    tx: Transaction, table: str = table, collection: str | None = collection
-                ) -> int:
-                    if collection is None:
-                        return tx.execute(
-                            f"DELETE FROM {table} WHERE change_version IN (SELECT change_version FROM {table} "
-                            "WHERE change_version <= ? ORDER BY change_version LIMIT ?)",
-                            (through, batch),
-                        )
-                    return tx.execute(
-                        "DELETE FROM journal WHERE collection = ? AND change_version IN (SELECT change_version "
-                        "FROM journal WHERE collection = ? AND change_version <= ? ORDER BY change_version LIMIT ?)",
-                        (collection, collection, through, batch),
-                    )
-
-                removed = await self.engine.write(chunk)
-                deleted += removed
-                if removed < batch:
-                    break
-        log.info("changes purged", through_version=through, rows=deleted)
-        return deleted
+        return await _retention.purge_changes(self.engine, older_than, batch=batch)
 
 
 async def open_store(
@@ -604,8 +362,6 @@ async def open_store(
     sample model. Raises ``ConfigurationError`` / ``SourceUnavailableError`` on bad settings or
     an unreachable database.
     """
-    import asyncio
-
     resource_model = model if isinstance(model, ResourceModel) else load_model(model)
     engine = engine_for(url)
     if isinstance(engine, PostgresEngine):
@@ -618,3 +374,26 @@ async def open_store(
         model=resource_model.source,
     )
     return Store(engine, resource_model, clock)
+
+
+def engine_for(url: str | Path) -> SqliteEngine | PostgresEngine:
+    """An engine for a database URL: ``postgresql://…``, ``sqlite:///path`` or a file path."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresEngine(text)
+    if text.startswith("sqlite://"):
+        parsed = urlparse(text)
+        path = unquote(parsed.path)
+        if parsed.netloc:
+            raise ConfigurationError(f"use sqlite:///relative or sqlite:////absolute, not {text!r}")
+        options = dict(parse_qsl(parsed.query))
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise ConfigurationError(f"unknown SQLite URL option(s): {', '.join(sorted(unknown))}")
+        # sqlite:///relative.db → "relative.db"; sqlite:////abs/path.db → "/abs/path.db"
+        return SqliteEngine(path[1:], synchronous=options.get("synchronous", "FULL"))
+    if "://" in text:
+        raise ConfigurationError(
+            f"unsupported database URL {text!r} (use a path, sqlite:/// or postgresql://)"
+        )
+    return SqliteEngine(text)

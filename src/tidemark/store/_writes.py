@@ -1,19 +1,10 @@
-"""The write path: everything that happens inside one store transaction.
-
-A :class:`ChangeSet` collects the documents a request changes — directly or through an identity
-cascade — keeping each one's original state. References and natural-key aliases are updated as
-soon as a body changes (later cascade steps must find them), while stamps are written once per
-document in :meth:`ChangeSet.finalize`, so a document reached twice in one cascade gets one new
-change version, and a change followed by its reversal allocates nothing. Journal, history and
-key-change rows are written by database triggers whenever stamps move (see ``_migrations``).
-"""
+"""The write path: each write request's transaction, top to bottom, down to its SQL."""
 
 from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,54 +24,127 @@ from tidemark.core import (
 )
 
 from ._engine import RetryTransaction, Transaction
-from ._model import ResolvedReference, ResourceModel, ResourceSpec, referential_id
-from ._types import HistoryEntry, StoredDocument, Tombstone
-
-DOC_COLUMNS = (
-    "doc_pk, collection, id, body, content_hash, key_values, content_version, "
-    "content_modified_at, identity_version, identity_modified_at, created_at, referential_id"
-)
+from ._model import Facts, ResolvedReference, ResourceModel, ResourceSpec, referential_id
+from ._rows import DOC_COLUMNS, DocRow
+from ._types import StoredDocument, Tombstone, WriteOutcome
 
 #: An identity cascade longer than this is a modelling error (a cycle), not a real workload.
 MAX_CASCADE_STEPS = 1_000_000
 
 
-@dataclass(slots=True)
-class DocRow:
-    """One ``documents`` row as read inside a transaction."""
-
-    pk: int
-    collection: str
-    id: str
-    body_text: str
-    content_hash: str
-    key_values_text: str | None
-    content_version: int
-    content_modified_at: str
-    identity_version: int
-    identity_modified_at: str
-    created_at: str
-    referential_id: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> DocRow:
-        return cls(*row)
-
-    def document(self, body: dict[str, Any] | None = None) -> StoredDocument:
-        return StoredDocument(
-            collection=self.collection,
-            id=self.id,
-            body=parse_json(self.body_text) if body is None else body,
-            content_version=int(self.content_version),
-            content_last_modified_at=parse_iso_utc(self.content_modified_at),
-            identity_version=int(self.identity_version),
-            identity_last_modified_at=parse_iso_utc(self.identity_modified_at),
-            content_hash=self.content_hash,
-            created_at=parse_iso_utc(self.created_at),
-        )
+# -- the requests: one function per write, run by the engine inside one transaction ------------
+def upsert(
+    changes: ChangeSet, spec: ResourceSpec, facts: Facts, if_none_match: str | None
+) -> WriteOutcome:
+    """Ed-Fi ``POST``: update the document with the body's natural key, or insert it."""
+    rid = facts.referential_id
+    assert rid is not None  # model resources always have a natural key
+    existing = _locked_doc_by_referential_id(changes.tx, rid)
+    _check_preconditions(existing, None, if_none_match)
+    if existing is None:
+        return WriteOutcome(changes.insert(spec.collection, spec, facts), True, True)
+    return _replace_in(changes, spec, existing, facts)
 
 
-def check_preconditions(
+def replace(
+    changes: ChangeSet,
+    spec: ResourceSpec,
+    id: str,
+    facts: Facts,
+    if_match: str | None,
+    if_none_match: str | None,
+) -> WriteOutcome:
+    """Ed-Fi ``PUT``: replace the model document ``id``; 404 when it does not exist."""
+    found = _locked_doc(changes.tx, spec.collection, id)
+    _check_preconditions(found, if_match, if_none_match)
+    existing = _require(found, f"{spec.resource_name} {id}")
+    return _replace_in(changes, spec, existing, facts)
+
+
+def put(
+    changes: ChangeSet,
+    collection: str,
+    id: str,
+    spec: ResourceSpec | None,
+    facts: Facts,
+    if_match: str | None,
+    if_none_match: str | None,
+) -> WriteOutcome:
+    """Create or replace document ``id`` of ``collection`` (a model collection when ``spec``)."""
+    existing = _locked_doc(changes.tx, collection, id)
+    _check_preconditions(existing, if_match, if_none_match)
+    if existing is None:
+        return WriteOutcome(changes.insert(collection, spec, facts, id), True, True)
+    if spec is not None:
+        return _replace_in(changes, spec, existing, facts)
+    changes.set_body(existing, None, facts)
+    written = changes.finalize()
+    if written:
+        return WriteOutcome(written[0], False, True)
+    return WriteOutcome(existing.document(), False, False)
+
+
+def delete(
+    changes: ChangeSet, collection: str, id: str, spec: ResourceSpec | None, if_match: str | None
+) -> Tombstone:
+    """Delete document ``id`` of ``collection``: 404 when absent, 412 on a failed ``If-Match``,
+    409 when referenced."""
+    found = _locked_doc(changes.tx, collection, id)
+    _check_preconditions(found, if_match, None)
+    row = _require(found, f"{spec.resource_name if spec else collection} {id}")
+    return changes.delete(row, spec)
+
+
+def _replace_in(
+    changes: ChangeSet, spec: ResourceSpec, existing: DocRow, facts: Facts
+) -> WriteOutcome:
+    if facts.text == existing.body_text:
+        return WriteOutcome(_unchanged(existing, facts.body), False, False)  # a no-op
+    changes.set_body(existing, spec, facts, identity_may_change=spec.allow_identity_updates)
+    changes.cascade()
+    for document in changes.finalize():
+        if document.id == existing.id and document.collection == existing.collection:
+            return WriteOutcome(document, False, True)
+    return WriteOutcome(existing.document(), False, False)
+
+
+def _unchanged(row: DocRow, body: dict[str, Any]) -> StoredDocument:
+    """``row`` as stored, carrying ``body``: the client's body, equal to the stored one (a no-op
+    write answers with the body as sent, and does not parse the stored text)."""
+    return StoredDocument(
+        collection=row.collection,
+        id=row.id,
+        body=body,
+        content_version=int(row.content_version),
+        content_last_modified_at=parse_iso_utc(row.content_modified_at),
+        identity_version=int(row.identity_version),
+        identity_last_modified_at=parse_iso_utc(row.identity_modified_at),
+        content_hash=row.content_hash,
+        created_at=parse_iso_utc(row.created_at),
+    )
+
+
+# -- the document a request writes: locked, and checked against its preconditions ---------------
+def _locked_doc(tx: Transaction, collection: str, id: str) -> DocRow | None:
+    """The document ``(collection, id)``, locked for update."""
+    row = tx.query_one(
+        f"SELECT {DOC_COLUMNS} FROM documents WHERE collection = ? AND id = ?" + tx.for_update,
+        (collection, id),
+    )
+    return DocRow.from_row(row) if row else None
+
+
+def _locked_doc_by_referential_id(tx: Transaction, rid: str) -> DocRow | None:
+    """The document that answers to a natural key (referential id), locked for update."""
+    row = tx.query_one(
+        f"SELECT {DOC_COLUMNS} FROM documents WHERE doc_pk = "
+        "(SELECT doc_pk FROM reference_targets WHERE referential_id = ?)" + tx.for_update,
+        (rid,),
+    )
+    return DocRow.from_row(row) if row else None
+
+
+def _check_preconditions(
     current: DocRow | None, if_match: str | None, if_none_match: str | None
 ) -> None:
     """Apply ``If-Match`` / ``If-None-Match`` to a write; raise 412 when one fails."""
@@ -100,63 +164,18 @@ def check_preconditions(
         raise PreconditionFailedError(f"Malformed precondition header: {exc}") from exc
 
 
-def select_doc(tx: Transaction, collection: str, id: str, *, lock: bool = False) -> DocRow | None:
-    """The document ``(collection, id)``, locked for update when ``lock``."""
-    row = tx.query_one(
-        f"SELECT {DOC_COLUMNS} FROM documents WHERE collection = ? AND id = ?"
-        + (tx.for_update if lock else ""),
-        (collection, id),
-    )
-    return DocRow.from_row(row) if row else None
-
-
-def select_doc_by_referential_id(tx: Transaction, rid: str, *, lock: bool = False) -> DocRow | None:
-    """The document that answers to a natural key (referential id)."""
-    row = tx.query_one(
-        f"SELECT {DOC_COLUMNS} FROM documents WHERE doc_pk = "
-        "(SELECT doc_pk FROM reference_targets WHERE referential_id = ?)"
-        + (tx.for_update if lock else ""),
-        (rid,),
-    )
-    return DocRow.from_row(row) if row else None
+def _require(row: DocRow | None, what: str) -> DocRow:
+    """``row``, or a 404 naming ``what``."""
+    if row is None:
+        raise NotFoundError(f"{what} was not found.")
+    return row
 
 
 def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
-@dataclass(slots=True)
-class Facts:
-    """What the model says about one body, computed once (outside the writer, where possible):
-    its canonical text, identity, the referential ids of its natural keys (its own first), the
-    key values Change Queries report, and the references by referential id."""
-
-    text: str
-    identity: dict[str, Any] = field(default_factory=dict)
-    alias_ids: list[str] = field(default_factory=list)
-    key_values: str | None = None
-    references: dict[str, ResolvedReference] = field(default_factory=dict)
-
-    @property
-    def referential_id(self) -> str | None:
-        """The referential id of the body's own natural key (``None`` outside the model)."""
-        return self.alias_ids[0] if self.alias_ids else None
-
-    @classmethod
-    def of(cls, spec: ResourceSpec | None, body: dict[str, Any]) -> Facts:
-        text = canonical_bytes(body).decode()
-        if spec is None:
-            return cls(text)
-        identity = spec.identity(body)
-        return cls(
-            text,
-            identity,
-            [referential_id(p, n, i) for p, n, i in spec.aliases(identity)],
-            canonical_bytes(spec.key_values(body, identity)).decode(),
-            {r.referential_id: r for r in spec.resolve_references(body)},
-        )
-
-
+# -- the documents one transaction changes -----------------------------------------------------
 @dataclass(slots=True)
 class _Touched:
     """A document this transaction changes: its stored row and its state so far.
@@ -181,7 +200,15 @@ class _Touched:
 
 
 class ChangeSet:
-    """The documents one transaction changes. Use once: set bodies, :meth:`cascade`, :meth:`finalize`."""
+    """The documents one transaction changes. Use once: set bodies, :meth:`cascade`, :meth:`finalize`.
+
+    Each document is kept with its original state, whether the request changes it directly or
+    through an identity cascade. References and natural-key aliases are updated as soon as a body
+    changes (later cascade steps must find them), while stamps are written once per document in
+    :meth:`finalize`, so a document reached twice in one cascade gets one new change version, and
+    a change followed by its reversal allocates nothing. Journal, history and key-change rows are
+    written by database triggers whenever stamps move (see ``_migrations``).
+    """
 
     def __init__(
         self, tx: Transaction, model: ResourceModel | None, now: str, moment: datetime | None = None
@@ -275,9 +302,8 @@ class ChangeSet:
                 rids,
             )
         )
-        aliases = spec.aliases(facts.identity)
         clash = [
-            name for (_p, name, _i), rid in zip(aliases, rids, strict=True) if owners.get(rid) != pk
+            name for name, rid in zip(facts.alias_names, rids, strict=True) if owners.get(rid) != pk
         ]
         conflict = ConflictError(
             f"A {', '.join(clash)} with the same identity already exists.",
@@ -289,16 +315,9 @@ class ChangeSet:
 
     # -- inserts ---------------------------------------------------------------------------------
     def insert(
-        self,
-        collection: str,
-        spec: ResourceSpec | None,
-        body: dict[str, Any],
-        id: str | None = None,
-        *,
-        facts: Facts | None = None,
+        self, collection: str, spec: ResourceSpec | None, facts: Facts, id: str | None = None
     ) -> StoredDocument:
         """Insert a new document (the caller checked that its id and natural key are free)."""
-        facts = facts or Facts.of(spec, body)
         text = facts.text
         digest = content_hash(text)
         version = self._allocate()
@@ -327,7 +346,7 @@ class ChangeSet:
                 self._link_references(pk, facts.references)
         self.journaled += 1
         return self._document(
-            collection, doc_id, body, digest, version, version, self.now, self.now
+            collection, doc_id, facts.body, digest, version, version, self.now, self.now
         )
 
     def _document(
@@ -370,22 +389,20 @@ class ChangeSet:
         self,
         row: DocRow,
         spec: ResourceSpec | None,
-        body: dict[str, Any],
+        after: Facts,
         *,
-        facts: Facts | None = None,
         identity_may_change: bool = True,
     ) -> None:
-        """Give ``row`` a new body. Updates its references and aliases now; queues the cascade
-        when its identity changed; stamps it in :meth:`finalize`.
+        """Give ``row`` the body of ``after``. Updates its references and aliases now; queues the
+        cascade when its identity changed; stamps it in :meth:`finalize`.
 
         Raises :class:`KeyChangeNotSupportedError` when the identity changes and
         ``identity_may_change`` is false (a direct write to a resource without identity updates).
         """
         touched = self._working(row, spec)
         if spec is None:
-            touched.body, touched.text = body, facts.text if facts is not None else None
+            touched.body, touched.text = after.body, after.text
             return
-        after = facts or Facts.of(spec, body)
         identity_changed = after.referential_id != touched.referential_id
         if identity_changed and not identity_may_change:
             raise KeyChangeNotSupportedError(
@@ -413,7 +430,7 @@ class ChangeSet:
         if added:
             self._link_references(row.pk, added)
         touched.body, touched.text, touched.key_values, touched.referential_id = (
-            body,
+            after.body,
             after.text,
             after.key_values,
             after.referential_id,
@@ -458,7 +475,7 @@ class ChangeSet:
                         canonical_bytes(working.current_body())
                     )  # a private copy to rewrite
                     if referrer.rewrite_references(body, (project, name), old_alias, new_alias):
-                        self.set_body(working.row, referrer, body)
+                        self.set_body(working.row, referrer, Facts.of(referrer, body))
 
     def finalize(self) -> list[StoredDocument]:
         """Stamp every changed document once (the triggers add journal, history, key changes).
@@ -582,27 +599,3 @@ class ChangeSet:
             key_values=parse_json(row.key_values_text) if row.key_values_text else None,
             last_content_version=int(row.content_version),
         )
-
-
-def require(row: DocRow | None, what: str) -> DocRow:
-    """``row``, or a 404 naming ``what``."""
-    if row is None:
-        raise NotFoundError(f"{what} was not found.")
-    return row
-
-
-def history_entries(rows: Iterable[Sequence[Any]]) -> list[HistoryEntry]:
-    """Rows ``(collection, id, body, content_version, valid_from, valid_to, superseded_by, deleted)``."""
-    return [
-        HistoryEntry(
-            collection=c,
-            id=i,
-            body=parse_json(b),
-            content_version=int(v),
-            valid_from=parse_iso_utc(f),
-            valid_to=parse_iso_utc(t),
-            superseded_by=int(s),
-            deleted=bool(d),
-        )
-        for c, i, b, v, f, t, s, d in rows
-    ]
