@@ -41,12 +41,21 @@ def main() -> None:
 # Each capability registers its commands on ``app`` from its own module; importing them here is
 # what makes ``tidemark <command>`` find them. Keep this list sorted, one module per capability.
 from tidemark.cli import (  # noqa: E402
-    _cache,
-    _hl7,
-    _mappings,
-    _schemas,
-    _serve,
-    _sync,
+    _cache_commands,
+    _hl7_commands,
+    _mappings_commands,
+    _schemas_commands,
+    _serve_command,
+    _sync_commands,
 )
 
-__all__ = ["_cache", "_hl7", "_mappings", "_schemas", "_serve", "_sync", "app", "main"]
+__all__ = [
+    "_cache_commands",
+    "_hl7_commands",
+    "_mappings_commands",
+    "_schemas_commands",
+    "_serve_command",
+    "_sync_commands",
+    "app",
+    "main",
+]

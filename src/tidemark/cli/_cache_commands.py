@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from tidemark.cli import app
-from tidemark.cli._schemas import (
+from tidemark.cli._schemas_commands import (
     CONFIG_OPTION,
     PACKAGE_OPTION,
     err,
