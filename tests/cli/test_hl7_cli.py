@@ -8,10 +8,9 @@ import logging
 import pytest
 from typer.testing import CliRunner
 
+from tests.tracking.adt_messages import adt
 from tidemark.cli import app
 from tidemark.tracking import example_files
-
-from .adt_messages import adt
 
 runner = CliRunner()
 
