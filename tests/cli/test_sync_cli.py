@@ -42,5 +42,5 @@ def test_cli_runs_one_sync_and_a_second_one_is_a_no_op(tmp_path):
 
 def test_cli_reports_a_missing_source_clearly(tmp_path):
     result = CliRunner().invoke(app, ["sync", "metadata", str(tmp_path / "nope.db")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no such file or folder" in result.stderr

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
 import typer
 
-from tidemark.cli import app
-from tidemark.core import ConfigurationError, Settings, SourceUnavailableError, configure_logging
+from tidemark.core import Settings, SourceUnavailableError, configure_logging
 from tidemark.tracking import (
     IngestSummary,
     TypeCaches,
@@ -18,71 +16,82 @@ from tidemark.tracking import (
     ingest_files,
 )
 
-hl7_app = typer.Typer(
-    name="hl7",
-    help="HL7 v2 ADT ingest: tracked entity updates with audit rows and type caches.",
-    no_args_is_help=True,
+from ._shell import (
+    ExitCode,
+    command_group,
+    config_option,
+    json_option,
+    log_level_option,
+    print_json,
+    reported_errors,
 )
-app.add_typer(hl7_app)
+
+hl7_app = command_group("hl7", "HL7 v2 ADT ingest: tracked entity updates and audit rows.")
 
 DEFAULT_DB = "sqlite:///tidemark-hl7.db"
 
 
+def time_zone(name: str) -> ZoneInfo:
+    """Parse ``--timezone``; an unknown zone is a usage error."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise typer.BadParameter(f"unknown time zone {name!r}") from None
+
+
 @hl7_app.command("ingest")
 def ingest(
-    files: list[Path] = typer.Argument(..., help="HL7 v2 files (many messages each)."),
+    files: list[Path] = typer.Argument(
+        ..., metavar="FILE", help="HL7 v2 files (many messages each)."
+    ),
     *,
     db: str = typer.Option(
         DEFAULT_DB,
         "--db",
+        metavar="URL",
         help="Database URL: sqlite:///file.db, or postgresql://user@host/db (psycopg 3).",
     ),
-    timezone: str = typer.Option(
-        "UTC", "--timezone", help="Zone of HL7 times that carry no offset, e.g. Europe/London."
+    timezone: ZoneInfo = typer.Option(
+        "UTC",
+        "--timezone",
+        metavar="ZONE",
+        parser=time_zone,
+        help="Zone of HL7 times that carry no offset, e.g. Europe/London.",
     ),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the files."),
+    encoding: str = typer.Option(
+        "utf-8", "--encoding", metavar="ENCODING", help="Text encoding of the files."
+    ),
+    config: Path | None = config_option("type_cache", "type_cache_<name>"),
     settings_file: Path | None = typer.Option(
-        None, "--settings", help="Settings file ([type_cache]); default ./tidemark.toml if present."
+        None, "--settings", hidden=True, dir_okay=False, help="Old name of --config."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    log_level: str = typer.Option("error", "--log-level", help="Log level on stderr."),
+    as_json: bool = json_option("Print the summary as JSON."),
+    log_level: str = log_level_option("error"),
 ) -> None:
-    """Ingest ADT A01/A02/A03/A08 messages; print what was created, updated and audited.
+    """Ingest ADT A01/A02/A03/A08 messages; print what changed.
 
-    Exit status: 0 all messages ingested, 1 some skipped (listed on stderr), 2 bad options,
-    3 database unavailable.
+    Prints the rows created, updated and left unchanged per table, the audit rows written and
+    the type caches' counters. Exit code 1 when some messages were skipped (each listed on
+    stderr).
     """
     configure_logging(log_level, json=False)
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        typer.echo(f"error: unknown time zone {timezone!r}", err=True)
-        raise typer.Exit(2) from None
-    try:
-        settings = Settings.load(settings_file)
-        caches = TypeCaches(settings)
+    with reported_errors():
+        caches = TypeCaches(Settings.load(config or settings_file))
         engine = create_tracking_engine(db)
-    except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    try:
-        summary = ingest_files(
-            files, engine, type_caches=caches, default_tz=zone, encoding=encoding
-        )
-    except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except SourceUnavailableError as exc:
-        partial = exc.data.get("summary")
-        if isinstance(partial, IngestSummary):
-            _print(partial, caches, as_json)
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(3) from None
-    finally:
-        engine.dispose()
+        try:
+            summary = ingest_files(
+                files, engine, type_caches=caches, default_tz=timezone, encoding=encoding
+            )
+        except SourceUnavailableError as exc:
+            partial = exc.data.get("summary")
+            if isinstance(partial, IngestSummary):
+                _print(partial, caches, as_json)
+            raise
+        finally:
+            engine.dispose()
     _print(summary, caches, as_json)
     if summary.problems:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _print(summary: IngestSummary, caches: TypeCaches, as_json: bool) -> None:
@@ -90,8 +99,7 @@ def _print(summary: IngestSummary, caches: TypeCaches, as_json: bool) -> None:
         typer.echo(f"skipped: {problem}", err=True)
     cache_stats = {name: stats.as_dict() for name, stats in caches.stats().items()}
     if as_json:
-        document = {**summary.as_dict(), "type_caches": cache_stats}
-        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        print_json({**summary.as_dict(), "type_caches": cache_stats})
         return
     typer.echo(
         f"messages {summary.messages}: ingested {summary.ingested}, skipped {summary.skipped}"
@@ -117,6 +125,6 @@ def _print(summary: IngestSummary, caches: TypeCaches, as_json: bool) -> None:
 
 @hl7_app.command("examples")
 def examples() -> None:
-    """Print the paths of the synthetic ADT fixture files shipped with tidemark."""
+    """Print the paths of the bundled synthetic ADT files."""
     for path in example_files():
         typer.echo(str(path))

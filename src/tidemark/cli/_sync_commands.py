@@ -5,30 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 import typer
 
-from tidemark.cli import app
-from tidemark.core import TidemarkError
 from tidemark.sync import open_tier, sync_tiers
 
-sync_app = typer.Typer(
-    name="sync",
-    help="Offline-first sync: tier metadata and one-off syncs.",
-    no_args_is_help=True,
-)
-app.add_typer(sync_app)
+from ._shell import command_group, print_json, reported_errors
+
+sync_app = command_group("sync", "Offline-first sync: tier metadata and one-off syncs.")
 
 TIER_HELP = "A SQLite file, a folder (ending in /), or http(s)://host:port/<namespace>."
-
-
-def _print(document: Any) -> None:
-    typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
-
-
-def _fail(error: TidemarkError) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(1)
+TOKEN_OPTION = typer.Option(
+    None, "--token", metavar="TOKEN", envvar="TIDEMARK_SYNC_TOKEN", help="Bearer token."
+)
 
 
 async def _metadata(spec: str, token: str | None) -> dict[str, Any]:
@@ -51,29 +39,28 @@ async def _run(source: str, target: str, one_way: bool, token: str | None) -> di
 
 @sync_app.command("metadata")
 def metadata(
-    tier: str = typer.Argument(..., help=TIER_HELP),
-    token: str | None = typer.Option(None, envvar="TIDEMARK_SYNC_TOKEN", help="Bearer token."),
+    tier: str = typer.Argument(..., metavar="TIER", help=TIER_HELP),
+    token: str | None = TOKEN_OPTION,
 ) -> None:
-    """Print a tier's metadata as JSON: per entity key its hash, newest stamp and counts."""
-    try:
-        _print(asyncio.run(_metadata(tier, token)))
-    except TidemarkError as error:
-        _fail(error)
+    """Print a tier's metadata as JSON (per key: hash, stamp, counts)."""
+    with reported_errors():
+        print_json(asyncio.run(_metadata(tier, token)))
 
 
 @sync_app.command("run")
 def run(
-    source: str = typer.Argument(..., help=f"Tier A. {TIER_HELP}"),
+    source: str = typer.Argument(..., metavar="SOURCE", help=f"Tier A. {TIER_HELP}"),
     target: str = typer.Argument(
-        ..., help=f"Tier B (created if it is a missing file). {TIER_HELP}"
+        ..., metavar="TARGET", help=f"Tier B (created if it is a missing file). {TIER_HELP}"
     ),
     one_way: bool = typer.Option(
         False, "--one-way", help="Leave keys only B holds alone instead of copying them to A."
     ),
-    token: str | None = typer.Option(None, envvar="TIDEMARK_SYNC_TOKEN", help="Bearer token."),
+    token: str | None = TOKEN_OPTION,
 ) -> None:
-    """Sync tier A -> B once (reading only differing keys) and print the counts as JSON."""
-    try:
-        _print(asyncio.run(_run(source, target, one_way, token)))
-    except TidemarkError as error:
-        _fail(error)
+    """Sync tier A -> B once and print the counts as JSON.
+
+    Only the keys whose hashes differ are read.
+    """
+    with reported_errors():
+        print_json(asyncio.run(_run(source, target, one_way, token)))
