@@ -27,27 +27,34 @@ WORKER_FACTORY = "tidemark.api._factory:build_app"
 def run_server(settings: ServerSettings, *, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve ``settings`` until SIGINT or SIGTERM; blocks like ``uvicorn.run``.
 
-    Start-up runs in an order that leaves nothing behind a failure: the settings are checked
-    (:class:`ConfigurationError`), the port is bound (:class:`SourceUnavailableError` when it is
-    taken), then the store is opened once, created or migrated, and closed again, and the FHIR
-    packages are loaded (``ConfigurationError``, ``SourceUnavailableError``, ``NotFoundError``),
-    all in this process, before uvicorn starts. ``on_ready(url)`` is called once the port
-    accepts connections: with ``workers > 1``, once the first worker serves.
+    Start-up fails early and raises, in this process, before uvicorn runs: the settings are
+    checked (:class:`ConfigurationError`), the port is bound (:class:`SourceUnavailableError`
+    when it is taken; nothing has touched the database yet), the store is opened (created or
+    migrated) and closed, and the FHIR packages are loaded (``ConfigurationError``,
+    ``SourceUnavailableError``, ``NotFoundError``). The app then opens them again in its
+    lifespan, which closes them on shutdown. ``on_ready(url)`` is called once the port accepts
+    connections: with ``workers > 1``, once the first worker serves.
     """
     settings.check()
     listener = _bind(settings.host, settings.port)
     port = listener.getsockname()[1]
     url = f"http://{_url_host(settings.host)}:{port}/"
+
+    def ready() -> None:
+        if on_ready is not None:
+            on_ready(url)
+
     try:
         asyncio.run(_check_resources(settings))
     except BaseException:
         listener.close()
         raise
     if settings.workers > 1:
+        # uvicorn's worker supervisor binds the port itself: hand it over.
         listener.close()
-        _run_workers(settings, port, lambda: on_ready(url) if on_ready else None)
+        _run_workers(settings, port, ready)
     else:
-        _run_one(settings, listener, lambda: on_ready(url) if on_ready else None)
+        _run_one(settings, listener, ready)
 
 
 def _bind(host: str, port: int) -> socket.socket:
