@@ -69,7 +69,7 @@ def test_a_missing_config_file_is_a_clear_error(runner, tmp_path, profiles_dir):
     result = runner.invoke(
         app, ["schemas", "convert", str(profiles_dir), "-c", str(tmp_path / "nope.toml")]
     )
-    assert result.exit_code == 1 and "settings file not found" in result.stderr
+    assert result.exit_code == 2 and "settings file not found" in result.stderr
 
 
 def test_environment_variables_override_the_config_file(runner, config, profiles_dir, tmp_path):

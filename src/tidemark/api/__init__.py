@@ -1,11 +1,13 @@
 """tidemark.api: the HTTP server — Ed-Fi data API, discovery, OpenAPI, problem+json errors.
 
-``create_app(store, settings)`` builds the Starlette application; ``tidemark serve`` runs it
-with uvicorn. Route groups live in private modules and are mounted by ``create_app``.
+``create_app(store, settings)`` builds the Starlette application; ``run_server(settings)`` (what
+``tidemark serve`` calls) runs it with uvicorn. Route groups live in private modules and are
+mounted by ``create_app``.
 """
 
 from ._app import create_app
 from ._factory import export_settings
+from ._launch import run_server
 from ._openapi import openapi_document
 from ._responses import FastJSONResponse, problem, read_json_body
 from ._settings import ServerSettings, is_loopback
@@ -19,4 +21,5 @@ __all__ = [
     "openapi_document",
     "problem",
     "read_json_body",
+    "run_server",
 ]

@@ -6,12 +6,28 @@ import typer
 
 from tidemark import __version__
 
+from ._cache_commands import cache_app
+from ._hl7_commands import hl7_app
+from ._mappings_commands import mappings_app
+from ._schemas_commands import schemas_app
+from ._serve_command import serve
+from ._shell import exit_codes_help
+from ._sync_commands import sync_app
+
 app = typer.Typer(
     name="tidemark",
     help="Keep data, and the caches and replicas built from it, in step with their sources.",
+    epilog=exit_codes_help(),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
+app.command("serve")(serve)
+app.add_typer(schemas_app)
+app.add_typer(cache_app)
+app.add_typer(mappings_app)
+app.add_typer(sync_app)
+app.add_typer(hl7_app)
 
 
 def _version(value: bool) -> None:
@@ -38,15 +54,4 @@ def main() -> None:
     app()
 
 
-# Each capability registers its commands on ``app`` from its own module; importing them here is
-# what makes ``tidemark <command>`` find them. Keep this list sorted, one module per capability.
-from tidemark.cli import (  # noqa: E402
-    _cache,
-    _hl7,
-    _mappings,
-    _schemas,
-    _serve,
-    _sync,
-)
-
-__all__ = ["_cache", "_hl7", "_mappings", "_schemas", "_serve", "_sync", "app", "main"]
+__all__ = ["app", "main"]

@@ -121,6 +121,12 @@ class PostgresEngine:
         import psycopg
         from psycopg_pool import ConnectionPool
 
+        # One direct attempt first: it fails at once with the server's reason (refused, no such
+        # database, bad password) where the pool would retry quietly until its timeout.
+        try:
+            psycopg.connect(self.dsn, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            raise SourceUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
         pool = ConnectionPool(
             self.dsn, min_size=1, max_size=self._pool_size, open=False, kwargs={"autocommit": False}
         )

@@ -7,21 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from tidemark.cli import app
-from tidemark.cli._schemas import (
-    CONFIG_OPTION,
-    PACKAGE_OPTION,
-    err,
-    handled_errors,
-    human_bytes,
-    open_store,
-    out,
-    package_cache,
-    print_json,
-)
-from tidemark.core import iso_utc, parse_duration
+from tidemark.core import iso_utc
 from tidemark.schemas import (
     ArchiveSummary,
     SchemaMetadata,
@@ -31,28 +20,47 @@ from tidemark.schemas import (
     read_persisted_stats,
 )
 
-cache_app = typer.Typer(
-    name="cache",
-    help="Inspect and manage the schema caches (the \\[storage] settings say where they are).",
-    no_args_is_help=True,
+from ._schemas_commands import (
+    CONFIG_OPTION,
+    PACKAGE_OPTION,
+    open_store,
+    package_cache,
+    quiet_logging,
 )
-app.add_typer(cache_app)
+from ._shell import (
+    ExitCode,
+    command_group,
+    duration,
+    err,
+    human_bytes,
+    json_option,
+    out,
+    print_json,
+    reported_errors,
+)
 
-JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+cache_app = command_group("cache", "Inspect and manage the schema caches ([storage] settings).")
+
+JSON_OPTION = json_option("Print JSON instead of a table.")
+URL_OPTION = typer.Option(
+    None, "--url", metavar="PREFIX", help="Only canonical URLs with this prefix."
+)
+PACKAGE_FILTER_OPTION = typer.Option(
+    None, "--package", metavar="NAME[#VERSION]", help="Only this package."
+)
 
 
 # -- list -------------------------------------------------------------------------------------
 @cache_app.command("list")
 def list_command(
-    url: str | None = typer.Option(None, "--url", help="Only canonical URLs with this prefix."),
-    package: str | None = typer.Option(
-        None, "--package", help="Only this package (name[#version])."
-    ),
+    url: str | None = URL_OPTION,
+    package: str | None = PACKAGE_FILTER_OPTION,
     as_json: bool = JSON_OPTION,
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """List the cached schemas with their metadata."""
-    with handled_errors():
+    quiet_logging()
+    with reported_errors():
         listed = asyncio.run(_list(config))
     chosen = [
         m
@@ -96,7 +104,8 @@ def stats_command(as_json: bool = JSON_OPTION, config: Path | None = CONFIG_OPTI
     when it closes); entries and bytes are the tiers' current contents. The memory tier lives
     in each process, so its current contents are not shown here.
     """
-    with handled_errors():
+    quiet_logging()
+    with reported_errors():
         rows = asyncio.run(_stats(config))
     if as_json:
         print_json(rows)
@@ -151,23 +160,21 @@ async def _stats(config: Path | None) -> dict[str, Any]:
 # -- clear ------------------------------------------------------------------------------------
 @cache_app.command("clear")
 def clear_command(
-    url: str | None = typer.Option(None, "--url", help="Only canonical URLs with this prefix."),
-    older_than: str | None = typer.Option(
-        None, "--older-than", help="Only schemas converted longer ago than this (e.g. 30d, 12h)."
+    url: str | None = URL_OPTION,
+    older_than: float | None = typer.Option(
+        None,
+        "--older-than",
+        metavar="DURATION",
+        parser=duration,
+        help="Only schemas converted longer ago than this (e.g. 30d, 12h).",
     ),
-    package: str | None = typer.Option(
-        None, "--package", help="Only this package (name[#version])."
-    ),
+    package: str | None = PACKAGE_FILTER_OPTION,
     config: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Remove cached schemas: all of them, or those matching every filter given."""
-    try:
-        seconds = None if older_than is None else parse_duration(older_than)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] --older-than: {exc}")
-        raise typer.Exit(2) from None
-    with handled_errors():
-        removed = asyncio.run(_clear(config, url, seconds, package))
+    """Remove cached schemas: all, or those matching every filter given."""
+    quiet_logging()
+    with reported_errors():
+        removed = asyncio.run(_clear(config, url, older_than, package))
     out.print(f"removed {len(removed)} schema(s)")
 
 
@@ -182,7 +189,7 @@ async def _clear(
 @cache_app.command("save")
 def save_command(
     urls: list[str] = typer.Argument(
-        ..., metavar="URL...", help="Canonical URLs (url or url|version)."
+        ..., metavar="URL", help="Canonical URLs (url or url|version)."
     ),
     package: list[str] = PACKAGE_OPTION,
     config: Path | None = CONFIG_OPTION,
@@ -192,15 +199,16 @@ def save_command(
     Missing schemas are converted from the --package packages. Exit code 1 when any URL is not
     found.
     """
-    with handled_errors():
+    quiet_logging()
+    with reported_errors():
         sources = load_packages(package, cache=package_cache(config), dependencies=True)
         saved, missing = asyncio.run(_save(config, sources, urls))
     for metadata in saved:
         out.print(f"saved {metadata.key} ({human_bytes(metadata.size_bytes)})")
     for url in missing:
-        err.print(f"[red]not found:[/red] {url}")
+        err.print(f"[red]not found:[/red] {escape(url)}")
     if missing:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 async def _save(config: Path | None, sources: Any, urls: list[str]) -> Any:
@@ -211,11 +219,12 @@ async def _save(config: Path | None, sources: Any, urls: list[str]) -> Any:
 # -- export / import --------------------------------------------------------------------------
 @cache_app.command("export")
 def export_command(
-    file: Path = typer.Argument(..., help="The archive to write.", dir_okay=False),
+    file: Path = typer.Argument(..., metavar="FILE", help="The archive to write.", dir_okay=False),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Write every cached schema and its metadata to one checksummed archive."""
-    with handled_errors():
+    """Write the cached schemas and metadata to one checksummed archive."""
+    quiet_logging()
+    with reported_errors():
         summary = asyncio.run(_export(config, file))
     out.print(
         f"exported {summary.entries} schema(s) to {summary.path} ({human_bytes(summary.size_bytes)})"
@@ -230,7 +239,7 @@ async def _export(config: Path | None, file: Path) -> ArchiveSummary:
 @cache_app.command("import")
 def import_command(
     file: Path = typer.Argument(
-        ..., help="An archive written by `tidemark cache export`.", dir_okay=False
+        ..., metavar="FILE", help="An archive written by `tidemark cache export`.", dir_okay=False
     ),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
@@ -239,7 +248,8 @@ def import_command(
     The whole archive is checked first: a damaged or edited one is refused and nothing is
     imported (exit code 1).
     """
-    with handled_errors():
+    quiet_logging()
+    with reported_errors():
         summary = asyncio.run(_import(config, file))
     out.print(
         f"imported {summary.stored} schema(s) from {summary.path}; "

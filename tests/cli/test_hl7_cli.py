@@ -8,10 +8,9 @@ import logging
 import pytest
 from typer.testing import CliRunner
 
+from tests.tracking.hl7.adt_messages import adt
 from tidemark.cli import app
 from tidemark.tracking.hl7 import example_files
-
-from .hl7.adt_messages import adt
 
 runner = CliRunner()
 

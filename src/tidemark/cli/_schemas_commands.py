@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,50 +19,40 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tidemark.cli import app
-from tidemark.core import Settings, TidemarkError, configure_logging, parse_json
+from tidemark.core import Settings, configure_logging, parse_json
 from tidemark.fhir.packages import FhirPackage, PackageCache, PackageSet, PackageSettings
 from tidemark.fhir.schema import ValidationResult, operation_outcome
 from tidemark.schemas import ConversionReport, SchemaStore, StorageSettings, load_packages
 
-schemas_app = typer.Typer(
-    name="schemas",
-    help="Convert FHIR packages to FHIRSchema (into the schema cache) and validate resources.",
-    no_args_is_help=True,
+from ._shell import (
+    ExitCode,
+    command_group,
+    config_option,
+    err,
+    fail,
+    human_bytes,
+    json_option,
+    out,
+    print_json,
+    reported_errors,
 )
-app.add_typer(schemas_app)
 
-# Piped output gets a wide page so that canonical URLs are not cut.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+schemas_app = command_group("schemas", "FHIR packages to FHIRSchema, and resource validation.")
 
-CONFIG_OPTION = typer.Option(
-    None,
-    "--config",
-    "-c",
-    help="TOML settings file (tables \\[storage] and \\[packages]); TIDEMARK_STORAGE_* "
-    "variables override it. Default: $TIDEMARK_SETTINGS, else ./tidemark.toml if present.",
-    dir_okay=False,
-)
+CONFIG_OPTION = config_option("storage", "packages")
 PACKAGE_OPTION = typer.Option(
     [],
     "--package",
     "-p",
+    metavar="PACKAGE",
     help="A FHIR package: a .tgz, a folder, or name#version from the package cache. Repeatable.",
 )
 
 
 # -- shared by the schemas and cache commands -------------------------------------------------
-@contextmanager
-def handled_errors() -> Iterator[None]:
-    """Turn library errors into a one-line message and exit code 1 (no traceback); library
-    warnings (a corrupt cache file removed...) go to stderr as readable lines."""
+def quiet_logging() -> None:
+    """Library warnings (a corrupt cache file removed...) reach stderr as readable lines."""
     configure_logging("WARNING", json=False)
-    try:
-        yield
-    except (TidemarkError, OSError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
 
 
 def open_store(config: Path | None, packages: PackageSet | None = None) -> SchemaStore:
@@ -78,32 +65,21 @@ def package_cache(config: Path | None) -> PackageCache:
     return Settings.load(config).section("packages", PackageSettings).cache()
 
 
-def human_bytes(size: float) -> str:
-    """``1536`` → ``1.5 KiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
-def print_json(value: Any) -> None:
-    """Indented JSON on stdout."""
-    typer.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode())
-
-
 # -- convert ----------------------------------------------------------------------------------
 @schemas_app.command("convert")
 def convert_command(
-    packages: list[str] = typer.Argument(..., metavar="PACKAGE...", help="Packages to convert."),
+    packages: list[str] = typer.Argument(
+        ..., metavar="PACKAGE", help="Packages to convert (.tgz, folder or name#version)."
+    ),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Convert every StructureDefinition of the packages into the schema cache.
+    """Convert packages' StructureDefinitions into the schema cache.
 
     Definitions already converted with the same source hash are reused, not converted again.
     Exit code 1 when any definition fails to convert.
     """
-    with handled_errors():
+    quiet_logging()
+    with reported_errors():
         loaded = load_packages(packages, cache=package_cache(config))
         reports = asyncio.run(_convert(config, loaded.packages))
     table = Table(title="FHIRSchema conversion")
@@ -122,9 +98,9 @@ def convert_command(
     out.print(table)
     failures = [(url, reason) for report in reports for url, reason in report.failed.items()]
     for url, reason in failures:
-        err.print(f"[red]failed:[/red] {url}: {reason}")
+        err.print(f"[red]failed:[/red] {escape(f'{url}: {reason}')}")
     if failures:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 async def _convert(config: Path | None, packages: Sequence[FhirPackage]) -> list[ConversionReport]:
@@ -152,26 +128,32 @@ async def _convert(config: Path | None, packages: Sequence[FhirPackage]) -> list
 # -- validate ---------------------------------------------------------------------------------
 @schemas_app.command("validate")
 def validate_command(
-    resource: Path = typer.Argument(..., help="A FHIR resource as a JSON file.", dir_okay=False),
+    resource: Path = typer.Argument(
+        ..., metavar="RESOURCE", help="A FHIR resource as a JSON file.", dir_okay=False
+    ),
     profile: list[str] = typer.Option(
-        [], "--profile", help="Also validate against this profile (canonical URL). Repeatable."
+        [],
+        "--profile",
+        metavar="URL",
+        help="Also validate against this profile (canonical URL). Repeatable.",
     ),
     package: list[str] = PACKAGE_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Print the OperationOutcome as JSON."),
+    as_json: bool = json_option("Print the OperationOutcome as JSON."),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Validate a resource against its type, its meta.profile and --profile.
+    """Validate a resource against its type and profiles.
 
-    Schemas come from the cache, converted from the --package packages (and their cached
-    dependencies) when missing. Prints the OperationOutcome issues; exit code 1 when there are
-    errors, 2 when the file cannot be read as JSON.
+    The profiles are the resource's meta.profile and each --profile. Schemas come from the
+    cache, converted from the --package packages (and their cached dependencies) when missing.
+    Prints the OperationOutcome issues; exit code 1 when there are errors, 2 when the file
+    cannot be read as JSON.
     """
     try:
         document = parse_json(resource.read_bytes())
     except (OSError, ValueError) as exc:
-        err.print(f"[red]error:[/red] cannot read {resource} as JSON: {exc}")
-        raise typer.Exit(2) from None
-    with handled_errors():
+        fail(f"cannot read {resource} as JSON: {exc}", ExitCode.USAGE)
+    quiet_logging()
+    with reported_errors():
         sources = load_packages(package, cache=package_cache(config), dependencies=True)
         result = asyncio.run(_validate(config, sources, document, profile))
     if as_json:
@@ -179,7 +161,7 @@ def validate_command(
     else:
         _print_issues(result)
     if not result.valid:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 async def _validate(

@@ -5,46 +5,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 from pathlib import Path
-from typing import Any
 
-import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tidemark.cli import app
 from tidemark.core import ConfigurationError, Settings, configure_logging, content_hash, iso_utc
 from tidemark.mappings import MappingEvent, MappingProvider, MappingsConfig
 
-mappings_app = typer.Typer(
-    name="mappings",
-    help="The self-healing mapping provider (files + FHIR server).",
-    no_args_is_help=True,
-)
-app.add_typer(mappings_app)
+from ._shell import command_group, config_option, json_option, out, print_json, reported_errors
+
+mappings_app = command_group("mappings", "The self-healing mapping provider (files + FHIR server).")
 
 
 @mappings_app.command()
 def watch(
-    folder: Path | None = typer.Option(None, "--folder", help="Mapping folder."),
-    server: str | None = typer.Option(None, "--server", help="FHIR server base URL."),
-    token: str | None = typer.Option(None, "--token", help="Bearer token for the server."),
-    extension: str | None = typer.Option(None, "--extension", help="Text mapping extension."),
-    alias_id: str | None = typer.Option(None, "--alias-id", help="Alias ConceptMap id."),
-    file_interval: float | None = typer.Option(None, "--file-interval", help="Seconds (0 = off)."),
+    folder: Path | None = typer.Option(None, "--folder", metavar="DIR", help="Mapping folder."),
+    server: str | None = typer.Option(
+        None, "--server", metavar="URL", help="FHIR server base URL."
+    ),
+    token: str | None = typer.Option(
+        None, "--token", metavar="TOKEN", help="Bearer token for the server."
+    ),
+    extension: str | None = typer.Option(
+        None, "--extension", metavar="EXT", help="Text mapping extension."
+    ),
+    alias_id: str | None = typer.Option(
+        None, "--alias-id", metavar="ID", help="Alias ConceptMap id."
+    ),
+    file_interval: float | None = typer.Option(
+        None, "--file-interval", metavar="SECONDS", help="File polling interval (0 = off)."
+    ),
     server_interval: float | None = typer.Option(
-        None, "--server-interval", help="Seconds (0 = off)."
+        None, "--server-interval", metavar="SECONDS", help="Server polling interval (0 = off)."
     ),
     resync_interval: float | None = typer.Option(
-        None, "--resync-interval", help="Seconds between forced resyncs (0 = off)."
+        None,
+        "--resync-interval",
+        metavar="SECONDS",
+        help="Seconds between forced resyncs (0 = off).",
     ),
-    config: Path | None = typer.Option(None, "--config", help="Settings file ([mappings])."),
-    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of tables."),
+    config: Path | None = config_option("mappings"),
+    as_json: bool = json_option("JSON lines instead of tables."),
 ) -> None:
-    """Print the provider's live state, then each cache change as it is applied (Ctrl-C ends)."""
-    try:
+    """Print the provider's state, then each cache change (Ctrl-C ends)."""
+    with reported_errors():
         mappings_config = Settings.load(config).section(
             "mappings",
             MappingsConfig,
@@ -59,15 +64,11 @@ def watch(
         )
         if mappings_config.folder is None and mappings_config.server_url is None:
             raise ConfigurationError("give --folder and/or --server")
-    except ConfigurationError as exc:
-        typer.echo(f"tidemark mappings watch: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    configure_logging("INFO", json=as_json)
-    asyncio.run(_watch(MappingProvider(mappings_config), as_json))
+        configure_logging("INFO", json=as_json)
+        asyncio.run(_watch(MappingProvider(mappings_config), as_json))
 
 
 async def _watch(provider: MappingProvider, as_json: bool) -> None:
-    console = Console(highlight=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -75,11 +76,11 @@ async def _watch(provider: MappingProvider, as_json: bool) -> None:
             loop.add_signal_handler(signum, stop.set)
     await provider.initialize()
     subscription = provider.subscribe()
-    _print_state(provider, console, as_json)
+    _print_state(provider, as_json)
 
     async def follow() -> None:
         async for event in subscription:
-            _print_event(event, console, as_json)
+            _print_event(event, as_json)
 
     follower = asyncio.create_task(follow())
     try:
@@ -92,18 +93,13 @@ async def _watch(provider: MappingProvider, as_json: bool) -> None:
         await provider.close()
 
 
-def _json_line(value: dict[str, Any]) -> None:
-    sys.stdout.write(orjson.dumps(value, default=str).decode() + "\n")
-    sys.stdout.flush()
-
-
-def _print_state(provider: MappingProvider, console: Console, as_json: bool) -> None:
+def _print_state(provider: MappingProvider, as_json: bool) -> None:
     metadata = provider.get_mappings_metadata()
     hashes = {m.key: content_hash(m.text) for m in provider.get_mappings()}
     aliases = provider.get_aliases_with_metadata()
     status = provider.status()
     if as_json:
-        _json_line(
+        print_json(
             {
                 "type": "state",
                 "mappings": [
@@ -124,7 +120,8 @@ def _print_state(provider: MappingProvider, console: Console, as_json: bool) -> 
                 },
                 "alias_resource_id": provider.get_alias_resource_id(),
                 "status": {name: s.available for name, s in status.items() if s.configured},
-            }
+            },
+            compact=True,
         )
         return
     table = Table(title=f"{len(metadata)} mapping(s)")
@@ -133,25 +130,25 @@ def _print_state(provider: MappingProvider, console: Console, as_json: bool) -> 
     for m in metadata:
         version = m.version_id or m.last_updated or ""
         table.add_row(m.key, f"{m.source_type}: {m.source}", m.format, version)
-    console.print(table)
+    out.print(table)
     by_source: dict[str, int] = {}
     for entry in aliases.values():
         by_source[entry.source_type] = by_source.get(entry.source_type, 0) + 1
     summary = ", ".join(f"{count} {source}" for source, count in sorted(by_source.items()))
-    console.print(f"{len(aliases)} alias(es): {summary or 'none'}")
+    out.print(f"{len(aliases)} alias(es): {summary or 'none'}")
     alias_id = provider.get_alias_resource_id()
     if alias_id:
-        console.print(f"alias ConceptMap: {alias_id}")
+        out.print(f"alias ConceptMap: {alias_id}")
     for name, s in status.items():
         if s.configured:
             state = "[green]ok[/green]" if s.available else f"[red]failing[/red] ({s.last_error})"
-            console.print(f"{name}: {state}")
-    console.print("[dim]watching for changes (Ctrl-C to stop)[/dim]")
+            out.print(f"{name}: {state}")
+    out.print("[dim]watching for changes (Ctrl-C to stop)[/dim]")
 
 
-def _print_event(event: MappingEvent, console: Console, as_json: bool) -> None:
+def _print_event(event: MappingEvent, as_json: bool) -> None:
     if as_json:
-        _json_line(
+        print_json(
             {
                 "type": "event",
                 "kind": event.kind,
@@ -165,17 +162,18 @@ def _print_event(event: MappingEvent, console: Console, as_json: bool) -> None:
                 "added": list(event.added),
                 "changed": list(event.changed),
                 "removed": list(event.removed),
-            }
+            },
+            compact=True,
         )
         return
     stamp = event.at.strftime("%H:%M:%S.%f")[:-3]
     if event.kind == "aliases":
         parts = [f"+{k}" for k in event.added] + [f"~{k}" for k in event.changed]
         parts += [f"-{k}" for k in event.removed]
-        console.print(f"{stamp} aliases replaced {' '.join(parts)} [dim]({event.trigger})[/dim]")
+        out.print(f"{stamp} aliases replaced {' '.join(parts)} [dim]({event.trigger})[/dim]")
         return
     color = {"created": "green", "updated": "yellow", "deleted": "red"}[event.action]
-    console.print(
+    out.print(
         f"{stamp} [{color}]{event.action:<7}[/{color}] {event.key}  "
         f"{event.source_type}: {event.source} [dim]({event.trigger})[/dim]"
     )
