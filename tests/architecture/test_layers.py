@@ -6,14 +6,12 @@ from __future__ import annotations
 import pytest
 
 from tests.architecture.imports import (
-    ImportCycle,
     ImportGraph,
     LayerRule,
     find_cycles,
     layer_violations,
     private_violations,
     scan,
-    within,
 )
 from tests.support import REPO_ROOT
 
@@ -50,17 +48,6 @@ RULES = (
 )
 
 
-#: The one circle tolerated, because the CLI is being rewritten around one shared module: the
-#: package module ``tidemark.cli`` imports its command modules so that they register on its
-#: ``app``, and they import that ``app`` back. Delete this once the circle is gone (the test
-#: below fails then, to say so).
-CYCLE_TOLERATED_WITHIN = "tidemark.cli"
-
-
-def _tolerated(cycle: ImportCycle) -> bool:
-    return all(within(module, CYCLE_TOLERATED_WITHIN) for module in cycle.members)
-
-
 @pytest.fixture(scope="module")
 def graph() -> ImportGraph:
     return scan(SOURCE)
@@ -82,12 +69,5 @@ def test_no_package_imports_another_packages_private_modules(graph: ImportGraph)
 
 
 def test_no_import_cycles_between_modules(graph: ImportGraph):
-    cycles = [cycle for cycle in find_cycles(graph) if not _tolerated(cycle)]
+    cycles = find_cycles(graph)
     assert not cycles, "\n".join(cycle.describe() for cycle in cycles)
-
-
-def test_the_tolerated_cli_cycle_still_exists(graph: ImportGraph):
-    assert any(_tolerated(cycle) for cycle in find_cycles(graph)), (
-        f"no import cycle within {CYCLE_TOLERATED_WITHIN} any more: "
-        "delete CYCLE_TOLERATED_WITHIN and its test"
-    )
