@@ -60,7 +60,9 @@ def run_server(settings: ServerSettings, *, on_ready: Callable[[str], None] | No
 def _bind(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (not listening yet), as uvicorn binds one."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose protocol says TCP,
+    # and without it every response written in two parts waits ~40 ms for a delayed ACK.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host.strip("[]"), port))
