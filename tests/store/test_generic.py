@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from tidemark.core import BadRequestError, ManualClock, PreconditionFailedError
@@ -49,12 +52,41 @@ async def test_bad_collection_and_id_are_refused(store: Store):
         await store.put("fhir:Patient", "../etc", {})
 
 
-async def test_timestamp_horizon_is_before_now_and_before_inflight_stamps(
+async def test_timestamp_horizon_is_never_after_now_and_later_writes_are_stamped_after_it(
     store: Store, clock: ManualClock
 ):
     horizon = store.timestamp_horizon()
-    assert horizon < clock.now()
+    assert horizon <= clock.now()
+    # A write within the same millisecond as a horizon handed out is stamped after it, so a
+    # poller passing the horizon back with ``gt`` sees that write once, in its next poll.
     doc = (await store.put("fhir:Patient", "p", {"resourceType": "Patient"})).document
-    assert store.timestamp_horizon() < doc.content_last_modified_at or True
+    assert doc.content_last_modified_at > horizon
+    assert store.timestamp_horizon() >= doc.content_last_modified_at
+    later = (await store.put("fhir:Patient", "q", {"resourceType": "Patient"})).document
+    assert later.content_last_modified_at > doc.content_last_modified_at
     clock.advance(1)
+    assert store.timestamp_horizon() >= later.content_last_modified_at
+
+
+async def test_timestamp_horizon_stays_below_a_write_in_flight(store: Store, clock: ManualClock):
+    entered, release = threading.Event(), threading.Event()
+    original = store.engine.write
+
+    async def held_write(fn, on_done=None):
+        def held(tx):
+            result = fn(tx)
+            entered.set()
+            release.wait(5)
+            return result
+
+        return await original(held, on_done=on_done)
+
+    store.engine.write = held_write  # type: ignore[method-assign]
+    pending = asyncio.ensure_future(store.put("fhir:Patient", "p", {"resourceType": "Patient"}))
+    assert await asyncio.to_thread(entered.wait, 5)
+    clock.advance(5)
+    in_flight_horizon = store.timestamp_horizon()
+    release.set()
+    doc = (await pending).document
+    assert in_flight_horizon < doc.content_last_modified_at
     assert store.timestamp_horizon() >= doc.content_last_modified_at

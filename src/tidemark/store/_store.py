@@ -23,7 +23,6 @@ from tidemark.core import (
     NotFoundError,
     ParameterValidationError,
     get_logger,
-    parse_iso_utc,
 )
 
 from . import _reads, _retention, _writes
@@ -44,6 +43,8 @@ from ._types import (
 )
 
 log = get_logger("store")
+#: The store's timestamp precision: two stamps that differ differ by at least this much.
+_STAMP_STEP = timedelta(milliseconds=1)
 T = TypeVar("T")
 
 COLLECTION_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
@@ -76,8 +77,12 @@ class Store:
         self.model = model
         self.clock = clock
         self._inflight_lock = threading.Lock()
-        self._inflight: dict[int, str] = {}
+        self._inflight: dict[int, datetime] = {}
         self._tokens = itertools.count()
+        # The latest horizon handed out: later writes are stamped after it, even within the
+        # same millisecond, so that a poller passing it back sees each write exactly once.
+        self._horizon: datetime | None = None
+        self._last_stamp: datetime | None = None
         #: Counters a user can read (and the server exports): change_versions_allocated,
         #: journal_rows (representation changes), noop_writes (writes that changed nothing).
         self.counters = Counters("change_versions_allocated", "journal_rows", "noop_writes")
@@ -102,9 +107,13 @@ class Store:
         def work(tx: Transaction) -> T:
             with self._inflight_lock:
                 moment = stamp_moment(self.clock.now())
+                if self._horizon is not None and moment <= self._horizon:
+                    moment = self._horizon + _STAMP_STEP
+                if self._last_stamp is None or moment > self._last_stamp:
+                    self._last_stamp = moment
                 now = stamp_text(moment)
                 token = next(self._tokens)
-                self._inflight[token] = now
+                self._inflight[token] = moment
                 tokens.append(token)
             changes = _writes.ChangeSet(tx, self.model, now, moment)
             attempts.append(changes)
@@ -132,9 +141,14 @@ class Store:
         server processes on one PostgreSQL database need the shared horizon of Change Queries.)
         """
         with self._inflight_lock:
-            now = stamp_moment(self.clock.now())
-            candidates = [now] + [parse_iso_utc(stamp) for stamp in self._inflight.values()]
-        return min(candidates) - timedelta(milliseconds=1)
+            horizon = stamp_moment(self.clock.now())
+            if self._last_stamp is not None and self._last_stamp > horizon:
+                horizon = self._last_stamp  # stamped ahead of the clock by an earlier horizon
+            if self._inflight:
+                horizon = min(horizon, min(self._inflight.values()) - _STAMP_STEP)
+            if self._horizon is None or horizon > self._horizon:
+                self._horizon = horizon
+            return horizon
 
     # -- model resources -------------------------------------------------------------------------
     def resource(self, resource: str | ResourceSpec) -> ResourceSpec:
