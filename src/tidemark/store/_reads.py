@@ -25,8 +25,9 @@ ORDERS = {
     "id": "doc_pk",
     "content_version": "content_version",
     "-content_version": "content_version DESC",
-    "last_modified": "content_modified_at, doc_pk",
-    "-last_modified": "content_modified_at DESC, doc_pk DESC",
+    # Writes within one millisecond tie on the time; their change versions keep write order.
+    "last_modified": "content_modified_at, content_version",
+    "-last_modified": "content_modified_at DESC, content_version DESC",
 }
 _COMPARATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "="}
 _DOC_COLUMNS_D = ", ".join(f"d.{column}" for column in DOC_COLUMNS.split(", "))
