@@ -259,6 +259,7 @@ async def test_a_missing_folder_keeps_the_cache_warns_once_and_recovers(
             await provider.poll_files()
         assert value_of(provider, "kept") == "kept"
         assert not provider.status()["files"].available
+        assert provider.counters["folder_errors"] == 3
         assert await provider.refresh_mapping("kept") is not None
         moved.rename(folder)
         (folder / "kept.fume").write_text("kept v2", encoding="utf-8")

@@ -68,8 +68,12 @@ COUNTERS = (
     "conditional_reads_error",
     "cache_writes",
     "file_errors",
+    "folder_errors",
     "server_errors",
 )
+
+#: The counter of failed polls of each source.
+_SOURCE_ERRORS = {"files": "folder_errors", "server": "server_errors"}
 
 
 @dataclass
@@ -504,7 +508,7 @@ class MappingProvider:
     # -- source health -------------------------------------------------------------------------
     def _failed(self, source: str, exc: BaseException) -> None:
         health = self._health[source]
-        self.counters.increment(f"{source}_errors")
+        self.counters.increment(_SOURCE_ERRORS[source])
         health.last_error = str(exc)
         if health.available:
             health.available = False
