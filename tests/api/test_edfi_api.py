@@ -191,9 +191,13 @@ async def test_history_route_newest_first(client: httpx.AsyncClient, clock):
 async def test_discovery_and_openapi(client: httpx.AsyncClient):
     root = (await client.get("/")).json()
     assert root["applicationName"] == "tidemark"
-    assert root["dataModels"] == [{"name": "Ed-Fi", "version": "5.1.0"}]
-    assert root["urls"]["dataManagementApi"] == "http://tidemark.test/data/"
-    document = (await client.get(root["urls"]["openApiMetadata"])).json()
+    assert root["dataModels"] == [
+        {"name": "Ed-Fi", "version": "5.1.0", "informationalVersion": "5.1.0"}
+    ]
+    assert root["urls"]["dataManagementApi"] == "http://tidemark.test/data/v3/"
+    listing = (await client.get(root["urls"]["openApiMetadata"])).json()
+    server = next(entry for entry in listing if entry["name"] == "Server")
+    document = (await client.get(server["endpointUri"])).json()
     assert document["openapi"].startswith("3.")
     assert "/data/ed-fi/sessions" in document["paths"]
     assert set(document["paths"]["/data/ed-fi/sessions/{id}"]) == {"get", "put", "delete"}
