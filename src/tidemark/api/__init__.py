@@ -1,8 +1,8 @@
 """tidemark.api: the HTTP server — Ed-Fi data API, discovery, OpenAPI, problem+json errors.
 
 ``create_app(store, settings)`` builds the Starlette application (the Ed-Fi routes in the
-ODS/API and Data Management Service layouts, ODS/API-style discovery and metadata); ``run_server(settings)`` (what
-``tidemark serve`` calls) runs it with uvicorn. Route groups live in private modules and are
+ODS/API and Data Management Service layouts, ODS/API-style discovery and metadata);
+``run_server(settings)`` (what ``tidemark serve`` calls) runs it with uvicorn. Route groups live in private modules and are
 mounted by ``create_app``.
 """
 
