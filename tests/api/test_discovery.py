@@ -120,16 +120,16 @@ def test_resources_section_is_shaped_as_ods_api_names_it(ds51: ResourceModel):
     )
     assert ssa["properties"]["entryDate"]["x-Ed-Fi-isIdentity"] is True
     assert "x-Ed-Fi-isIdentity" not in ssa["properties"]["entryGradeLevelDescriptor"]
-    assert ssa["properties"]["schoolReference"] == {"$ref": "#/components/schemas/edFi_schoolReference"}
+    assert ssa["properties"]["schoolReference"] == {
+        "$ref": "#/components/schemas/edFi_schoolReference"
+    }
     plans = ssa["properties"]["alternativeGraduationPlans"]
     assert plans["type"] == "array"
     item = _resolve(document, plans["items"]["$ref"])
     assert plans["items"]["$ref"].endswith("edFi_studentSchoolAssociationAlternativeGraduationPlan")
     # identity members inside a collection item's reference are marked too
     inner = _resolve(document, item["properties"]["alternativeGraduationPlanReference"]["$ref"])
-    assert all(
-        inner["properties"][name].get("x-Ed-Fi-isIdentity") for name in inner["required"]
-    )
+    assert all(inner["properties"][name].get("x-Ed-Fi-isIdentity") for name in inner["required"])
     session_ref = schemas["edFi_sessionReference"]
     assert set(session_ref["required"]) == {"schoolId", "schoolYear", "sessionName"}
     assert session_ref["properties"]["schoolYear"]["type"] == "integer"
@@ -228,7 +228,13 @@ async def test_token_info_on_an_open_server_reports_inactive(client: httpx.Async
 
 @pytest.mark.parametrize(
     ("retain", "explicit", "expected"),
-    [(1.0, None, 1.0), (0.2, None, 1.0), (30.0, None, 30.0), (86400.0, None, 60.0), (5, 0.02, 0.02)],
+    [
+        (1.0, None, 1.0),
+        (0.2, None, 1.0),
+        (30.0, None, 30.0),
+        (86400.0, None, 60.0),
+        (5, 0.02, 0.02),
+    ],
 )
 def test_retention_pass_follows_the_retention_period(
     retain: float, explicit: float | None, expected: float

@@ -64,9 +64,7 @@ async def test_cursor_walk_returns_every_document_once_with_a_token_while_rows_r
     pages = [first.json()]
     token = first.headers.get("next-page-token")
     while token:
-        page = await client.get(
-            f"{root}/ed-fi/schools", params={"pageToken": token, "pageSize": 3}
-        )
+        page = await client.get(f"{root}/ed-fi/schools", params={"pageToken": token, "pageSize": 3})
         assert page.status_code == 200, page.text
         pages.append(page.json())
         token = page.headers.get("next-page-token")
@@ -76,9 +74,10 @@ async def test_cursor_walk_returns_every_document_once_with_a_token_while_rows_r
     # a full last page hands out no token: nothing remains
     exact = await client.get(f"{root}/ed-fi/schools", params={"limit": 7})
     assert "next-page-token" not in exact.headers
-    assert "next-page-token" not in (
-        await client.get(f"{root}/ed-fi/schools", params={"limit": 0})
-    ).headers
+    assert (
+        "next-page-token"
+        not in (await client.get(f"{root}/ed-fi/schools", params={"limit": 0})).headers
+    )
     # offset paging stays as it is, without tokens
     offset = await client.get(f"{root}/ed-fi/schools", params={"limit": 3, "offset": 3})
     assert [d["id"] for d in offset.json()] == walked[3:6]

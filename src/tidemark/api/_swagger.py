@@ -150,10 +150,12 @@ class _SchemaBuilder:
         for name, child in source.get("properties", {}).items():
             properties[name] = {k: child[k] for k in _SCALAR_KEYWORDS if k in child}
             properties[name][IDENTITY] = True
-        properties["link"] = _ref("link")
+        # Every member of a reference is part of the target's natural key, hence required
+        # whenever the reference is given (as ODS/API declares it).
         schema: dict[str, Any] = {"type": "object", "properties": properties}
-        if source.get("required"):
-            schema["required"] = list(source["required"])
+        if properties:
+            schema["required"] = list(properties)
+        properties["link"] = _ref("link")
         name = f"{prefix}_{_camel(target_name)}Reference"
         existing = self.schemas.get(name)
         if existing is not None and _shape(existing) != _shape(schema):
@@ -249,23 +251,36 @@ def _ok(
     return response
 
 
-_ERRORS = {
-    "400": {"description": "Bad Request: see the problem document for the details."},
-    "401": {"description": "Unauthorized: the bearer token is missing, invalid or expired."},
-    "404": {"description": "Not Found."},
+#: Responses every operation shares, defined once under ``components.responses``.
+_RESPONSES = {
+    "BadRequest": {"description": "Bad Request: see the problem document for the details."},
+    "Unauthorized": {"description": "Unauthorized: the bearer token is missing or invalid."},
+    "NotFound": {"description": "Not Found."},
+    "Conflict": {"description": "Conflict: a reference does not resolve, or is still used."},
+    "Gone": {"description": "Gone: the change-version window is no longer retained."},
 }
 
 
-def _paths(
-    spec: ResourceSpec, schema_name: str, params: dict[str, dict[str, Any]]
-) -> tuple[dict[str, Any], str]:
+def _response(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _parameter(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+_ERRORS = {"400": _response("BadRequest"), "401": _response("Unauthorized")}
+_ERRORS_404 = {**_ERRORS, "404": _response("NotFound")}
+
+
+def _paths(spec: ResourceSpec, schema_name: str) -> tuple[dict[str, Any], str]:
     base = f"/{spec.project_endpoint}/{spec.endpoint}"
     tags = [spec.endpoint]
     key = f"{schema_name}_key"
     fields = [_query_parameter(qf.name, qf.type) for qf in spec.query_fields.values()]
-    paging = [params[n] for n in ("offset", "limit", "minChangeVersion", "maxChangeVersion")]
-    feed = [*paging, params["totalCount"]]
-    listing = [*paging[:2], params["pageToken"], params["pageSize"], *paging[2:]]
+    paging = [_parameter(n) for n in ("offset", "limit", "minChangeVersion", "maxChangeVersion")]
+    feed = [*paging, _parameter("totalCount")]
+    listing = [*paging[:2], _parameter("pageToken"), _parameter("pageSize"), *paging[2:]]
     many = {"type": "array", "items": _ref(schema_name)}
     return {
         base: {
@@ -273,7 +288,7 @@ def _paths(
                 "tags": tags,
                 "operationId": f"get{spec.resource_name}s",
                 "summary": "Retrieves resources by their property values (the Get pattern).",
-                "parameters": [*listing, params["totalCount"], *fields],
+                "parameters": [*listing, _parameter("totalCount"), *fields],
                 "responses": {
                     "200": _ok(
                         "The matching resources.",
@@ -297,7 +312,7 @@ def _paths(
                 "responses": {
                     "200": _ok("Updated.", headers={"Location": "The URL of the resource."}),
                     "201": _ok("Created.", headers={"Location": "The URL of the resource."}),
-                    "409": {"description": "Conflict: a reference does not resolve."},
+                    "409": _response("Conflict"),
                     **_ERRORS,
                 },
             },
@@ -306,24 +321,28 @@ def _paths(
             "get": {
                 "tags": tags,
                 "operationId": f"get{spec.resource_name}ById",
-                "parameters": [params["id"], params["If-None-Match"]],
-                "responses": {"200": _ok("The resource.", _ref(schema_name)), **_ERRORS},
+                "parameters": [_parameter("id"), _parameter("If-None-Match")],
+                "responses": {"200": _ok("The resource.", _ref(schema_name)), **_ERRORS_404},
             },
             "put": {
                 "tags": tags,
                 "operationId": f"put{spec.resource_name}",
-                "parameters": [params["id"], params["If-Match"]],
+                "parameters": [_parameter("id"), _parameter("If-Match")],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref(schema_name)}},
                 },
-                "responses": {"204": {"description": "Updated."}, **_ERRORS},
+                "responses": {"204": {"description": "Updated."}, **_ERRORS_404},
             },
             "delete": {
                 "tags": tags,
                 "operationId": f"delete{spec.resource_name}ById",
-                "parameters": [params["id"], params["If-Match"]],
-                "responses": {"204": {"description": "Deleted."}, **_ERRORS},
+                "parameters": [_parameter("id"), _parameter("If-Match")],
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    "409": _response("Conflict"),
+                    **_ERRORS_404,
+                },
             },
         },
         f"{base}/deletes": {
@@ -337,7 +356,7 @@ def _paths(
                         "The deletions.",
                         {"type": "array", "items": _ref(f"{schema_name}_delete")},
                     ),
-                    "410": {"description": "Gone: the window is no longer retained."},
+                    "410": _response("Gone"),
                     **_ERRORS,
                 },
             }
@@ -353,7 +372,7 @@ def _paths(
                         "The key changes.",
                         {"type": "array", "items": _ref(f"{schema_name}_keyChange")},
                     ),
-                    "410": {"description": "Gone: the window is no longer retained."},
+                    "410": _response("Gone"),
                     **_ERRORS,
                 },
             }
@@ -363,7 +382,7 @@ def _paths(
                 "tags": tags,
                 "operationId": f"get{spec.resource_name}sPartitions",
                 "summary": "Retrieves page tokens for parallel cursor paging.",
-                "parameters": [params["number"], *paging[2:], *fields],
+                "parameters": [_parameter("number"), *paging[2:], *fields],
                 "responses": {
                     "200": _ok(
                         "The page tokens.",
@@ -376,15 +395,6 @@ def _paths(
                     ),
                     **_ERRORS,
                 },
-            }
-        },
-        f"{base}/{{id}}/history": {
-            "get": {
-                "tags": tags,
-                "operationId": f"get{spec.resource_name}History",
-                "summary": "Previous representations of the resource (tidemark), newest first.",
-                "parameters": [params["id"]],
-                "responses": {"200": _ok("The history.", {"type": "array"}), **_ERRORS},
             }
         },
     }, key
@@ -430,14 +440,13 @@ def edfi_openapi_document(
     descriptors = section == "descriptors"
     schemas: dict[str, Any] = {"link": dict(_LINK)}
     builder = _SchemaBuilder(model, schemas)
-    params = _parameters(max_page_size)
     paths: dict[str, Any] = {}
     tags = []
     for spec in sorted(model, key=lambda s: (s.project_endpoint, s.endpoint)):
         if spec.is_descriptor != descriptors:
             continue
         name = builder.resource(spec)
-        resource_paths, key = _paths(spec, name, params)
+        resource_paths, key = _paths(spec, name)
         paths.update(resource_paths)
         schemas.update(_change_schemas(spec, name, key))
         text = spec.json_schema.get("description") or f"The {spec.resource_name} resource."
@@ -453,6 +462,8 @@ def edfi_openapi_document(
         "tags": tags,
         "paths": paths,
         "components": {
+            "parameters": _parameters(max_page_size),
+            "responses": _RESPONSES,
             "schemas": dict(sorted(schemas.items())),
             "securitySchemes": {
                 "oauth2_client_credentials": {
