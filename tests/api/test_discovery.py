@@ -88,9 +88,10 @@ async def test_metadata_needs_no_token_and_lists_the_sections(secured: httpx.Asy
 
 
 def _resolve(document: dict[str, Any], ref: str) -> dict[str, Any]:
-    assert ref.startswith("#/components/schemas/"), ref
-    schema: dict[str, Any] = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
-    return schema
+    prefix, _, name = ref.rpartition("/")
+    assert prefix in ("#/components/schemas", "#/components/parameters", "#/components/responses")
+    found: dict[str, Any] = document["components"][prefix.rsplit("/", 1)[1]][name]
+    return found
 
 
 def _refs(node: Any) -> list[str]:
@@ -137,7 +138,10 @@ def test_resources_section_is_shaped_as_ods_api_names_it(ds51: ResourceModel):
     assert student["properties"]["studentUniqueId"]["x-Ed-Fi-isIdentity"] is True
     assert {"id", "_etag", "_lastModifiedDate"} <= set(student["properties"])
     listing = document["paths"]["/ed-fi/sessions"]["get"]
-    names = {p["name"] for p in listing["parameters"]}
+    names = {
+        _resolve(document, p["$ref"])["name"] if "$ref" in p else p["name"]
+        for p in listing["parameters"]
+    }
     assert {"offset", "limit", "pageToken", "pageSize", "totalCount", "schoolYear"} <= names
     assert set(listing["responses"]["200"]["headers"]) == {"Total-Count", "Next-Page-Token"}
     assert not any(spec.endswith("Descriptors") for spec in document["paths"])

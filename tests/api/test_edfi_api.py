@@ -104,11 +104,16 @@ async def test_missing_references_are_409_naming_each(client: httpx.AsyncClient)
 
 
 async def test_schema_errors_are_400_with_every_path(client: httpx.AsyncClient):
-    response = await _post(client, "sessions", {"sessionName": 4, "schoolYear": "2025"})
-    body = _assert_problem(response, 400, "data-validation-failed")
-    assert {"$.sessionName", "$.schoolYear", "$.schoolReference", "$.beginDate"} <= set(
-        body["validationErrors"]
+    response = await _post(
+        client, "sessions", {"sessionName": 4, "schoolYearTypeReference": {"schoolYear": "2025"}}
     )
+    body = _assert_problem(response, 400, "data-validation-failed")
+    assert {
+        "$.sessionName",
+        "$.schoolYearTypeReference.schoolYear",
+        "$.schoolReference",
+        "$.beginDate",
+    } <= set(body["validationErrors"])
 
 
 async def test_malformed_json_non_object_oversized_and_wrong_media_type(

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from tidemark.core import GoneError, ManualClock, ParameterValidationError
-from tidemark.store import Cursor, Store, StoredDocument
+from tidemark.store import Cursor, Store, StoredDocument, open_store
 
 from . import samples
 
@@ -122,3 +122,24 @@ async def test_change_walk_is_gone_once_its_window_is_purged(store: Store, clock
     with pytest.raises(GoneError):
         await store.walk("ed-fi:schools", min_version=first.content_version)
     assert len((await store.walk("ed-fi:schools")).items) == 2
+
+
+async def test_a_version_1_store_is_upgraded_with_the_walk_index(store_url: str):
+    store = await open_store(store_url)
+    await store.put("things", "a", {"n": 1})
+    # make it look like a store written before migration 2
+    await store.engine.write(lambda tx: tx.execute("DROP INDEX documents_walk"))
+    await store.engine.write(
+        lambda tx: tx.execute("DELETE FROM schema_migrations WHERE version = 2")
+    )
+    await store.close()
+    store = await open_store(store_url)
+    try:
+        versions = await store.engine.read(
+            lambda tx: tx.query("SELECT version FROM schema_migrations ORDER BY version")
+        )
+        assert [int(v[0]) for v in versions][:2] == [1, 2]
+        assert [d.id for d in (await store.walk("things")).items] == ["a"]
+        await store.engine.write(lambda tx: tx.execute("DROP INDEX documents_walk"))  # exists
+    finally:
+        await store.close()
