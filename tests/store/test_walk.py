@@ -121,6 +121,8 @@ async def test_change_walk_is_gone_once_its_window_is_purged(store: Store, clock
     await store.purge_changes(clock.now() - timedelta(days=1))
     with pytest.raises(GoneError):
         await store.walk("ed-fi:schools", min_version=first.content_version)
+    with pytest.raises(GoneError):
+        await store.walk("ed-fi:schools", cursor=Cursor("change", first.content_version - 1, 99))
     assert len((await store.walk("ed-fi:schools")).items) == 2
 
 

@@ -125,7 +125,13 @@ def walk(
     happen meanwhile (documents created during the walk appear at most once).
     """
     windowed = min_version is not None or max_version is not None
-    low = _window_start(tx, min_version, max_version) if windowed else 0
+    if windowed:
+        low = _window_start(tx, min_version, max_version)
+    elif cursor is not None and cursor.order == "change":
+        # a change-version walk reads the journal from its cursor on: 410 once that is purged
+        low = _window_start(tx, max(cursor.after + 1, 0), None)
+    else:
+        low = 0
     high = _NO_MAX if max_version is None else max_version
     if cursor is None:
         cursor = Cursor("change" if windowed else "key", -1, WALK_END)
