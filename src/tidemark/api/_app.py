@@ -16,7 +16,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tidemark import __version__
 from tidemark.core import (
     SYSTEM_CLOCK,
     Clock,
@@ -28,8 +27,8 @@ from tidemark.core import (
 from tidemark.schemas import SchemaStore, StorageSettings, load_packages
 from tidemark.store import Store, open_store
 
-from . import _edfi, _fhir, _sync
-from ._auth import BearerAuthMiddleware, TokenIssuer, token_endpoint
+from . import _discovery, _edfi, _fhir, _sync
+from ._auth import BearerAuthMiddleware, TokenIssuer, token_endpoint, token_info_endpoint
 from ._metrics import metrics_endpoint, record_request, record_store_count, route_templates
 from ._openapi import openapi_document
 from ._responses import FastJSONResponse, correlation_id, problem
@@ -39,27 +38,6 @@ log = get_logger("api")
 access_log = get_logger("access")
 
 RouteGroup = Callable[[], Sequence[BaseRoute]]
-
-
-async def discovery(request: Request) -> Response:
-    """``GET /``: version, data models and the URLs of the APIs."""
-    store: Store = request.app.state.store
-    base = str(request.base_url).rstrip("/")
-    return FastJSONResponse(
-        {
-            "version": __version__,
-            "applicationName": "tidemark",
-            "dataModels": [
-                {"name": name, "version": version}
-                for name, version in sorted(store.model.projects.items())
-            ],
-            "urls": {
-                "dataManagementApi": f"{base}/data/",
-                "openApiMetadata": f"{base}/metadata/openapi.json",
-                "changeQueries": f"{base}/changeQueries/v1/",
-            },
-        }
-    )
 
 
 async def health(request: Request) -> Response:
@@ -97,7 +75,7 @@ async def _retention_loop(store: Store, settings: ServerSettings) -> None:
                 log.info("retention pass", rows=removed)
         except TidemarkError as error:
             log.warning("retention pass failed; retrying", error=error.detail)
-        await asyncio.sleep(settings.retention_interval)
+        await asyncio.sleep(settings.retention_pass_interval)
 
 
 async def openapi(request: Request) -> Response:
@@ -235,11 +213,12 @@ def create_app(
                 await owned.close()
 
     routes: list[BaseRoute] = [
-        Route("/", discovery, methods=["GET"], name="discovery"),
+        *_discovery.routes(),
         Route("/metadata/openapi.json", openapi, methods=["GET"], name="openapi"),
         Route("/health", health, methods=["GET"], name="health"),
         Route("/metrics", metrics_endpoint, methods=["GET"], name="metrics"),
         Route("/oauth/token", token_endpoint, methods=["POST"], name="oauth_token"),
+        Route("/oauth/token_info", token_info_endpoint, methods=["POST"], name="oauth_token_info"),
     ]
     for group in extra_routes:
         routes.extend(group())
@@ -257,6 +236,7 @@ def create_app(
     app.add_middleware(RequestObserver, templates=route_templates(routes))
     app.state.settings = settings
     app.state.token_issuer = issuer
+    app.state.edfi_openapi = {}
     app.state.store = None
     if store is not None:
         attach(store)

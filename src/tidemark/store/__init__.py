@@ -21,6 +21,7 @@ from ._paths import JsonPath, parse_path
 from ._store import Store, open_store
 from ._types import (
     ChangeVersions,
+    Cursor,
     HistoryEntry,
     KeyChange,
     Page,
@@ -32,6 +33,7 @@ from ._types import (
 
 __all__ = [
     "ChangeVersions",
+    "Cursor",
     "DescriptorReferenceSpec",
     "HistoryEntry",
     "JsonPath",

@@ -180,6 +180,11 @@ _POSTGRES_V1 = [
     FOR EACH ROW EXECUTE FUNCTION tidemark_document_changed()""",
 ]
 
+# Version 2: keyset walks (cursor paging) read one collection in storage-key order, a range
+# scan of this index whatever the depth of the page.
+_SQLITE_V2 = ["CREATE INDEX documents_walk ON documents (collection, doc_pk)"]
+_POSTGRES_V2 = ["CREATE INDEX documents_walk ON documents (collection, doc_pk)"]
+
 #: (version, statements) in order. Both engines share version numbers and meaning.
-SQLITE_MIGRATIONS: list[tuple[int, list[str]]] = [(1, _SQLITE_V1)]
-POSTGRES_MIGRATIONS: list[tuple[int, list[str]]] = [(1, _POSTGRES_V1)]
+SQLITE_MIGRATIONS: list[tuple[int, list[str]]] = [(1, _SQLITE_V1), (2, _SQLITE_V2)]
+POSTGRES_MIGRATIONS: list[tuple[int, list[str]]] = [(1, _POSTGRES_V1), (2, _POSTGRES_V2)]

@@ -12,6 +12,7 @@ from ._engine import Transaction
 from ._paths import parse_path
 from ._rows import DOC_COLUMNS, DocRow
 from ._types import (
+    Cursor,
     HistoryEntry,
     KeyChange,
     Page,
@@ -32,6 +33,8 @@ ORDERS = {
 _COMPARATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "="}
 _DOC_COLUMNS_D = ", ".join(f"d.{column}" for column in DOC_COLUMNS.split(", "))
 _NO_MAX = 2**62
+#: The open end of a walk: no storage key or change version reaches it.
+WALK_END = 2**63 - 1
 
 
 # -- documents ---------------------------------------------------------------------------------
@@ -101,6 +104,113 @@ def query(
         total_count,
     )
     return Page([DocRow.from_row(r).document() for r in rows], total)
+
+
+def walk(
+    tx: Transaction,
+    collection: str,
+    cursor: Cursor | None,
+    limit: int,
+    where: Mapping[str, Any] | None,
+    min_version: int | None,
+    max_version: int | None,
+    total_count: bool,
+) -> Page[StoredDocument]:
+    """One page of a keyset walk, with the cursor of the next page while rows remain.
+
+    Without a cursor the walk starts: in storage-key order, or in change-version order when a
+    window is given. Each page reads an index range that starts where the previous page ended,
+    so its cost does not grow with the depth of the walk. Storage keys never change, so a key
+    walk returns every document that exists throughout it exactly once, however many writes
+    happen meanwhile (documents created during the walk appear at most once).
+    """
+    windowed = min_version is not None or max_version is not None
+    if windowed:
+        low = _window_start(tx, min_version, max_version)
+    elif cursor is not None and cursor.order == "change":
+        # a change-version walk reads the journal from its cursor on: 410 once that is purged
+        low = _window_start(tx, max(cursor.after + 1, 0), None)
+    else:
+        low = 0
+    high = _NO_MAX if max_version is None else max_version
+    if cursor is None:
+        cursor = Cursor("change" if windowed else "key", -1, WALK_END)
+    filters, filter_params = _json_filters(tx, where, "d.body")
+    if cursor.order == "change":
+        base = (
+            "FROM journal j JOIN documents d "
+            "ON d.doc_pk = j.doc_pk AND d.content_version = j.change_version "
+            "WHERE j.collection = ? AND j.change_version >= ? AND j.change_version <= ?"
+        )
+        params: list[Any] = [collection, low, high]
+        position = "j.change_version"
+    else:
+        base = "FROM documents d WHERE d.collection = ?"
+        params = [collection]
+        if windowed:
+            base += " AND d.content_version >= ? AND d.content_version <= ?"
+            params += [low, high]
+        position = "d.doc_pk"
+    for clause in filters:
+        base += f" AND {clause}"
+    params += filter_params
+    total = None
+    if total_count:
+        counted = tx.query_one(f"SELECT count(*) {base}", params)
+        total = int(counted[0]) if counted else 0
+    if limit <= 0:
+        return Page([], total)
+    rows = tx.query(
+        f"SELECT {_DOC_COLUMNS_D} {base} AND {position} > ? AND {position} <= ? "
+        f"ORDER BY {position} LIMIT ?",
+        [*params, cursor.after, cursor.through, limit + 1],
+    )
+    found = [DocRow.from_row(r) for r in rows]
+    following = None
+    if len(found) > limit:
+        found = found[:limit]
+        last = found[-1]
+        reached = last.content_version if cursor.order == "change" else last.pk
+        following = Cursor(cursor.order, int(reached), cursor.through)
+    return Page([row.document() for row in found], total, following)
+
+
+def partitions(
+    tx: Transaction,
+    collection: str,
+    count: int,
+    where: Mapping[str, Any] | None,
+    min_version: int | None,
+    max_version: int | None,
+) -> list[Cursor]:
+    """Up to ``count`` key-order cursors that together cover the matching documents once, each
+    starting a walk over about the same number of them (none when nothing matches)."""
+    filters, filter_params = _json_filters(tx, where, "body")
+    clauses = ["collection = ?", *filters]
+    params: list[Any] = [collection, *filter_params]
+    if min_version is not None or max_version is not None:
+        clauses += ["content_version >= ?", "content_version <= ?"]
+        params += [
+            _window_start(tx, min_version, max_version),
+            _NO_MAX if max_version is None else max_version,
+        ]
+    where_sql = " AND ".join(clauses)
+    counted = tx.query_one(f"SELECT count(*) FROM documents WHERE {where_sql}", params)
+    matching = int(counted[0]) if counted else 0
+    if matching == 0:
+        return []
+    size = -(-matching // count)
+    starts = [
+        int(row[0])
+        for row in tx.query(
+            "SELECT doc_pk FROM (SELECT doc_pk, row_number() OVER (ORDER BY doc_pk) AS position "
+            f"FROM documents WHERE {where_sql}) numbered "
+            "WHERE (position - 1) / ? * ? = position - 1 ORDER BY doc_pk",
+            [*params, size, size],
+        )
+    ]
+    ends = [start - 1 for start in starts[1:]] + [WALK_END]
+    return [Cursor("key", start - 1, end) for start, end in zip(starts, ends, strict=True)]
 
 
 def history(tx: Transaction, collection: str, id: str) -> list[HistoryEntry]:

@@ -32,6 +32,7 @@ from ._postgres import PostgresEngine
 from ._sqlite import SqliteEngine
 from ._types import (
     ChangeVersions,
+    Cursor,
     HistoryEntry,
     KeyChange,
     Page,
@@ -281,6 +282,55 @@ class Store:
             lambda tx: _reads.query(
                 tx, collection, limit, offset, ids, where, modified, order, total_count
             )
+        )
+
+    async def walk(
+        self,
+        collection: str,
+        *,
+        cursor: Cursor | None = None,
+        limit: int = 25,
+        where: Mapping[str, Any] | None = None,
+        min_version: int | None = None,
+        max_version: int | None = None,
+        total_count: bool = False,
+    ) -> Page[StoredDocument]:
+        """One page of a keyset walk (cursor paging); ``page.next`` continues it, ``None`` once
+        no row remains.
+
+        Without ``cursor`` a walk starts: in storage-key order, or, when a change-version
+        window is given, in change-version order over the documents whose ContentVersion lies
+        in it. A cursor from :meth:`partitions` walks its key range (window applied to the
+        ContentVersion). The cost of a page does not depend on how deep the walk is, and a key
+        walk returns every document that exists throughout it exactly once, whatever is
+        written meanwhile. 410 when the window starts before the oldest retained version.
+        """
+        if limit < 0:
+            raise ParameterValidationError("limit must be >= 0")
+        if cursor is not None and cursor.order not in ("key", "change"):
+            raise ParameterValidationError(f"unknown cursor order {cursor.order!r}")
+        return await self.engine.read(
+            lambda tx: _reads.walk(
+                tx, collection, cursor, limit, where, min_version, max_version, total_count
+            )
+        )
+
+    async def partitions(
+        self,
+        collection: str,
+        count: int,
+        *,
+        where: Mapping[str, Any] | None = None,
+        min_version: int | None = None,
+        max_version: int | None = None,
+    ) -> list[Cursor]:
+        """Split the matching documents into at most ``count`` key ranges of about equal size,
+        one cursor each, for walking them in parallel with :meth:`walk` (same ``where`` and
+        window). Empty when nothing matches."""
+        if count < 1:
+            raise ParameterValidationError("count must be >= 1")
+        return await self.engine.read(
+            lambda tx: _reads.partitions(tx, collection, count, where, min_version, max_version)
         )
 
     async def history(self, collection: str, id: str) -> list[HistoryEntry]:

@@ -105,11 +105,29 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in a keyset walk of one collection (see :meth:`Store.walk`).
+
+    ``order`` is ``"key"`` for a walk in storage-key order (every current document, or those
+    of a change-version window) or ``"change"`` for a walk of a change-version window in
+    change-version order. The walk continues with rows whose position is greater than
+    ``after`` and at most ``through``. A cursor is plain data: the API encodes it as an
+    opaque page token.
+    """
+
+    order: str
+    after: int
+    through: int
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """One page of results, with the total count when it was asked for."""
+    """One page of results, with the total count when it was asked for and, for a walk, the
+    cursor of the next page (``None`` once no row remains)."""
 
     items: list[T]
     total: int | None = None
+    next: Cursor | None = None
 
 
 @dataclass(frozen=True, slots=True)
