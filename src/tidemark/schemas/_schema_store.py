@@ -326,6 +326,13 @@ class SchemaStore:
         if source is None:
             return None if previous is None else (previous[0], previous[1], "reused")
         old = None if previous is None else previous[1]
+        if previous is not None and not content_intact(previous[0], previous[1].schema_hash):
+            # Edited (or stored before content hashes were recorded): never trusted again.
+            _log.warning(
+                "cached schema does not match its recorded content hash; converting it again",
+                key=key,
+            )
+            old = None
         try:
             fresh = await asyncio.to_thread(self._check_and_convert, old, *source)
         except (ConversionError, CorruptDataError):
@@ -370,6 +377,7 @@ class SchemaStore:
             conversion_seconds=round(seconds, 6),
             source_file_hash=file_hash,
         )
+        metadata = dataclasses.replace(metadata, schema_hash=content_hash(encoded))
         # Measured once here, so that loading it later (from disk) need not walk it again.
         footprint = deep_sizeof(schema) + deep_sizeof(metadata.to_dict())
         return schema, dataclasses.replace(metadata, memory_bytes=footprint), encoded
@@ -414,8 +422,19 @@ class SchemaStore:
             if cached.tier != "memory" and source is not None:
                 checks.append((key, cached.meta, source))
         stale = await asyncio.to_thread(self._stale_keys, checks)
+        stale.update(
+            key
+            for key, cached in found.items()
+            if cached.tier != "memory"
+            and self._source(key) is not None
+            and not content_intact(cached.value, cached.meta.get("schema_hash"))
+        )
         self.counters.increment("reused", len(checks) - len(stale))
         results = {key: cached.value for key, cached in found.items() if key not in stale}
+        for key in sorted(stale):  # converted again (the tiers may have promoted the old one)
+            ensured = await self._ensure(key, self._source(key), found[key], searched=True)
+            if ensured is not None:
+                results[key] = ensured[0]
         for url, key in keys.items():
             if key not in results:
                 schema = await self.get(url)
@@ -647,6 +666,12 @@ class SchemaStore:
             await asyncio.to_thread(
                 merge_persisted_stats, self.disk.root, stats.tiers, stats.counters
             )
+
+
+def content_intact(schema: FHIRSchema, schema_hash: object) -> bool:
+    """Whether a schema still has the content hash recorded when it was converted (``False``
+    when none was recorded)."""
+    return isinstance(schema_hash, str) and content_hash(canonical_bytes(schema)) == schema_hash
 
 
 def _matches(
