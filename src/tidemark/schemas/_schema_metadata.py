@@ -33,9 +33,9 @@ class SchemaMetadata:
     cheaper first check) are known when the schema was converted from a package.
     ``memory_bytes`` is the footprint in memory of the parsed schema and this metadata,
     measured once when it was converted; the memory tier's byte limit counts it.
-    ``schema_hash`` is ``content_hash`` of the schema's canonical JSON when it was converted: a
-    cached schema that no longer matches it is converted again (``None``: converted before
-    content hashes were recorded, also converted again when its package is at hand).
+    ``schema_hash`` is ``content_hash`` of the schema's canonical JSON when it was converted:
+    converting its package again replaces a cached schema that no longer matches it (or that
+    has none: converted before content hashes were recorded).
     """
 
     canonical_url: str

@@ -316,17 +316,23 @@ class SchemaStore:
         *,
         memory_checked: bool = False,
         searched: bool = False,
+        verify_content: bool = False,
     ) -> tuple[FHIRSchema, SchemaMetadata, Outcome] | None:
         """Find ``key`` in the tiers and make sure it matches its source (converting when it
         does not, or when no tier has it). ``searched``: the caller already looked in every
-        tier and found ``cached``."""
+        tier and found ``cached``. ``verify_content``: also convert again when the cached
+        schema no longer has the content hash recorded at its conversion (or has none)."""
         if cached is None and not searched:
             cached = await self.cache.get(key, memory=not memory_checked)
         previous = None if cached is None else await self.storage.unpack(key, cached)
         if source is None:
             return None if previous is None else (previous[0], previous[1], "reused")
         old = None if previous is None else previous[1]
-        if previous is not None and not content_intact(previous[0], previous[1].schema_hash):
+        if (
+            verify_content
+            and previous is not None
+            and not content_intact(previous[0], previous[1].schema_hash)
+        ):
             # Edited (or stored before content hashes were recorded): never trusted again.
             _log.warning(
                 "cached schema does not match its recorded content hash; converting it again",
@@ -422,19 +428,8 @@ class SchemaStore:
             if cached.tier != "memory" and source is not None:
                 checks.append((key, cached.meta, source))
         stale = await asyncio.to_thread(self._stale_keys, checks)
-        stale.update(
-            key
-            for key, cached in found.items()
-            if cached.tier != "memory"
-            and self._source(key) is not None
-            and not content_intact(cached.value, cached.meta.get("schema_hash"))
-        )
         self.counters.increment("reused", len(checks) - len(stale))
         results = {key: cached.value for key, cached in found.items() if key not in stale}
-        for key in sorted(stale):  # converted again (the tiers may have promoted the old one)
-            ensured = await self._ensure(key, self._source(key), found[key], searched=True)
-            if ensured is not None:
-                results[key] = ensured[0]
         for url, key in keys.items():
             if key not in results:
                 schema = await self.get(url)
@@ -458,8 +453,10 @@ class SchemaStore:
     ) -> ConversionReport:
         """Make sure every StructureDefinition of ``package`` is converted and stored.
 
-        Definitions whose schema is already stored with the same source hash are reused, not
-        converted. Failures are reported, not raised. The package joins the sources.
+        Definitions whose schema is already stored with the same source hash, and whose stored
+        content still has the hash recorded at its conversion, are reused, not converted; an
+        edited schema (or one stored without a content hash) is converted again. Failures are
+        reported, not raised. The package joins the sources.
         """
         self._bind_loop()
         self.add_packages(package)
@@ -471,7 +468,9 @@ class SchemaStore:
         for done, (key, entry) in enumerate(zip(keys, entries, strict=True), start=1):
             outcome: Outcome
             try:
-                found = await self._ensure(key, (package, entry), known.get(key), searched=True)
+                found = await self._ensure(
+                    key, (package, entry), known.get(key), searched=True, verify_content=True
+                )
             except (ConversionError, CorruptDataError) as exc:
                 report.failed[key] = str(exc)
                 outcome = "failed"
