@@ -156,7 +156,10 @@ async def import_archive(
     Entries already stored with the same source and content hashes are left as they are. Each
     stored schema's ``size_bytes`` and ``memory_bytes`` are measured here. Raises
     :class:`CorruptDataError` (and stores nothing) when the file is not such an archive, is
-    damaged, was edited, or exceeds the caps; ``FileNotFoundError`` when it is missing.
+    damaged, was edited, or exceeds the caps; ``FileNotFoundError`` when it is missing. (Each
+    schema is read once more, and checked again, when it is stored, so that memory holds one
+    schema at a time: a file replaced during the import stops it at the first entry that no
+    longer matches.)
     """
     settings = _settings_of(storage)
     reader = _ArchiveReader(
@@ -167,7 +170,6 @@ async def import_archive(
     )
     entries = await asyncio.to_thread(reader.verify)
     stored = unchanged = 0
-    # The schemas are read again one at a time, so memory holds one schema, not the archive.
     for entry in entries:
         schema, metadata = await asyncio.to_thread(reader.read_entry, entry)
         existing = await storage.load(metadata.key)
