@@ -191,7 +191,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = None
         if getattr(app.state, "store", None) is None:
-            owned = await open_store(settings.db, model=settings.api_schema)
+            owned = await open_store(
+                settings.db, model=settings.api_schema, migrate_model=settings.migrate_model
+            )
             attach(owned)
         owned_schemas = None
         if schema_store is None and settings.fhir_packages:

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tidemark.core import (
+    MAX_JSON_DEPTH,
     SYSTEM_CLOCK,
     BadRequestError,
     Clock,
@@ -132,7 +133,7 @@ async def token_endpoint(request: Request) -> Response:
     grant = None
     if content_type == "application/json":
         try:
-            parsed = parse_json(raw) if raw else {}
+            parsed = parse_json(raw, max_depth=MAX_JSON_DEPTH) if raw else {}
         except ValueError:
             parsed = {}
         grant = parsed.get("grant_type") if isinstance(parsed, dict) else None

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from tidemark.core import ConfigurationError
+from tidemark.sync import DEFAULT_MAX_CLOCK_SKEW
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -42,7 +43,10 @@ class ServerSettings:
     ``retention_interval`` the purge pass runs as often as the retention period (at least every
     second, at most every minute): see :attr:`retention_pass_interval`.
     ``fhir_packages`` (paths or ``name#version``) turns on FHIRSchema validation of ``/fhir``
-    writes; the schema caches follow the ``[storage]`` settings.
+    writes; the schema caches follow the ``[storage]`` settings. ``sync_max_clock_skew``: how
+    far ahead of the server clock a sync blob's stamps may be (400 beyond). ``migrate_model``:
+    open a database whose recorded Ed-Fi model differs from ``api_schema`` and record the new
+    one (without it the server refuses to start).
     """
 
     host: str = "127.0.0.1"
@@ -61,6 +65,8 @@ class ServerSettings:
     fhir_packages: list[str] = field(default_factory=list)
     log_json: bool = True
     log_level: str = "INFO"
+    sync_max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW
+    migrate_model: bool = False
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings (raises :class:`ConfigurationError`)."""
@@ -79,6 +85,8 @@ class ServerSettings:
             raise ConfigurationError("retain_changes must be a positive duration")
         if self.retention_interval is not None and self.retention_interval <= 0:
             raise ConfigurationError("retention_interval must be positive")
+        if self.sync_max_clock_skew <= 0:
+            raise ConfigurationError("sync_max_clock_skew must be a positive duration")
         if self.workers < 1:
             raise ConfigurationError("workers must be at least 1")
         if self.workers > 1 and not self.db.startswith(("postgresql://", "postgres://")):

@@ -97,6 +97,20 @@ def _run_then(
 
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
+#: Server states that end a session (administrator shutdown or termination, crash shutdown).
+_SESSION_ENDED_SQLSTATES = {"57P01", "57P02", "57P03"}
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection itself is gone (server restarted, backend
+    terminated, network cut) rather than a statement failing on a live connection."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    if not isinstance(exc, psycopg.OperationalError) or isinstance(exc, PoolTimeout):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _SESSION_ENDED_SQLSTATES
 
 
 class PostgresEngine:
@@ -104,6 +118,13 @@ class PostgresEngine:
 
     Serialization failures, deadlocks and unique-key races between concurrent writers are retried
     (the whole transaction function runs again), so callers see either success or a real error.
+
+    A lost connection (PostgreSQL restarted, backends terminated) is detected when it is used:
+    the pool then tests its idle connections and replaces the dead ones at once, and the
+    transaction runs once more on a fresh connection — a read always, a write only when it
+    failed before its commit was sent (one lost during the commit may have been applied, so it
+    is reported as 503 instead). So a restart costs at most one failed request, not one per
+    pooled connection.
     """
 
     name = "postgresql"
@@ -157,6 +178,31 @@ class PostgresEngine:
             tag = conn.execute("SELECT value FROM store_settings WHERE key = 'lock_tag'").fetchone()
             self.lock_tag = int(tag[0])
 
+    def _replace_lost_connections(self, exc: BaseException) -> None:
+        log.warning(
+            "PostgreSQL connection lost; replacing the pool's dead connections", error=str(exc)
+        )
+        try:
+            self._pool.check()
+        except Exception as check_error:  # the server may still be down: the retry will say so
+            log.warning("PostgreSQL pool check failed", error=str(check_error))
+
+    def _once_more_if_lost(self, read: Callable[[], T]) -> T:
+        """Run a read-only ``read``; after a lost connection, replace dead connections and run
+        it once more. Raises :class:`SourceUnavailableError` when it still fails."""
+        import psycopg
+
+        try:
+            return read()
+        except psycopg.OperationalError as exc:
+            if not _lost_connection(exc):
+                raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
+            self._replace_lost_connections(exc)
+        try:
+            return read()
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
+
     def newest_safe_version_sync(self) -> int:
         """The largest change version V such that every version <= V is committed or rolled back.
 
@@ -165,6 +211,9 @@ class PostgresEngine:
         before it allocates, so any allocation counted in L by a transaction still running is at
         or above a floor seen in the second step; the answer is min(L, smallest floor - 1).
         """
+        return self._once_more_if_lost(self._newest_safe_version)
+
+    def _newest_safe_version(self) -> int:
         with self._pool.connection() as conn:
             conn.autocommit = True
             try:
@@ -193,17 +242,32 @@ class PostgresEngine:
         import psycopg
 
         attempt = 0
+        reconnected = False
         while True:
             attempt += 1
+            committing = False
             try:
                 with self._pool.connection() as conn, conn.transaction():
-                    return fn(_PostgresTransaction(conn, self.lock_tag))
+                    result = fn(_PostgresTransaction(conn, self.lock_tag))
+                    committing = True  # leaving the block commits
+                return result
             except RetryTransaction as retry:
                 if attempt < self._retries:
                     time.sleep(random.uniform(0, 0.002 * attempt))
                     continue
                 raise retry.error from None
             except psycopg.Error as exc:
+                if _lost_connection(exc):
+                    self._replace_lost_connections(exc)
+                    if committing:
+                        raise SourceUnavailableError(
+                            "The connection to PostgreSQL was lost while the write was being "
+                            "committed; it may or may not have been applied. Read it back "
+                            f"before retrying. ({exc})"
+                        ) from exc
+                    if not reconnected:
+                        reconnected = True  # nothing was committed: run it on a fresh connection
+                        continue
                 state = exc.sqlstate
                 if state in _RETRYABLE_SQLSTATES and attempt < self._retries:
                     # Another writer won a race (same natural key, lock order): run again on
@@ -219,14 +283,12 @@ class PostgresEngine:
                 raise
 
     def _read_sync(self, fn: Callable[[Transaction], T]) -> T:
-        import psycopg
-
-        try:
+        def read() -> T:
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 return fn(_PostgresTransaction(conn))
-        except psycopg.OperationalError as exc:
-            raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
+
+        return self._once_more_if_lost(read)
 
     async def write(
         self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None

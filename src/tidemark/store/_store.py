@@ -27,7 +27,8 @@ from tidemark.core import (
 
 from . import _reads, _retention, _writes
 from ._engine import Engine, Transaction
-from ._model import Facts, ResourceModel, ResourceSpec, load_model
+from ._model import ResourceModel, ResourceSpec, generic_facts, load_model
+from ._model_record import check_model
 from ._postgres import PostgresEngine
 from ._sqlite import SqliteEngine
 from ._types import (
@@ -221,7 +222,8 @@ class Store:
         """Create or replace document ``id`` of ``collection``.
 
         On a model collection the model's rules apply (validation, references, identity); on a
-        generic collection the body is any JSON object. ``if_match`` / ``if_none_match`` take
+        generic collection the body is any JSON object without NUL characters (``\\u0000``:
+        400 naming each path, on both engines). ``if_match`` / ``if_none_match`` take
         raw header values; a failed precondition raises ``PreconditionFailedError`` (412).
         """
         _check_collection(collection)
@@ -229,7 +231,7 @@ class Store:
         if not isinstance(body, dict):
             raise MalformedBodyError("The document must be a JSON object.")
         spec = self.model.by_collection(collection)
-        facts = spec.client_facts(body) if spec is not None else Facts.of(None, dict(body))
+        facts = spec.client_facts(body) if spec is not None else generic_facts(body)
         return await self._write(
             lambda changes: _writes.put(
                 changes, collection, id, spec, facts, if_match, if_none_match
@@ -418,6 +420,7 @@ async def open_store(
     *,
     model: ResourceModel | str | Path | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    migrate_model: bool = False,
 ) -> Store:
     """Open (creating or upgrading the schema on first use) the store at ``url``.
 
@@ -425,12 +428,22 @@ async def open_store(
     :class:`ResourceModel`, a path to an Ed-Fi ApiSchema JSON file, or ``None`` for the bundled
     sample model. Raises ``ConfigurationError`` / ``SourceUnavailableError`` on bad settings or
     an unreachable database.
+
+    The database records the fingerprint of its model. Opening it with a different model
+    raises :class:`~tidemark.core.ModelMismatchError` while it holds documents of the recorded
+    one (generic collections — FHIR, sync — do not count), unless ``migrate_model`` adopts the
+    new model deliberately (documents are not rewritten).
     """
     resource_model = model if isinstance(model, ResourceModel) else load_model(model)
     engine = engine_for(url)
     if isinstance(engine, PostgresEngine):
         await asyncio.to_thread(engine.open)
-    await asyncio.to_thread(engine.migrate)
+    try:
+        await asyncio.to_thread(engine.migrate)
+        await engine.write(lambda tx: check_model(tx, resource_model, migrate=migrate_model))
+    except BaseException:
+        await engine.close()
+        raise
     log.info(
         "store opened",
         engine=engine.name,
