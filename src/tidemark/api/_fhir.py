@@ -505,7 +505,7 @@ async def _search(
     store = app_store(request)
     # Taken before the query: every write stamped at or before it is visible to the query, so a
     # client polling with _lastUpdated=gt<this> misses nothing.
-    server_time = store.timestamp_horizon()
+    server_time = await store.timestamp_horizon()
     documents, total = await _run_search(store, resource_type, plan)
     base = _base(request)
     entries: list[dict[str, Any]] = [
@@ -627,7 +627,7 @@ async def _history(request: Request, resource_type: str, id: str) -> Response:
     bundle = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
-        "meta": {"lastUpdated": instant(store.timestamp_horizon())},
+        "meta": {"lastUpdated": instant(await store.timestamp_horizon())},
         "type": "history",
         "total": total,
         "link": links,

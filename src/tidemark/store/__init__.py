@@ -21,9 +21,11 @@ from ._paths import JsonPath, parse_path
 from ._store import Store, open_store
 from ._types import (
     ChangeVersions,
+    DeleteDocument,
     HistoryEntry,
     KeyChange,
     Page,
+    PutDocument,
     StoredDocument,
     Tombstone,
     WriteOutcome,
@@ -32,11 +34,13 @@ from ._types import (
 
 __all__ = [
     "ChangeVersions",
+    "DeleteDocument",
     "DescriptorReferenceSpec",
     "HistoryEntry",
     "JsonPath",
     "KeyChange",
     "Page",
+    "PutDocument",
     "QueryField",
     "ReferenceSpec",
     "ResourceModel",
