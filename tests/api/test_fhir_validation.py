@@ -84,13 +84,13 @@ def test_serve_with_fhir_packages_validates(tmp_path: Path):
     ) as server:
         bad = httpx.put(
             f"{server.base_url}/fhir/Patient/x",
-            json={"resourceType": "Patient", "active": "yes"},
+            json={"resourceType": "Patient", "id": "x", "active": "yes"},
             timeout=60,
         )
         assert bad.status_code == 422
         good = httpx.put(
             f"{server.base_url}/fhir/Patient/x",
-            json={"resourceType": "Patient", "active": True},
+            json={"resourceType": "Patient", "id": "x", "active": True},
             timeout=60,
         )
         assert good.status_code == 201
