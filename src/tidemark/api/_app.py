@@ -28,7 +28,7 @@ from tidemark.core import (
 from tidemark.schemas import SchemaStore, StorageSettings, load_packages
 from tidemark.store import Store, open_store
 
-from . import _edfi, _fhir, _fhir_writes, _sync
+from . import _edfi, _fhir, _fhir_bundle, _fhir_writes, _sync
 from ._auth import BearerAuthMiddleware, TokenIssuer, token_endpoint
 from ._metrics import metrics_endpoint, record_request, record_store_count, route_templates
 from ._openapi import openapi_document
@@ -245,7 +245,9 @@ def create_app(
         routes.extend(group())
     routes.extend(_sync.routes())
     routes.extend(_edfi.routes())
-    routes.extend(_fhir_writes.routes())  # before the facade's catch-all routes
+    # before the facade's catch-all routes for the same paths
+    routes.extend(_fhir_writes.routes())
+    routes.extend(_fhir_bundle.routes())
     routes.extend(_fhir.routes())
     handlers: dict[Any, Any] = {
         HTTPException: _http_error,

@@ -38,9 +38,11 @@ from ._fhir_model import (
 from ._fhir_patch import apply_patch, patch_kind
 from ._responses import app_settings, app_store, read_json_body
 
-#: A write guarded by the version it was planned on is planned again this often when another
-#: writer changed the resource in between (when the client set no precondition of its own).
-GUARD_ATTEMPTS = 5
+#: A write guarded by the version it was planned on is planned again up to this often when
+#: another writer changed the resource in between (when the client set no precondition of its
+#: own). Each round one of the contending writers wins, so this many concurrent writers of one
+#: resource all succeed.
+GUARD_ATTEMPTS = 16
 
 
 async def guarded(
