@@ -275,7 +275,7 @@ async def test_history_at_returns_the_versions_current_then(fhir: httpx.AsyncCli
     v2 = (await fhir.put("/Patient/p", json=_named("V2", "p"))).json()
     at = v2["meta"]["lastUpdated"]
     page = (await fhir.get("/Patient/p/_history", params={"_at": at})).json()
-    assert [e["resource"]["meta"]["versionId"] for e in page["entry"]][0] == v2["meta"]["versionId"]
+    assert [e["resource"]["meta"]["versionId"] for e in page["entry"]] == [v2["meta"]["versionId"]]
     assert "_at=" in page["link"][0]["url"]
     before = (await fhir.get("/Patient/p/_history", params={"_at": "1999"})).json()
     assert before["total"] == 0 and "entry" not in before
