@@ -605,7 +605,11 @@ async def _dispatch(request: Request, entry: _Entry) -> dict[str, Any]:
     result: dict[str, Any] = {"response": response}
     if isinstance(parsed, dict):
         meta = parsed.get("meta")
-        if isinstance(meta, dict) and "lastUpdated" in meta and parsed.get("resourceType") != "Bundle":
+        if (
+            isinstance(meta, dict)
+            and "lastUpdated" in meta
+            and parsed.get("resourceType") != "Bundle"
+        ):
             response["lastModified"] = meta["lastUpdated"]
         if parsed.get("resourceType") == "OperationOutcome" and (
             status >= 400 or entry.method not in ("GET", "HEAD")
