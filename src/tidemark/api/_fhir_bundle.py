@@ -621,5 +621,8 @@ async def _dispatch(request: Request, entry: _Entry) -> dict[str, Any]:
 
 
 def routes() -> list[BaseRoute]:
-    """``POST /fhir`` (placed before the facade's catch-all ``/fhir`` route)."""
-    return [Route("/fhir", system_level, methods=["POST"], name="fhir_bundle")]
+    """``POST /fhir`` (and ``/fhir/``), placed before the facade's catch-all routes."""
+    return [
+        Route("/fhir", system_level, methods=["POST"], name="fhir_bundle"),
+        Route("/fhir/", system_level, methods=["POST"], name="fhir_bundle_slash"),
+    ]
