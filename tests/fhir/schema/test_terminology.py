@@ -88,17 +88,17 @@ def terminology() -> Terminology:
 
 
 def test_whole_code_systems_filters_exclusions_and_imports_expand(terminology: Terminology):
-    assert terminology.expand("vs/all") == {
+    assert set(terminology.expand("vs/all") or ()) == {
         (SYSTEM, c) for c in ("animal", "dog", "cat", "lion", "plant")
     }
-    assert terminology.expand("vs/cats") == {(SYSTEM, "cat"), (SYSTEM, "lion")}
-    assert terminology.expand("vs/below-animal") == {(SYSTEM, "cat"), (SYSTEM, "lion")}
-    assert terminology.expand("vs/imported") == {
+    assert set(terminology.expand("vs/cats") or ()) == {(SYSTEM, "cat"), (SYSTEM, "lion")}
+    assert set(terminology.expand("vs/below-animal") or ()) == {(SYSTEM, "cat"), (SYSTEM, "lion")}
+    assert set(terminology.expand("vs/imported") or ()) == {
         ("http://other", "x"),
         (SYSTEM, "cat"),
         (SYSTEM, "lion"),
     }
-    assert terminology.expand("vs/expanded|1.0") == {("s", "1"), ("s", "2")}
+    assert set(terminology.expand("vs/expanded|1.0") or ()) == {("s", "1"), ("s", "2")}
     assert terminology.contains("vs/listed", None, "x") is True
     assert terminology.contains("vs/listed", SYSTEM, "x") is False
 
