@@ -28,7 +28,7 @@ from tidemark.core import (
 from tidemark.schemas import SchemaStore, StorageSettings, load_packages
 from tidemark.store import Store, open_store
 
-from . import _edfi, _fhir, _fhir_bundle, _fhir_writes, _sync
+from . import _edfi, _fhir, _fhir_bundle, _fhir_validate, _fhir_writes, _sync
 from ._auth import BearerAuthMiddleware, TokenIssuer, token_endpoint
 from ._metrics import metrics_endpoint, record_request, record_store_count, route_templates
 from ._openapi import openapi_document
@@ -248,6 +248,7 @@ def create_app(
     # before the facade's catch-all routes for the same paths
     routes.extend(_fhir_writes.routes())
     routes.extend(_fhir_bundle.routes())
+    routes.extend(_fhir_validate.routes())
     routes.extend(_fhir.routes())
     handlers: dict[Any, Any] = {
         HTTPException: _http_error,
