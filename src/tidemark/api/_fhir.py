@@ -17,7 +17,7 @@ import functools
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, quote
 
@@ -551,6 +551,10 @@ async def _search(
     # Taken before the query: every write stamped at or before it is visible to the query, so a
     # client polling with _lastUpdated=gt<this> misses nothing.
     server_time = await store.timestamp_horizon()
+    if any(op == "ge" for op, _moment in plan.modified):
+        # A poll (a _lastUpdated lower bound) answers as of server_time: a write stamped after
+        # it (in flight when it was taken) comes in the next poll, so each comes exactly once.
+        plan.modified.append(("lt", server_time + timedelta(milliseconds=1)))
     documents, total = await _run_search(store, resource_type, plan)
     base = _base(request)
     entries: list[dict[str, Any]] = [

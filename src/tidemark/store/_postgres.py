@@ -227,18 +227,26 @@ class PostgresEngine:
         """The newest time every writer stamped at or before has ended (see
         :meth:`Store.timestamp_horizon`).
 
-        Two fresh reads, in this order: the database clock T, then the stamp floors of writers
-        in flight. A writer whose floor is not seen yet reads its stamp after that, so it is
-        stamped at or after T; the answer is one millisecond below both T and the smallest floor.
+        Fresh reads, in this order: the database clock T, the clock again until it has passed
+        the millisecond of T (at most a millisecond's wait), then the stamp floors of writers in
+        flight. A writer whose floor is not seen yet reads its stamp after that, so it is stamped
+        after T's millisecond; a writer that committed before is stamped at or before it. The
+        answer is T to the millisecond, kept below the smallest floor.
         """
         with self._pool.connection() as conn:
             conn.autocommit = True
             try:
-                now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+                now = stamp_moment(conn.execute("SELECT clock_timestamp()").fetchone()[0])
+                boundary = now + _STAMP_STEP
+                while True:
+                    later = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+                    if later >= boundary:
+                        break
+                    time.sleep((boundary - later).total_seconds())
                 row = conn.execute(_STAMP_FLOORS, (self.lock_tag,)).fetchone()
             finally:
                 conn.autocommit = False
-        horizon = stamp_moment(now) - _STAMP_STEP
+        horizon = now
         if row and row[0] is not None:
             horizon = min(horizon, _epoch_ms(int(row[0])) - _STAMP_STEP)
         return horizon
