@@ -107,7 +107,7 @@ def test_a_last_updated_poller_sees_every_write_of_every_server_process_once(
         stop.set()
         poll.join()
     assert errors == []
-    final = {}
+    final: dict[str, int] = {}
     for id, version in acked:
         final[id] = max(final.get(id, 0), version)
     missed = sorted(id for id, version in final.items() if seen.get(id, 0) < version)
