@@ -12,7 +12,6 @@ from tests.api.fhir_bundle_support import bundle, entry, synthea_like, urn
 from tests.api.fhir_support import (  # noqa: F401
     assert_outcome,
     fhir_fixture,
-    fhir_settings_fixture,
     fhir_store_fixture,
     patient,
 )
@@ -21,6 +20,7 @@ from tidemark.api import ServerSettings
 
 @pytest.fixture(name="fhir_settings")
 def big_body_settings() -> ServerSettings:
+    """Room for a 1,000-resource transaction."""
     return ServerSettings(max_body_bytes=4 * 1024 * 1024, default_page_size=10, max_page_size=50)
 
 
@@ -225,3 +225,18 @@ async def test_bundle_errors(fhir: httpx.AsyncClient) -> None:
     empty = await fhir.post("", json={"resourceType": "Bundle", "type": "transaction"})
     assert empty.status_code == 200 and "entry" not in empty.json()
     assert_outcome(await fhir.get(""), 404)
+
+
+async def test_a_1000_resource_transaction_is_all_or_nothing(fhir: httpx.AsyncClient) -> None:
+    await fhir.put("/Patient/anchor", json=patient("anchor"))
+    sent = synthea_like(250)
+    # after all 1,000 creates, an update whose If-Match fails: the store rolls everything back
+    sent["entry"].append(entry("PUT", "Patient/anchor", patient("anchor"), ifMatch='W/"999999"'))
+    body = assert_outcome(await fhir.post("", json=sent), 412)
+    assert "Bundle.entry[1000]" in body["issue"][0]["diagnostics"]
+    for resource_type in ("Patient", "Encounter", "Condition", "Observation"):
+        assert await _total(fhir, resource_type) == (1 if resource_type == "Patient" else 0)
+    accepted = await fhir.post("", json=synthea_like(250))
+    assert accepted.status_code == 200
+    assert len(accepted.json()["entry"]) == 1000
+    assert await _total(fhir, "Observation") == 250
