@@ -38,7 +38,7 @@ def synthea_transaction(patients: int) -> dict[str, Any]:
     entries: list[dict[str, Any]] = []
     for n in range(patients):
         p, e = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
-        resources = [
+        resources: list[tuple[str, dict[str, Any]]] = [
             (
                 p,
                 {
