@@ -172,10 +172,25 @@ async def test_transaction_patch_entries_and_preferred_representation(
         "contentType": "application/json-patch+json",
         "data": base64.b64encode(orjson.dumps(json_patch)).decode(),
     }
+    fhirpath = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "Patient.active"},
+                    {"name": "value", "valueBoolean": False},
+                ],
+            }
+        ],
+    }
+    await fhir.put("/Patient/q", json=patient("q"))
     sent = bundle(
         "transaction",
         entry("PATCH", "Patient/p", binary),
         entry("POST", "Patient", patient(gender="other")),
+        entry("PATCH", "Patient/q", fhirpath),
     )
     response = await fhir.post("", json=sent, headers={"Prefer": "return=representation"})
     assert response.status_code == 200, response.text
@@ -184,6 +199,7 @@ async def test_transaction_patch_entries_and_preferred_representation(
     assert results[0]["resource"]["gender"] == "female"
     assert results[1]["resource"]["gender"] == "other"
     assert (await fhir.get("/Patient/p")).json()["gender"] == "female"
+    assert results[2]["resource"]["active"] is False
 
 
 async def test_a_batch_answers_every_entry_on_its_own(fhir: httpx.AsyncClient) -> None:

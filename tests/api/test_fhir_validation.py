@@ -184,3 +184,37 @@ async def test_validate_without_packages_checks_the_shape_and_says_so(client: ht
         await client.post("/fhir/Patient/$validate", json={"resourceType": "Patient", "name": []})
     ).json()
     assert empty["issue"][0]["severity"] == "error"
+
+
+async def test_fhirpath_patch_adds_by_the_packages_definitions(validated: httpx.AsyncClient):
+    await validated.put(
+        "/fhir/Patient/fp", json={"resourceType": "Patient", "id": "fp", "active": True}
+    )
+
+    def add(path: str, name: str, value: dict[str, object]) -> dict[str, object]:
+        parts = [
+            {"name": "type", "valueCode": "add"},
+            {"name": "path", "valueString": path},
+            {"name": "name", "valueString": name},
+            {"name": "value", **value},
+        ]
+        return {"name": "operation", "part": parts}
+
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            add("Patient", "name", {"valueHumanName": {"family": "Ng"}}),
+            add("Patient.name[0]", "given", {"valueString": "Lin"}),
+            add("Patient", "birthDate", {"valueDate": "1980-02-03"}),
+        ],
+    }
+    patched = await validated.patch("/fhir/Patient/fp", json=body)
+    assert patched.status_code == 200, patched.text
+    resource = patched.json()
+    assert resource["name"] == [{"family": "Ng", "given": ["Lin"]}]
+    assert resource["birthDate"] == "1980-02-03"
+    bad = {
+        "resourceType": "Parameters",
+        "parameter": [add("Patient", "gender", {"valueCode": "F"})],
+    }
+    assert (await validated.patch("/fhir/Patient/fp", json=bad)).status_code == 422

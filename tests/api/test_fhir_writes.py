@@ -312,3 +312,36 @@ def _json(value: Any) -> bytes:
     import orjson
 
     return orjson.dumps(value)
+
+
+def _fhirpath_patch(*operations: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    parameters = []
+    for kind, path, parts in operations:
+        items: list[dict[str, Any]] = [
+            {"name": "type", "valueCode": kind},
+            {"name": "path", "valueString": path},
+        ]
+        items += [{"name": name, **value} for name, value in parts.items()]
+        parameters.append({"name": "operation", "part": items})
+    return {"resourceType": "Parameters", "parameter": parameters}
+
+
+async def test_fhirpath_patch_replaces_deletes_and_needs_definitions_to_add(
+    fhir: httpx.AsyncClient,
+) -> None:
+    await fhir.put("/Patient/p", json=_named("Shaw", "p", gender="male", birthDate="1970-01-01"))
+    body = _fhirpath_patch(
+        ("replace", "Patient.gender", {"value": {"valueCode": "female"}}),
+        ("delete", "Patient.birthDate", {}),
+        (
+            "add",
+            "Patient.name[0]",
+            {"name": {"valueString": "given"}, "value": {"valueString": "x"}},
+        ),
+    )
+    refused = await fhir.patch("/Patient/p", json=body, headers={"Content-Type": FHIR_JSON})
+    assert "--fhir-package" in assert_outcome(refused, 422)["issue"][0]["diagnostics"]
+    body["parameter"].pop()
+    patched = await fhir.patch("/Patient/p", json=body, headers={"Content-Type": FHIR_JSON})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["gender"] == "female" and "birthDate" not in patched.json()

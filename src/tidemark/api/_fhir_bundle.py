@@ -3,6 +3,7 @@ or a ``batch`` (independent entries, each answered on its own)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import http
@@ -54,6 +55,7 @@ from ._fhir_model import (
     stored_body,
 )
 from ._fhir_patch import apply_patch, patch_kind
+from ._fhir_writes import element_repeats
 from ._responses import app_store
 
 log = get_logger("fhir")
@@ -184,12 +186,16 @@ def _status(code: int) -> str:
 
 
 def _patch_of(entry: _Entry) -> tuple[str, Any]:
-    """The patch an entry carries: a Binary with a JSON Patch or merge patch (base64 ``data``)."""
+    """The patch an entry carries: a Parameters resource (FHIRPath Patch) or a Binary holding a
+    JSON Patch or merge patch (base64 ``data``)."""
     resource = entry.resource or {}
+    if resource.get("resourceType") == "Parameters":
+        return "merge-patch", resource  # a Parameters document is applied as FHIRPath Patch
     if resource.get("resourceType") != "Binary":
         raise BadRequestError(
-            "a PATCH entry carries its patch as a Binary resource (contentType "
-            "application/json-patch+json or application/merge-patch+json, base64 data)."
+            "a PATCH entry carries a Parameters resource (FHIRPath Patch) or a Binary "
+            "(contentType application/json-patch+json or application/merge-patch+json, "
+            "base64 data)."
         )
     kind = patch_kind(str(resource.get("contentType", "")))
     try:
@@ -369,9 +375,8 @@ async def _plan_patch(request: Request, entry: _Entry) -> None:
         document.content_last_modified_at,
     )
     kind, patch = _patch_of(entry)
-    patched = check_resource(
-        apply_patch(current, kind, patch), entry.resource_type, document.id, require_id_match=True
-    )
+    applied = await asyncio.to_thread(apply_patch, current, kind, patch, element_repeats(request))
+    patched = check_resource(applied, entry.resource_type, document.id, require_id_match=True)
     await _validate(request, patched)
     entry.operation = PutDocument(
         collection_of(entry.resource_type), document.id, stored_body(patched), _guard(entry)

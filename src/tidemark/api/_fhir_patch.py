@@ -1,9 +1,10 @@
-"""PATCH documents applied to a FHIR resource (pure): JSON Patch and JSON Merge Patch."""
+"""PATCH documents applied to a FHIR resource (pure): JSON Patch, JSON Merge Patch and
+FHIRPath Patch."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jsonpatch
@@ -11,11 +12,12 @@ import jsonpatch
 from tidemark.core import BadRequestError, UnprocessableError, UnsupportedMediaTypeError
 
 from ._fhir_model import FHIR_JSON
+from ._fhirpath_patch import RepeatsOracle, apply_fhirpath_patch
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
-#: What a PATCH body may be: JSON Patch, JSON Merge Patch, or plain JSON taken as a merge patch
-#: (what fhirpy's ``patch()`` sends).
+#: What a PATCH body may be: JSON Patch, JSON Merge Patch, plain JSON taken as a merge patch
+#: (what fhirpy's ``patch()`` sends), or a FHIRPath Patch (a Parameters resource).
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, "application/json", FHIR_JSON)
 
 
@@ -28,14 +30,24 @@ def patch_kind(content_type: str | None) -> str:
         return "merge-patch"
     raise UnsupportedMediaTypeError(
         f"Content-Type {base or '(none)'!r} is not a patch format; send {JSON_PATCH} "
-        f"(JSON Patch) or {MERGE_PATCH} (JSON Merge Patch; plain application/json and "
-        f"{FHIR_JSON} bodies are taken as merge patches too)."
+        f"(JSON Patch), {MERGE_PATCH} (JSON Merge Patch; a plain application/json body is "
+        f"one too) or a FHIRPath Patch (a Parameters resource) as {FHIR_JSON}."
     )
 
 
-def apply_patch(resource: Mapping[str, Any], kind: str, document: Any) -> dict[str, Any]:
+def _no_definitions(resource_type: str, names: Sequence[str]) -> bool | None:
+    return None
+
+
+def apply_patch(
+    resource: Mapping[str, Any],
+    kind: str,
+    document: Any,
+    repeats: RepeatsOracle = _no_definitions,
+) -> dict[str, Any]:
     """``resource`` after ``document`` (``kind`` from :func:`patch_kind`); the input is not
-    changed. A JSON Patch applies completely or not at all.
+    changed. A patch applies completely or not at all. A Parameters body (of any JSON media
+    type but JSON Patch) is a FHIRPath Patch; ``repeats`` tells it which elements are arrays.
 
     Raises 400 for a malformed patch document, 422 when it cannot be applied (a failing
     ``test``, a path that does not exist) or when it changes ``resourceType`` or ``id``.
@@ -45,12 +57,13 @@ def apply_patch(resource: Mapping[str, Any], kind: str, document: Any) -> dict[s
     else:
         if not isinstance(document, dict):
             raise BadRequestError("A merge patch must be a JSON object.")
-        if document.get("resourceType") == "Parameters" and "parameter" in document:
-            raise UnsupportedMediaTypeError(
-                "FHIRPath Patch (a Parameters body) is not supported; send a JSON Patch "
-                f"({JSON_PATCH}) or a JSON Merge Patch ({MERGE_PATCH})."
-            )
-        patched = merge_patch(resource, document)
+        if (
+            document.get("resourceType") == "Parameters"
+            and resource.get("resourceType") != "Parameters"
+        ):
+            patched = apply_fhirpath_patch(resource, document, repeats)
+        else:
+            patched = merge_patch(resource, document)
     if not isinstance(patched, dict):
         raise UnprocessableError("The patch must leave a resource (a JSON object).")
     for member in ("resourceType", "id"):

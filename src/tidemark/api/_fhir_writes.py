@@ -1,7 +1,9 @@
-"""FHIR writes beyond create/update/delete: PATCH and the conditional update, delete and patch."""
+"""FHIR writes beyond create/update/delete: PATCH (JSON Patch, JSON Merge Patch, FHIRPath
+Patch) and the conditional update, delete and patch."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +38,7 @@ from ._fhir_model import (
     representation,
 )
 from ._fhir_patch import apply_patch, patch_kind
+from ._fhirpath_patch import RepeatsOracle
 from ._responses import app_settings, app_store, read_json_body
 
 #: A write guarded by the version it was planned on is planned again up to this often when
@@ -59,6 +62,14 @@ async def guarded(
             if not remaining:
                 raise
     raise AssertionError("unreachable")
+
+
+def element_repeats(request: Request) -> RepeatsOracle:
+    """Whether an element repeats, by the server's FHIR packages (unknown without them)."""
+    schemas = getattr(request.app.state, "schema_store", None)
+    if schemas is None:
+        return lambda resource_type, names: None
+    return schemas.validator().element_repeats  # type: ignore[no-any-return]
 
 
 def _guard(document: StoredDocument, client_if_match: str | None) -> str:
@@ -85,9 +96,9 @@ async def _patch_document(
         document.content_version,
         document.content_last_modified_at,
     )
-    patched = check_resource(
-        apply_patch(current, kind, body), resource_type, document.id, require_id_match=True
-    )
+    # In a worker thread: a FHIRPath Patch may resolve definitions through the schema store.
+    applied = await asyncio.to_thread(apply_patch, current, kind, body, element_repeats(request))
+    patched = check_resource(applied, resource_type, document.id, require_id_match=True)
     return await put_resource(
         request, resource_type, document.id, patched, if_match=_guard(document, if_match)
     )

@@ -178,6 +178,24 @@ class Validator:
         kind = chain[0].get("type") if chain else None
         return kind if isinstance(kind, str) else None
 
+    def element_repeats(self, resource_type: str, names: Sequence[str]) -> bool | None:
+        """Whether the element reached by ``names`` from a ``resource_type`` root (e.g.
+        ``["name", "given"]``) is an array; ``None`` when the schemas do not define it."""
+        defs: list[Element] = list(self.chain(type_url(resource_type)))
+        for position, name in enumerate(names):
+            found = [
+                elements[name]
+                for definition in self._expand(defs)
+                if isinstance(elements := definition.get("elements"), Mapping)
+                and isinstance(elements.get(name), Mapping)
+            ]
+            if not found:
+                return None
+            if position == len(names) - 1:
+                return any(bool(item.get("array")) for item in found)
+            defs = found
+        return None
+
     # ----- entry point ---------------------------------------------------------------------
 
     def validate(self, resource: Any, *, profiles: Sequence[str] = ()) -> ValidationResult:
