@@ -345,3 +345,8 @@ async def test_fhirpath_patch_replaces_deletes_and_needs_definitions_to_add(
     patched = await fhir.patch("/Patient/p", json=body, headers={"Content-Type": FHIR_JSON})
     assert patched.status_code == 200, patched.text
     assert patched.json()["gender"] == "female" and "birthDate" not in patched.json()
+
+
+async def test_methods_no_fhir_route_knows_are_operation_outcomes(fhir: httpx.AsyncClient) -> None:
+    response = await fhir.request("PROPFIND", "/Patient/p")
+    assert_outcome(response, 405)
