@@ -10,6 +10,7 @@ The ratio transaction/one-by-one is what carries across machines; there is no ta
 figures are for the closing note.
 
 Run: ./dev bench fhir_transaction [--patients N] [--repeat R] [--pg DSN | --no-pg]
+     [--fhir-package ../shared/data/fhir/hl7.fhir.r4.core-4.0.1.tgz]
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import drop_schema, median, pg_schema_dsn, print_table
 from tidemark.api import ServerSettings, create_app
+from tidemark.fhir.packages import FhirPackage
+from tidemark.schemas import SchemaStore, StorageSettings
 from tidemark.store import open_store
 
 
@@ -93,12 +96,18 @@ def synthea_transaction(patients: int) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-async def run(url: str, patients: int) -> dict[str, float]:
+async def run(url: str, patients: int, package: str | None) -> dict[str, float]:
     """Seconds for: the transaction, the failing transaction, one-by-one creates."""
     settings = ServerSettings(max_body_bytes=64 * 1024 * 1024)
     store = await open_store(url)
+    schemas = None
+    if package is not None:
+        schemas = SchemaStore(
+            StorageSettings(strategy="memory"), packages=FhirPackage.load(package)
+        )
+        await schemas.__aenter__()
     try:
-        app = create_app(store, settings)
+        app = create_app(store, settings, schema_store=schemas)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://bench/fhir", timeout=600
@@ -142,6 +151,8 @@ async def run(url: str, patients: int) -> dict[str, float]:
                 ids[item["fullUrl"]] = f"{resource['resourceType']}/{answer.json()['id']}"
             one_by_one = time.perf_counter() - started
     finally:
+        if schemas is not None:
+            await schemas.aclose()
         await store.close()
     return {"transaction": transaction, "rolled_back": rolled_back, "one_by_one": one_by_one}
 
@@ -155,19 +166,25 @@ def main() -> None:
         default=os.environ.get("TIDEMARK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument(
+        "--fhir-package",
+        help="validate every resource against this FHIR package (e.g. the R4 core .tgz)",
+    )
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
             results.setdefault("sqlite", []).append(
-                asyncio.run(run(str(Path(tmp) / f"tx-{i}.db"), args.patients))
+                asyncio.run(run(str(Path(tmp) / f"tx-{i}.db"), args.patients, args.fhir_package))
             )
     if not args.no_pg:
         for i in range(args.repeat):
             schema = f"bench_tx_{os.getpid()}_{i}"
             try:
                 results.setdefault("postgresql", []).append(
-                    asyncio.run(run(pg_schema_dsn(args.pg, schema), args.patients))
+                    asyncio.run(
+                        run(pg_schema_dsn(args.pg, schema), args.patients, args.fhir_package)
+                    )
                 )
             finally:
                 drop_schema(args.pg, schema)
@@ -180,7 +197,8 @@ def main() -> None:
         rows.append([engine, resources, tx, resources / tx, failed, single, single / tx])
     print_table(
         f"fhir_transaction: a Synthea-style transaction of {resources} resources "
-        f"(medians of {args.repeat} runs, in-process HTTP)",
+        f"(medians of {args.repeat} runs, in-process HTTP, "
+        f"{'validated against ' + Path(args.fhir_package).name if args.fhir_package else 'no validation'})",
         [
             "engine",
             "resources",
