@@ -27,8 +27,9 @@ from tidemark.core import (
 from tidemark.schemas import SchemaStore, StorageSettings, load_packages
 from tidemark.store import Store, open_store
 
-from . import _discovery, _edfi, _fhir, _sync
+from . import _discovery, _edfi, _fhir, _fhir_bundle, _fhir_validate, _fhir_writes, _sync
 from ._auth import BearerAuthMiddleware, TokenIssuer, token_endpoint, token_info_endpoint
+from ._fhir_model import FHIR_JSON, error_outcome
 from ._metrics import metrics_endpoint, record_request, record_store_count, route_templates
 from ._openapi import openapi_document
 from ._responses import FastJSONResponse, correlation_id, problem
@@ -131,12 +132,20 @@ class RequestObserver:
             )
 
 
+def _error(request: Request, error: TidemarkError) -> Response:
+    """An error answer: an OperationOutcome under ``/fhir``, problem+json elsewhere."""
+    path = request.url.path
+    if path == "/fhir" or path.startswith("/fhir/"):
+        return FastJSONResponse(error_outcome(error), error.status, media_type=FHIR_JSON)
+    return problem(request, error)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return problem(request, NotFoundError("The specified data could not be found."))
+        return _error(request, NotFoundError("The specified data could not be found."))
     if exc.status_code == 405:
-        return problem(
+        return _error(
             request, MethodNotAllowedError(f"The method {request.method} is not allowed here.")
         )
     return Response(status_code=exc.status_code, content=exc.detail)
@@ -144,7 +153,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _tidemark_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TidemarkError)
-    return problem(request, exc)
+    return _error(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -157,7 +166,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     error = TidemarkError(
         "An unexpected error occurred; quote the correlationId when reporting it."
     )
-    return problem(request, error)
+    return _error(request, error)
 
 
 def create_app(
@@ -226,6 +235,10 @@ def create_app(
         routes.extend(group())
     routes.extend(_sync.routes())
     routes.extend(_edfi.routes())
+    # before the facade's catch-all routes for the same paths
+    routes.extend(_fhir_writes.routes())
+    routes.extend(_fhir_bundle.routes())
+    routes.extend(_fhir_validate.routes())
     routes.extend(_fhir.routes())
     handlers: dict[Any, Any] = {
         HTTPException: _http_error,

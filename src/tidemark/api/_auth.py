@@ -30,12 +30,14 @@ from tidemark.core import (
     parse_json,
 )
 
+from ._fhir_model import FHIR_JSON, error_outcome
 from ._responses import FastJSONResponse, problem
 
 log = get_logger("auth")
 
-#: Paths anyone may call: discovery, health, metrics and the token endpoint.
-OPEN_PATHS = frozenset({"/", "/metadata", "/health", "/metrics", "/oauth/token"})
+#: Paths anyone may call: discovery, the FHIR CapabilityStatement, health, metrics and the token
+#: endpoint.
+OPEN_PATHS = frozenset({"/", "/metadata", "/fhir/metadata", "/health", "/metrics", "/oauth/token"})
 #: Path prefixes anyone may call: the API descriptions and the dependency order.
 OPEN_PREFIXES = ("/metadata/",)
 
@@ -235,7 +237,15 @@ class BearerAuthMiddleware:
             scope.setdefault("state", {})["client_key"] = self.issuer.verify(token.strip())
         except UnauthorizedError as error:
             challenge = 'Bearer realm="tidemark", error="invalid_token"'
-            response = problem(request, error, headers={"WWW-Authenticate": challenge})
+            headers = {"WWW-Authenticate": challenge}
+            response: Response
+            if scope["path"] == "/fhir" or scope["path"].startswith("/fhir/"):
+                # FHIR clients read errors as OperationOutcomes, this one included.
+                response = FastJSONResponse(
+                    error_outcome(error), status_code=401, media_type=FHIR_JSON, headers=headers
+                )
+            else:
+                response = problem(request, error, headers=headers)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

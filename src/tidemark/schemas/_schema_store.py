@@ -41,6 +41,7 @@ from tidemark.fhir.schema import (
     ConversionError,
     FHIRSchema,
     SchemaResolver,
+    Terminology,
     ValidationResult,
     Validator,
     convert,
@@ -639,7 +640,9 @@ class SchemaStore:
         """A validator over this store, rebuilt whenever :attr:`generation` moves on."""
         with self._validator_lock:
             if self._validator is None or self._validator[0] != self.generation:
-                self._validator = (self.generation, Validator(self.resolver()))
+                terminology = Terminology(self.packages.resource)
+                validator = Validator(self.resolver(), terminology=terminology)
+                self._validator = (self.generation, validator)
             return self._validator[1]
 
     async def validate(self, resource: Any, *, profiles: Sequence[str] = ()) -> ValidationResult:

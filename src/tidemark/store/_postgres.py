@@ -7,18 +7,47 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from tidemark.core import ConflictError, SourceUnavailableError, get_logger
 
 from ._engine import RetryTransaction, Row, Transaction
 from ._migrations import POSTGRES_MIGRATIONS
+from ._types import stamp_moment
 
 T = TypeVar("T")
 log = get_logger("store")
 
 #: Advisory-lock keys of in-flight writers: ``tag * 2**48 + floor`` (see PostgresEngine).
 _LOCK_SHIFT = 2**48
+_STAMP_STEP = timedelta(milliseconds=1)
+
+# A writer's stamp floor: the database clock in epoch milliseconds, published as a shared
+# two-key advisory lock (objsubid 2, apart from the one-key version floors) whose first key
+# carries the store's tag and the high 16 bits of the milliseconds, the second key the low 32
+# bits. The stamp itself is read from the clock after the lock is visible (outer query), so a
+# horizon reader that does not see the lock yet is earlier than the stamp.
+_ANNOUNCE_STAMP = """
+SELECT s.floor_ms, s.locked, clock_timestamp() FROM (
+    SELECT a.floor_ms, pg_advisory_xact_lock_shared(
+        (%s * 65536 + (a.floor_ms >> 32))::int,
+        ((a.floor_ms & 4294967295) - CASE WHEN (a.floor_ms & 4294967295) >= 2147483648
+                                          THEN 4294967296 ELSE 0 END)::int
+    ) AS locked
+    FROM (SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS floor_ms) a
+    OFFSET 0
+) s
+"""
+_STAMP_FLOORS = (
+    "SELECT min(((l.classid::bigint & 65535) << 32) | l.objid::bigint) FROM pg_locks l "
+    "WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND (l.classid::bigint >> 16) = %s "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def _epoch_ms(ms: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
 
 
 class _PostgresTransaction:
@@ -71,6 +100,10 @@ class _PostgresTransaction:
             self._announced = True
         row = self._conn.execute("SELECT nextval('change_version_seq')", prepare=True).fetchone()
         return int(row[0])
+
+    def announce_stamp(self) -> datetime:
+        row = self._conn.execute(_ANNOUNCE_STAMP, (self._lock_tag,), prepare=True).fetchone()
+        return max(_epoch_ms(int(row[0])), stamp_moment(row[2]))
 
     def json_value(self, column: str, path: Sequence[str]) -> str:
         return f"({column}::jsonb #> ?::text[])"
@@ -128,6 +161,7 @@ class PostgresEngine:
     """
 
     name = "postgresql"
+    shared_clock = True
 
     def __init__(self, dsn: str, *, pool_size: int = 8, retries: int = 8) -> None:
         self.dsn = dsn
@@ -237,6 +271,38 @@ class PostgresEngine:
     async def newest_safe_version(self) -> int:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.newest_safe_version_sync)
+
+    def stamp_horizon_sync(self) -> datetime:
+        """The newest time every writer stamped at or before has ended (see
+        :meth:`Store.timestamp_horizon`).
+
+        Fresh reads, in this order: the database clock T, the clock again until it has passed
+        the millisecond of T (at most a millisecond's wait), then the stamp floors of writers in
+        flight. A writer whose floor is not seen yet reads its stamp after that, so it is stamped
+        after T's millisecond; a writer that committed before is stamped at or before it. The
+        answer is T to the millisecond, kept below the smallest floor.
+        """
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                now = stamp_moment(conn.execute("SELECT clock_timestamp()").fetchone()[0])
+                boundary = now + _STAMP_STEP
+                while True:
+                    later = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+                    if later >= boundary:
+                        break
+                    time.sleep((boundary - later).total_seconds())
+                row = conn.execute(_STAMP_FLOORS, (self.lock_tag,)).fetchone()
+            finally:
+                conn.autocommit = False
+        horizon = now
+        if row and row[0] is not None:
+            horizon = min(horizon, _epoch_ms(int(row[0])) - _STAMP_STEP)
+        return horizon
+
+    async def stamp_horizon(self) -> datetime:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.stamp_horizon_sync)
 
     def write_sync(self, fn: Callable[[Transaction], T]) -> T:
         import psycopg

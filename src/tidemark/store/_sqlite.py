@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,6 +73,9 @@ class _SqliteTransaction:
             self._conn.execute("UPDATE change_version_counter SET value = ?", (self._counter,))
             self._stored = self._counter
 
+    def announce_stamp(self) -> datetime:
+        raise NotImplementedError("SQLite has no shared clock; the store stamps with its own")
+
     def json_value(self, column: str, path: Sequence[str]) -> str:
         return f"json_extract({column}, ?)"
 
@@ -124,6 +128,7 @@ class SqliteEngine:
     """
 
     name = "sqlite"
+    shared_clock = False
 
     def __init__(
         self,
@@ -350,6 +355,9 @@ class SqliteEngine:
             return int(row[0]) if row else 0
 
         return await self.read(read)
+
+    async def stamp_horizon(self) -> datetime:
+        raise NotImplementedError("SQLite has no shared clock; see Store.timestamp_horizon")
 
     def _read_sync(self, fn: Callable[[Transaction], T]) -> T:
         conn = self._connect()

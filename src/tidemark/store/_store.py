@@ -22,21 +22,24 @@ from tidemark.core import (
     MalformedBodyError,
     NotFoundError,
     ParameterValidationError,
+    TidemarkError,
     get_logger,
 )
 
 from . import _reads, _retention, _writes
 from ._engine import Engine, Transaction
-from ._model import ResourceModel, ResourceSpec, generic_facts, load_model
+from ._model import Facts, ResourceModel, ResourceSpec, generic_facts, load_model
 from ._model_record import check_model
 from ._postgres import PostgresEngine
 from ._sqlite import SqliteEngine
 from ._types import (
     ChangeVersions,
     Cursor,
+    DeleteDocument,
     HistoryEntry,
     KeyChange,
     Page,
+    PutDocument,
     StoredDocument,
     Tombstone,
     WriteOutcome,
@@ -78,6 +81,10 @@ class Store:
         self.engine = engine
         self.model = model
         self.clock = clock
+        # On an engine with a clock of its own (PostgreSQL) stamps and horizons come from the
+        # database, one clock for every process; a clock given by the caller (tests,
+        # simulations) takes over stamps and keeps the horizon to this process's writers.
+        self._database_clock = clock is SYSTEM_CLOCK and engine.shared_clock
         self._inflight_lock = threading.Lock()
         self._inflight: dict[int, datetime] = {}
         self._tokens = itertools.count()
@@ -107,6 +114,11 @@ class Store:
         attempts: list[_writes.ChangeSet] = []
 
         def work(tx: Transaction) -> T:
+            if self._database_clock:
+                moment = tx.announce_stamp()
+                changes = _writes.ChangeSet(tx, self.model, stamp_text(moment), moment)
+                attempts.append(changes)
+                return request(changes)
             with self._inflight_lock:
                 moment = stamp_moment(self.clock.now())
                 if self._horizon is not None and moment <= self._horizon:
@@ -136,12 +148,18 @@ class Store:
             self.counters.increment("noop_writes")
         return result
 
-    def timestamp_horizon(self) -> datetime:
+    async def timestamp_horizon(self) -> datetime:
         """A time T such that every write stamped at or before T is visible to readers now, and
         every later write will be stamped after T. Use it as the server time of a search whose
-        results a client polls with ``_lastUpdated=gt<T>``. (In-process writers only: several
-        server processes on one PostgreSQL database need the shared horizon of Change Queries.)
+        results a client polls with ``_lastUpdated=gt<T>``.
+
+        On PostgreSQL (with the default clock) stamps come from the database's clock and T stays
+        below the stamp of every write in flight in any process on the database, as the Change
+        Queries watermark does; on SQLite, or with a clock given to :func:`open_store`, T
+        accounts for this process's writers.
         """
+        if self._database_clock:
+            return await self.engine.stamp_horizon()
         with self._inflight_lock:
             horizon = stamp_moment(self.clock.now())
             if self._last_stamp is not None and self._last_stamp > horizon:
@@ -237,6 +255,43 @@ class Store:
                 changes, collection, id, spec, facts, if_match, if_none_match
             )
         )
+
+    async def write_many(
+        self, operations: Sequence[PutDocument | DeleteDocument]
+    ) -> list[WriteOutcome | Tombstone]:
+        """Run puts and deletes in one transaction, in order: all of them or none.
+
+        Each operation behaves as :meth:`put` / :meth:`delete` would, seeing the operations
+        before it; all documents written get the same timestamp. The first error rolls back
+        every operation and is raised with the failing operation's index in
+        ``error.data["operation"]``. Returns one :class:`WriteOutcome` (put) or
+        :class:`Tombstone` (delete) per operation.
+        """
+        planned: list[tuple[PutDocument | DeleteDocument, ResourceSpec | None, Facts | None]] = []
+        for index, operation in enumerate(operations):
+            try:
+                _check_collection(operation.collection)
+                _check_id(operation.id)
+                spec = self.model.by_collection(operation.collection)
+                if isinstance(operation, DeleteDocument):
+                    planned.append((operation, spec, None))
+                    continue
+                if not isinstance(operation.body, dict):
+                    raise MalformedBodyError("The document must be a JSON object.")
+                facts = (
+                    spec.client_facts(operation.body)
+                    if spec is not None
+                    else generic_facts(operation.body)
+                )
+            except TidemarkError as error:
+                error.data.setdefault("operation", index)
+                raise
+            planned.append((operation, spec, facts))
+        results = await self._write(lambda changes: _writes.write_many(changes, planned))
+        unchanged = sum(1 for r in results if isinstance(r, WriteOutcome) and not r.changed)
+        if unchanged:
+            self.counters.increment("noop_writes", unchanged)
+        return results
 
     async def delete(self, collection: str, id: str, *, if_match: str | None = None) -> Tombstone:
         """Delete a document. 404 when absent, 412 on a failed ``If-Match``, 409 when other

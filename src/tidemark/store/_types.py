@@ -74,6 +74,26 @@ class WriteOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class PutDocument:
+    """A create-or-replace of one document in :meth:`Store.write_many` (as :meth:`Store.put`)."""
+
+    collection: str
+    id: str
+    body: dict[str, Any]
+    if_match: str | None = None
+    if_none_match: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteDocument:
+    """A delete of one document in :meth:`Store.write_many` (as :meth:`Store.delete`)."""
+
+    collection: str
+    id: str
+    if_match: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tombstone:
     """What a delete leaves: the change version it allocated and the document's natural key."""
 

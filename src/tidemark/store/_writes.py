@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from tidemark.core import (
     KeyChangeNotSupportedError,
     NotFoundError,
     PreconditionFailedError,
+    TidemarkError,
     UnresolvedReferenceError,
     canonical_bytes,
     content_hash,
@@ -26,7 +28,7 @@ from tidemark.core import (
 from ._engine import RetryTransaction, Transaction
 from ._model import Facts, ResolvedReference, ResourceModel, ResourceSpec, referential_id
 from ._rows import DOC_COLUMNS, DocRow
-from ._types import StoredDocument, Tombstone, WriteOutcome
+from ._types import DeleteDocument, PutDocument, StoredDocument, Tombstone, WriteOutcome
 
 #: An identity cascade longer than this is a modelling error (a cycle), not a real workload.
 MAX_CASCADE_STEPS = 1_000_000
@@ -93,6 +95,50 @@ def delete(
     _check_preconditions(found, if_match, None)
     row = _require(found, f"{spec.resource_name if spec else collection} {id}")
     return changes.delete(row, spec)
+
+
+def write_many(
+    changes: ChangeSet,
+    operations: Sequence[tuple[PutDocument | DeleteDocument, ResourceSpec | None, Facts | None]],
+) -> list[WriteOutcome | Tombstone]:
+    """Several puts and deletes in one transaction, in order, each seeing the ones before it.
+
+    Each operation gets a change set of its own (a change set is finalised once) sharing the
+    transaction and its stamp. An error names the failing operation's index in
+    ``error.data["operation"]`` and, raised through the engine, rolls back every operation.
+    """
+    results: list[WriteOutcome | Tombstone] = []
+    for index, (operation, spec, facts) in enumerate(operations):
+        step = changes.fork()
+        try:
+            if isinstance(operation, DeleteDocument):
+                results.append(
+                    delete(step, operation.collection, operation.id, spec, operation.if_match)
+                )
+            else:
+                assert facts is not None
+                results.append(
+                    put(
+                        step,
+                        operation.collection,
+                        operation.id,
+                        spec,
+                        facts,
+                        operation.if_match,
+                        operation.if_none_match,
+                    )
+                )
+        except TidemarkError as error:
+            error.data.setdefault("operation", index)
+            raise
+        except RetryTransaction as retry:
+            if isinstance(retry.error, TidemarkError):
+                retry.error.data.setdefault("operation", index)
+            raise
+        finally:
+            changes.allocated += step.allocated
+            changes.journaled += step.journaled
+    return results
 
 
 def _replace_in(
@@ -223,6 +269,10 @@ class ChangeSet:
         #: Change versions allocated and representation changes (journal rows) written so far.
         self.allocated = 0
         self.journaled = 0
+
+    def fork(self) -> ChangeSet:
+        """A fresh change set in the same transaction, with the same stamp."""
+        return ChangeSet(self.tx, self.model, self.now, self._now_parsed)
 
     def _allocate(self) -> int:
         self.allocated += 1
