@@ -93,6 +93,7 @@ async def test_reopening_a_store_keeps_everything_and_does_not_migrate_twice(
         assert (await store.get("ed-fi:schools", school.id)).body == school.body
         assert await store.newest_change_version() == school.content_version
         rows = await store.engine.read(lambda tx: tx.query("SELECT version FROM schema_migrations"))
-        assert [int(r[0]) for r in rows] == [1]
+        versions = [int(r[0]) for r in rows]
+        assert len(versions) == len(set(versions)) and {1, 3} <= set(versions)
     finally:
         await store.close()

@@ -190,10 +190,9 @@ class SqliteEngine:
         tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
         )
-        row = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations")
-        current = int(row[0]) if row else 0
+        applied = {int(r[0]) for r in tx.query("SELECT version FROM schema_migrations")}
         for version, statements in SQLITE_MIGRATIONS:
-            if version <= current:
+            if version in applied:
                 continue
             for statement in statements:
                 tx.execute(statement)
