@@ -11,6 +11,7 @@ from tests.store import samples
 from tidemark.core import ManualClock, ParameterValidationError, UnresolvedReferenceError
 from tidemark.store import (
     AnyOf,
+    Condition,
     IndexEntry,
     IndexOrder,
     KeyContains,
@@ -282,3 +283,50 @@ async def test_an_indexer_that_fails_fails_the_write_before_it_starts(things: St
     with pytest.raises(ValueError, match="cannot index"):
         await things.put("b:things", "x", {"a": 1})
     assert await things.get("b:things", "x") is None
+
+
+SEARCHES: list[list[Condition]] = [
+    [KeyIn("tag", ["a"])],
+    [KeyIn("tag", ["a", "b"])],
+    [KeyPrefix("name", "n1")],
+    [RangeMatch("span", "ge", 10, 12)],
+    [KeyIn("tag", ["a"]), RangeMatch("span", "lt", 20, 20)],
+    [AnyOf([KeyIn("tag", ["b"]), RangeMatch("span", "sa", 25, 25)]), Not(KeyIn("tag", ["a"]))],
+    [KeyContains("name", "2"), Missing("tag", missing=False)],
+]
+
+
+@pytest.mark.parametrize("limits", [(1, 1), (1, 10_000)], ids=["walk-and-probe", "sort-matches"])
+async def test_every_plan_finds_the_same_documents(
+    things: Store, monkeypatch: pytest.MonkeyPatch, limits: tuple[int, int]
+):
+    from tidemark.store import _index_sql
+
+    bodies = {
+        f"n{i}": {
+            "tags": ["a"] if i % 3 == 0 else ["b"] if i % 3 == 1 else [],
+            "name": f"n{i}",
+            "span": [i, i + 1],
+        }
+        for i in range(30)
+    }
+    await put_all(things, bodies)
+    for i in range(12):
+        await things.upsert("schools", samples.school(i + 1, name="Odd" if i % 2 else "Even"))
+    expected = {}
+    for index, conditions in enumerate(SEARCHES):
+        expected[index] = await ids(things, *conditions)
+        assert expected[index], f"search {index} should match something"
+    odd = await things.changes("ed-fi:schools", min_version=0, where={"nameOfInstitution": "Odd"})
+    assert [d.body["schoolId"] for d in odd.items] == [2, 4, 6, 8, 10, 12]
+    monkeypatch.setattr(_index_sql, "ESTIMATE_LIMIT", limits[0])
+    monkeypatch.setattr(_index_sql, "SORT_LIMIT", limits[1])
+    for index, conditions in enumerate(SEARCHES):
+        assert await ids(things, *conditions) == expected[index]
+        assert await ids(things, *conditions, order="-id") == expected[index][::-1]
+    again = await things.changes(
+        "ed-fi:schools",
+        min_version=odd.items[1].content_version,
+        where={"nameOfInstitution": "Odd"},
+    )
+    assert [d.body["schoolId"] for d in again.items] == [4, 6, 8, 10, 12]

@@ -267,8 +267,10 @@ ORDERS = {
     "last_modified": "d.content_modified_at, d.content_version",
     "-last_modified": "d.content_modified_at DESC, d.content_version DESC",
 }
-#: A driving condition that matches at least this many documents is not sorted: the documents
-#: are walked in order instead and every condition probed (see :func:`plan`).
+#: Index rows counted per condition to choose the one that drives a search.
+ESTIMATE_LIMIT = 256
+#: A driving condition that matches at least this many documents is not sorted in id order:
+#: the documents are walked in order instead and every condition probed (see :func:`plan`).
 SORT_LIMIT = 5000
 
 
@@ -312,26 +314,36 @@ class Plan:
 @dataclass(frozen=True, slots=True)
 class Driver:
     """The condition a search reads from the index first, its ``SELECT doc_pk``, and how many
-    index rows it reads (counted up to :data:`SORT_LIMIT`; ``None`` when not counted)."""
+    index rows it reads (counted up to :data:`ESTIMATE_LIMIT`; ``None`` when not counted)."""
 
     condition: Condition
     sql: Sql
     matches: int | None
 
+    def fewer_than(self, tx: Transaction, limit: int) -> bool:
+        """True when the condition reads fewer than ``limit`` index rows."""
+        if self.matches is not None and self.matches < ESTIMATE_LIMIT:
+            return True
+        return _capped_count(tx, self.sql, limit) < limit
+
 
 def best_driver(
     tx: Transaction, collection: str, conditions: Sequence[Condition], *, id_order: bool = False
 ) -> Driver | None:
-    """The condition matching the fewest documents among those the index can read, or ``None``.
-
-    With one candidate that the index returns in id order and ``id_order``, nothing is counted.
+    """The condition matching the fewest documents among those the index can read (each
+    counted up to :data:`ESTIMATE_LIMIT`; ties go to one the index returns in id order), or
+    ``None``. With one candidate that the index returns in id order and ``id_order``, nothing
+    is counted.
     """
     drivable = [(c, sql) for c in conditions if (sql := driver(tx, collection, c)) is not None]
     if not drivable:
         return None
     if len(drivable) == 1 and id_order and _ordered(drivable[0][0]):
         return Driver(drivable[0][0], drivable[0][1], None)
-    counted = [(_capped_count(tx, sql), not _ordered(c), i) for i, (c, sql) in enumerate(drivable)]
+    counted = [
+        (_capped_count(tx, sql, ESTIMATE_LIMIT), not _ordered(c), i)
+        for i, (c, sql) in enumerate(drivable)
+    ]
     matches, _unordered, index = min(counted)
     return Driver(drivable[index][0], drivable[index][1], matches)
 
@@ -371,10 +383,7 @@ def plan(
     best = best_driver(tx, collection, conditions, id_order=id_order)
     tests = list(extra)
     if best is None or (
-        id_order
-        and not _ordered(best.condition)
-        and best.matches is not None
-        and best.matches >= SORT_LIMIT
+        id_order and not _ordered(best.condition) and not best.fewer_than(tx, SORT_LIMIT)
     ):
         tests += [probe(tx, c) for c in conditions]
         return Plan(_where("FROM documents d WHERE d.collection = ?", (collection,), tests), order)
@@ -396,7 +405,7 @@ def _where(head: str, params: tuple[Any, ...], tests: Sequence[Sql]) -> Sql:
     return Sql(text, params + tuple(v for t in tests for v in t.params))
 
 
-def _capped_count(tx: Transaction, sql: Sql) -> int:
-    """How many index rows ``sql`` reads, counted up to :data:`SORT_LIMIT`."""
-    row = tx.query_one(f"SELECT count(*) FROM ({sql.text} LIMIT {SORT_LIMIT}) c", list(sql.params))
+def _capped_count(tx: Transaction, sql: Sql, limit: int) -> int:
+    """How many index rows ``sql`` reads, counted up to ``limit``."""
+    row = tx.query_one(f"SELECT count(*) FROM ({sql.text} LIMIT {int(limit)}) c", list(sql.params))
     return int(row[0]) if row else 0

@@ -23,8 +23,6 @@ from ._types import (
     stamp_text,
 )
 
-#: The orders a query can ask for (see ``_index_sql.ORDERS``).
-ORDERS = _index_sql.ORDERS
 _COMPARATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "="}
 _DOC_COLUMNS_D = ", ".join(f"d.{column}" for column in DOC_COLUMNS.split(", "))
 _NO_MAX = 2**62
@@ -157,7 +155,7 @@ def live_changes(
     high = _NO_MAX if max_version is None else max_version
     tests = _json_filters(tx, where, "d.body")
     best = _index_sql.best_driver(tx, collection, conditions)
-    if best is not None and best.matches is not None and best.matches < _index_sql.SORT_LIMIT:
+    if best is not None and best.fewer_than(tx, _index_sql.SORT_LIMIT):
         # Few documents match: read them from the index, keep those in the window.
         tests += [_index_sql.probe(tx, c) for c in conditions if c is not best.condition]
         source = _index_sql.driven_by(

@@ -475,8 +475,8 @@ class Store:
         return self._start_reindex(prefix, indexer, batch)
 
     def index_status(self, prefix: str) -> IndexStatus | None:
-        """The indexing status of ``prefix`` (``None`` before indexing starts: see
-        :func:`open_store`)."""
+        """The indexing status of ``prefix`` (``None`` when nothing indexes it, or before
+        :func:`open_store` starts indexing)."""
         return self._index_status.get(prefix)
 
     def _start_reindex(
@@ -501,9 +501,9 @@ class Store:
         )
         return status
 
-    async def start_indexing(self) -> None:
-        """Check every registered prefix's fingerprint and start the reindexes it needs (in the
-        background). :func:`open_store` calls it."""
+    def _start_indexing(self) -> None:
+        # Check every registered prefix's fingerprint and start the reindexes it needs (in the
+        # background): open_store calls it once the store is migrated.
         for prefix in self.indexes.prefixes():
             indexer = self.indexes.get(prefix)
             if indexer is not None and prefix not in self._index_status:
@@ -546,7 +546,7 @@ async def open_store(
         model=resource_model.source,
     )
     store = Store(engine, resource_model, clock)
-    await store.start_indexing()
+    store._start_indexing()
     return store
 
 
