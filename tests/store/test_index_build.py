@@ -76,8 +76,9 @@ async def test_a_new_fingerprint_reindexes_in_the_background_with_progress(
 
         second.gate.set()
         await status.wait()
-        assert status.ready and status.done == 6 and status.error is None
-        assert store.counters["documents_reindexed"] == 6
+        # d5 was written after the reindex started: its write indexed it, the reindex did not.
+        assert status.ready and status.done == 5 and status.error is None
+        assert store.counters["documents_reindexed"] == 5
         assert await keys(store) == [(f"d{n}", f"2:{n}") for n in range(6)]
     finally:
         second.gate.set()

@@ -66,18 +66,22 @@ def stored_key(key: str) -> str:
 
 def normalise_entries(entries: Iterable[IndexEntry]) -> frozenset[IndexEntry]:
     """``entries`` de-duplicated, with keys in their stored form; raises ``ValueError`` for a
-    malformed entry (an empty name, a NaN bound or a low above its high)."""
+    malformed entry (an empty name, a key that is not a string, a NaN bound or a low above its
+    high)."""
     result: set[IndexEntry] = set()
     for entry in entries:
-        if not entry.name:
-            raise ValueError(f"an index entry needs a name: {entry!r}")
         if isinstance(entry, KeyEntry):
-            result.add(KeyEntry(entry.name, stored_key(entry.key)))
-        else:
-            low, high = float(entry.low), float(entry.high)
-            if math.isnan(low) or math.isnan(high) or low > high:
-                raise ValueError(f"an index range needs low <= high: {entry!r}")
-            result.add(RangeEntry(entry.name, entry.unit, low, high))
+            name, key = entry
+            if not name or not isinstance(name, str) or not isinstance(key, str):
+                raise ValueError(f"an index key needs a name and a string key: {entry!r}")
+            result.add(entry if len(key) <= MAX_KEY_CHARS else KeyEntry(name, stored_key(key)))
+            continue
+        if not entry.name or not isinstance(entry.unit, str):
+            raise ValueError(f"an index range needs a name and a unit: {entry!r}")
+        low, high = float(entry.low), float(entry.high)
+        if math.isnan(low) or math.isnan(high) or low > high:
+            raise ValueError(f"an index range needs low <= high: {entry!r}")
+        result.add(RangeEntry(entry.name, entry.unit, low, high))
     return frozenset(result)
 
 

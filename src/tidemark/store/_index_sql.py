@@ -91,8 +91,12 @@ def replace_entries(
     stored: set[IndexEntry] | None = None,
 ) -> None:
     """Make ``entries`` the entries of document ``pk``, writing only the differences from the
-    stored ones (``stored``, when the caller has read them already)."""
+    stored ones (``stored``, when the caller has read them already; on PostgreSQL, unread, the
+    difference is made by one statement, in one round trip)."""
     if stored is None:
+        if tx.engine_name == "postgresql":
+            _replace_in_one_statement(tx, collection, pk, entries)
+            return
         stored = stored_entries(tx, [pk])[pk]
     removed = [e for e in stored if e not in entries]
     added = [e for e in entries if e not in stored]
@@ -100,6 +104,61 @@ def replace_entries(
         _delete_some(tx, pk, removed)
     if added:
         insert_entries(tx, collection, pk, added)
+
+
+def _replace_in_one_statement(
+    tx: Transaction, collection: str, pk: int, entries: frozenset[IndexEntry]
+) -> None:
+    """:func:`replace_entries` as one statement of data-modifying CTEs (PostgreSQL): delete the
+    stored entries not wanted, insert the wanted ones not stored (conflicts are kept rows)."""
+    keys = [e for e in entries if isinstance(e, KeyEntry)]
+    ranges = [e for e in entries if isinstance(e, RangeEntry)]
+    parts: list[str] = []
+    params: list[Any] = []
+    if keys:
+        parts.append(
+            "wanted_keys (name, key) AS (VALUES "
+            + ", ".join("(?::text, ?::text)" for _ in keys)
+            + ")"
+        )
+        params += [v for entry in keys for v in entry]
+        parts.append(
+            "gone_keys AS (DELETE FROM index_keys i WHERE i.doc_pk = ? AND NOT EXISTS "
+            '(SELECT 1 FROM wanted_keys w WHERE w.name = i.name AND w.key COLLATE "C" = i.key))'
+        )
+    else:
+        parts.append("gone_keys AS (DELETE FROM index_keys i WHERE i.doc_pk = ?)")
+    params.append(pk)
+    if ranges:
+        parts.append(
+            "wanted_ranges (name, unit, low, high) AS (VALUES "
+            + ", ".join("(?::text, ?::text, ?::float8, ?::float8)" for _ in ranges)
+            + ")"
+        )
+        params += [v for entry in ranges for v in entry]
+        parts.append(
+            "gone_ranges AS (DELETE FROM index_ranges r WHERE r.doc_pk = ? AND NOT EXISTS "
+            "(SELECT 1 FROM wanted_ranges w WHERE w.name = r.name AND w.unit = r.unit "
+            "AND w.low = r.low AND w.high = r.high))"
+        )
+        params.append(pk)
+        parts.append(
+            "new_ranges AS (INSERT INTO index_ranges (collection, name, unit, low, high, doc_pk) "
+            "SELECT ?, name, unit, low, high, ? FROM wanted_ranges ON CONFLICT DO NOTHING)"
+        )
+        params += [collection, pk]
+    else:
+        parts.append("gone_ranges AS (DELETE FROM index_ranges r WHERE r.doc_pk = ?)")
+        params.append(pk)
+    if keys:
+        tail = (
+            "INSERT INTO index_keys (collection, name, key, doc_pk) "
+            "SELECT ?, name, key, ? FROM wanted_keys ON CONFLICT DO NOTHING"
+        )
+        params += [collection, pk]
+    else:
+        tail = "SELECT 1"
+    tx.execute("WITH " + ", ".join(parts) + " " + tail, params)
 
 
 def _delete_some(tx: Transaction, pk: int, entries: list[IndexEntry]) -> None:
@@ -130,7 +189,14 @@ def _delete_some(tx: Transaction, pk: int, entries: list[IndexEntry]) -> None:
 
 
 def delete_entries(tx: Transaction, pk: int) -> None:
-    """Remove every entry of document ``pk``."""
+    """Remove every entry of document ``pk`` (one round trip on PostgreSQL)."""
+    if tx.engine_name == "postgresql":
+        tx.execute(
+            "WITH gone_keys AS (DELETE FROM index_keys WHERE doc_pk = ?) "
+            "DELETE FROM index_ranges WHERE doc_pk = ?",
+            (pk, pk),
+        )
+        return
     tx.execute("DELETE FROM index_keys WHERE doc_pk = ?", (pk,))
     tx.execute("DELETE FROM index_ranges WHERE doc_pk = ?", (pk,))
 

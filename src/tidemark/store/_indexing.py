@@ -74,7 +74,8 @@ async def ensure_indexed(
     """Bring ``prefix``'s entries in line with its indexer, then record its fingerprint.
 
     Nothing to do when the recorded fingerprint is the indexer's. Otherwise every document of
-    the prefix is indexed again in batches of ``batch`` documents: read in one transaction,
+    the prefix that exists when it starts (documents written later index themselves with the
+    registered indexer) is indexed again in batches of ``batch`` documents: read in one transaction,
     its entries computed outside any transaction, and written (differences only) in another
     that skips documents changed in between (their write indexed them already). Concurrent
     writes keep indexing themselves throughout. Progress goes to ``status``, the counter
@@ -91,7 +92,7 @@ async def ensure_indexed(
         if await engine.read(recorded) == fingerprint:
             status.finish()
             return
-        status.total = await engine.read(lambda tx: _count(tx, prefix))
+        status.total, last = await engine.read(lambda tx: _count(tx, prefix))
         if status.total:
             log.info(
                 "reindex started",
@@ -103,7 +104,7 @@ async def ensure_indexed(
         cursor = 0
         while True:
             read = await engine.read(
-                functools.partial(_batch, prefix=prefix, after=cursor, size=batch)
+                functools.partial(_batch, prefix=prefix, after=cursor, last=last, size=batch)
             )
             if not read:
                 break
@@ -144,21 +145,26 @@ def _prefix_test(prefix: str) -> tuple[str, tuple[Any, ...]]:
     return "substr(collection, 1, ?) = ?", (len(prefix), prefix)
 
 
-def _count(tx: Transaction, prefix: str) -> int:
+def _count(tx: Transaction, prefix: str) -> tuple[int, int]:
+    """How many documents the prefix has, and the largest ``doc_pk`` of any document now."""
+    row = tx.query_one("SELECT coalesce(max(doc_pk), 0) FROM documents")
+    last = int(row[0]) if row else 0
     test, params = _prefix_test(prefix)
-    row = tx.query_one(f"SELECT count(*) FROM documents WHERE {test}", params)
-    return int(row[0]) if row else 0
+    row = tx.query_one(
+        f"SELECT count(*) FROM documents WHERE {test} AND doc_pk <= ?", [*params, last]
+    )
+    return (int(row[0]) if row else 0), last
 
 
 _Read = tuple[int, str, str, int]
 
 
-def _batch(tx: Transaction, prefix: str, after: int, size: int) -> list[_Read]:
+def _batch(tx: Transaction, prefix: str, after: int, last: int, size: int) -> list[_Read]:
     test, params = _prefix_test(prefix)
     rows = tx.query(
         f"SELECT doc_pk, collection, body, content_version FROM documents WHERE doc_pk > ? "
-        f"AND {test} ORDER BY doc_pk LIMIT ?",
-        [after, *params, size],
+        f"AND doc_pk <= ? AND {test} ORDER BY doc_pk LIMIT ?",
+        [after, last, *params, size],
     )
     return [(int(pk), c, b, int(v)) for pk, c, b, v in rows]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -278,8 +279,13 @@ class ModelIndexer:
 
     def __init__(self, fields: Mapping[str, Mapping[str, QueryField]]) -> None:
         """``fields``: the query fields of each collection this indexer covers."""
-        self._fields = {
-            collection: tuple(by_name.values()) for collection, by_name in fields.items()
+        self._plans = {
+            collection: tuple(
+                (field.name, path, _KEYS.get(field.kind, _text_key))
+                for field in by_name.values()
+                for path in field.paths
+            )
+            for collection, by_name in fields.items()
         }
         described = sorted(
             (collection, field.name, field.kind, [p.text for p in field.paths])
@@ -291,18 +297,42 @@ class ModelIndexer:
     def entries(self, collection: str, body: Mapping[str, Any]) -> list[KeyEntry]:
         """One key entry per query-field value present in ``body``."""
         found: list[KeyEntry] = []
-        for field in self._fields.get(collection, ()):
-            for path in field.paths:
-                if path.has_wildcard:
-                    values = path.values(body)
-                else:
-                    value = path.value(body)
-                    values = [] if value is MISSING else [value]
-                for value in values:
-                    key = field.key(value)
-                    if key is not None:
-                        found.append(KeyEntry(field.name, key))
+        for name, path, key_of in self._plans.get(collection, ()):
+            if path.has_wildcard:
+                values = path.values(body)
+            else:
+                value = path.value(body)
+                if value is MISSING:
+                    continue
+                values = [value]
+            for value in values:
+                key = key_of(value)
+                if key is not None:
+                    found.append(KeyEntry(name, key))
         return found
+
+
+def _text_key(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _integer_key(value: Any) -> str | None:
+    if type(value) is int:
+        return str(value)
+    return value_key("integer", value)
+
+
+#: The key function of each value type (the others: :func:`value_key`).
+_KEYS: dict[str, Callable[[Any], str | None]] = {
+    "string": _text_key,
+    "date": _text_key,
+    "time": _text_key,
+    "integer": _integer_key,
+    **{
+        kind: functools.partial(value_key, kind)
+        for kind in ("number", "boolean", "descriptor", "date-time")
+    },
+}
 
 
 def where_conditions(

@@ -173,6 +173,9 @@ class SqliteEngine:
                 # Checkpoint less often: every write touches several b-trees, and pages rewritten
                 # many times between checkpoints are copied back to the database only once.
                 conn.execute("PRAGMA wal_autocheckpoint = 10000")
+                # 16 MiB of page cache (the default is 2 MiB): a search probes the index once per
+                # candidate document, and a page's probes must not evict each other's pages.
+                conn.execute("PRAGMA cache_size = -16384")
             except sqlite3.Error as exc:
                 raise SourceUnavailableError(
                     f"cannot open SQLite database {self.path}: {exc}"
