@@ -15,7 +15,7 @@ use them). After the fill, PostgreSQL is vacuumed and analysed, as autovacuum wo
 bulk load; SQLite is left as is.
 Then each page is read through ``Store.query(where=…)``, the call the Ed-Fi GET makes.
 
-Run: ./dev bench query_filter [--small N] [--large N] [--repeat R] [--pg DSN | --no-pg]
+Run: ./dev bench query_filter [--small N] [--large N] [--repeat R] [--pg DSN | --no-pg] [--no-sqlite]
 """
 
 from __future__ import annotations
@@ -214,11 +214,12 @@ def main() -> None:
         default=os.environ.get("TIDEMARK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
     rows: list[list[Any]] = []
     misses = 0
     with tempfile.TemporaryDirectory() as tmp:
-        engines = ["sqlite"] + ([] if args.no_pg else ["postgresql"])
+        engines = ([] if args.no_sqlite else ["sqlite"]) + ([] if args.no_pg else ["postgresql"])
         for engine in engines:
             print(f"{engine}:", flush=True)
             sizes = (args.small, args.large)

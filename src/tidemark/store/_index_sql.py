@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ _TOP = "\U0010ffff"
 
 # -- writing entries (inside the document's write transaction) ---------------------------------
 def insert_entries(
-    tx: Transaction, collection: str, pk: int, entries: Iterable[IndexEntry]
+    tx: Transaction, collection: str, pk: int, entries: Collection[IndexEntry]
 ) -> None:
     """Add ``entries`` of document ``pk`` (already normalised)."""
     keys = [e for e in entries if isinstance(e, KeyEntry)]
@@ -255,7 +255,7 @@ def _range_test(condition: RangeMatch, alias: str) -> Sql:
 
 def probe(tx: Transaction, condition: Condition, doc: str = "d.doc_pk") -> Sql:
     """A boolean SQL expression: the document whose ``doc_pk`` is ``doc`` matches ``condition``
-    (index lookups by document, a few rows each)."""
+    (lookups in the document-ordered index, a few rows each)."""
     if isinstance(condition, KeyIn | KeyPrefix | KeyContains):
         test = _key_test(tx, condition, "x")
         return Sql(
