@@ -16,13 +16,6 @@ from tests.support import ServerProcess, require_data
 #: A small, realistic DS 5.1 data set, one JSONL file per endpoint (lightbeam's layout).
 DATASET = Path(__file__).parent / "ds51_dataset"
 KEY, SECRET = "district-etl", "s3cret-for-tests"
-#: The checks that need query filters to match as ODS/API matches them (issue 12 §4).
-NEEDS_QUERY_FILTERS = (
-    "needs issue 12 §4: DS 5.1 types schoolYear query fields as strings while documents hold "
-    "integers, and studentSchoolAssociations?schoolId filters on the first path "
-    "(nextYearSchoolReference); lightbeam finds sessions, course offerings and enrollments "
-    "to delete by those filters"
-)
 
 
 def rows(endpoint: str) -> list[dict[str, Any]]:

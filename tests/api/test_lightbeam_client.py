@@ -16,7 +16,6 @@ from tests.support import ServerProcess
 from .ds51_clients import (
     DATASET,
     KEY,
-    NEEDS_QUERY_FILTERS,
     SECRET,
     console_script,
     ds51_server,
@@ -185,7 +184,6 @@ def test_lightbeam_validates_sends_resends_counts_and_fetches(
     _validate_bad_records(ds51_server, tmp_path)
 
 
-@pytest.mark.skip(reason=NEEDS_QUERY_FILTERS)
 def test_lightbeam_deletes_what_it_sent(ds51_server: ServerProcess, tmp_path: Path):
     data = _data_dir(tmp_path)
     config = _config(tmp_path, ds51_server, data)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from starlette.requests import Request
@@ -44,11 +42,9 @@ DATA_ROOTS = ("/data/v3", "/data")
 NEXT_PAGE_HEADER = "Next-Page-Token"
 #: How many partitions ``/partitions`` may be asked for (as ODS/API).
 MAX_PARTITIONS = 200
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 #: Numbers the databases can compare (64-bit signed integers).
 MAX_INTEGER = 2**63 - 1
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
-_TIME = re.compile(r"^\d{2}:\d{2}:\d{2}$")
 
 
 def edfi_errors(handler: Handler) -> Handler:
@@ -246,44 +242,12 @@ def parse_window(params: Mapping[str, str], errors: list[str]) -> Window:
     return Window(low, high)
 
 
-def _query_value(name: str, kind: str, raw: str, errors: list[str]) -> Any:
-    if kind == "number":
-        try:
-            number: int | float = int(raw)
-        except ValueError:
-            try:
-                number = float(raw)
-            except ValueError:
-                number = float("nan")
-        if math.isnan(number) or abs(number) > MAX_INTEGER:  # NaN, infinities and huge values
-            errors.append(f"The value '{raw[:40]}' is not valid for {name}: a number is required.")
-            return None
-        return number
-    if kind == "boolean":
-        if raw.lower() in ("true", "false"):
-            return raw.lower() == "true"
-        errors.append(f"The value '{raw}' is not valid for {name}: true or false is required.")
-        return None
-    if kind == "date":
-        try:
-            if not _DATE.match(raw):
-                raise ValueError(raw)
-            date.fromisoformat(raw)
-        except ValueError:
-            errors.append(
-                f"The value '{raw}' is not valid for {name}: a date (YYYY-MM-DD) is required."
-            )
-            return None
-    if kind == "time" and not _TIME.match(raw):
-        errors.append(f"The value '{raw}' is not valid for {name}: a time (HH:MM:SS) is required.")
-        return None
-    return raw
-
-
 def parse_query_fields(
     spec: ResourceSpec, params: Mapping[str, str], known: tuple[str, ...], errors: list[str]
 ) -> dict[str, Any]:
-    """Map query parameters to JSON-path filters; unknown parameters are errors."""
+    """Map query parameters to query-field filters, each value coerced to the type the
+    ApiSchema gives the field's paths (``schoolYear=2025`` is the integer 2025); unknown
+    parameters and values that cannot be coerced are errors, one message each."""
     where: dict[str, Any] = {}
     for name, raw in params.items():
         if name in known:
@@ -292,9 +256,10 @@ def parse_query_fields(
         if field is None:
             errors.append(f"The query parameter '{name}' is not supported by /{spec.endpoint}.")
             continue
-        value = _query_value(name, field.type, raw, errors)
-        if value is not None:
-            where[field.paths[0].text] = value
+        try:
+            where[name] = field.coerce(raw)
+        except ValueError as exc:
+            errors.append(f"The value '{raw[:40]}' is not valid for {name}: {exc}.")
     return where
 
 

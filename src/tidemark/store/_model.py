@@ -21,7 +21,9 @@ from tidemark.core import (
     parse_json,
 )
 
+from ._index import IndexEntry
 from ._paths import MISSING, JsonPath, iter_locations, parse_path
+from ._query_fields import QueryField, query_fields_of
 
 #: Members that a client may send but that the server owns; removed before validation.
 SERVER_MEMBERS = ("id", "_etag", "_lastModifiedDate", "link")
@@ -320,15 +322,6 @@ class ResolvedReference(NamedTuple):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class QueryField:
-    """A query parameter of a resource and the path(s) it filters on."""
-
-    name: str
-    paths: tuple[JsonPath, ...]
-    type: str
-
-
 @dataclass
 class ResourceSpec:
     """Everything the store needs to know about one resource of the model."""
@@ -532,8 +525,8 @@ def _describe(error: Any) -> tuple[str, str]:
 class Facts:
     """A body and what the model says about it, computed once (outside the writer, where
     possible): its canonical text, identity, the referential ids of its natural keys (its own
-    first) with the resource names they stand for, the key values Change Queries report, and
-    the references by referential id."""
+    first) with the resource names they stand for, the key values Change Queries report, the
+    references by referential id, and its search-index entries."""
 
     body: dict[str, Any]
     text: str
@@ -542,6 +535,8 @@ class Facts:
     alias_names: list[str] = field(default_factory=list)
     key_values: str | None = None
     references: dict[str, ResolvedReference] = field(default_factory=dict)
+    #: The body's search-index entries, when the store computed them (outside the writer).
+    index: frozenset[IndexEntry] | None = None
 
     @property
     def referential_id(self) -> str | None:
@@ -709,14 +704,7 @@ def _project_specs(project_endpoint: str, project: dict[str, Any]) -> list[Resou
                     in_identity=any(rp.text in identity_set for rp in ref_paths),
                 )
             )
-        query_fields = {
-            name: QueryField(
-                name,
-                tuple(parse_path(entry["path"]) for entry in entries),
-                entries[0].get("type", "string") if entries else "string",
-            )
-            for name, entries in raw.get("queryFieldMapping", {}).items()
-        }
+        query_fields = query_fields_of(raw)
         superclass = None
         if raw.get("isSubclass") and raw.get("superclassResourceName"):
             super_path = raw.get("superclassIdentityJsonPath")

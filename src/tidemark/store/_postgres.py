@@ -199,11 +199,11 @@ class PostgresEngine:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
-            current = conn.execute(
-                "SELECT coalesce(max(version), 0) FROM schema_migrations"
-            ).fetchone()[0]
+            applied = {
+                int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations").fetchall()
+            }
             for version, statements in POSTGRES_MIGRATIONS:
-                if version <= current:
+                if version in applied:
                     continue
                 for statement in statements:
                     conn.execute(statement)
