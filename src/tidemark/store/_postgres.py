@@ -238,6 +238,9 @@ class PostgresEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._read_sync, fn)
 
+    async def read_point(self, fn: Callable[[Transaction], T]) -> T:
+        return await self.read(fn)
+
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
         if self._pool is not None:
