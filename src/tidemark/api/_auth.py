@@ -36,6 +36,10 @@ log = get_logger("auth")
 OPEN_PATHS = frozenset({"/", "/metadata/openapi.json", "/health", "/metrics", "/oauth/token"})
 
 
+#: How many verified tokens :class:`TokenIssuer` remembers.
+VERIFIED_TOKENS = 4096
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -58,6 +62,9 @@ class TokenIssuer:
             raise ConfigurationError("token lifetime must be positive")
         material = self.secret or "\n".join(f"{k}:{v}" for k, v in sorted(self.clients.items()))
         self._key = hashlib.sha256(b"tidemark-token-v1\n" + material.encode()).digest()
+        # Tokens whose signature and claims were checked once: token -> (client key, expiry).
+        # A client presents the same token on every request until it expires.
+        self._verified: dict[str, tuple[str, float]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -77,7 +84,23 @@ class TokenIssuer:
         return f"{body}.{signature}", int(self.lifetime)
 
     def verify(self, token: str) -> str:
-        """The client key of a valid token; raises :class:`UnauthorizedError` otherwise."""
+        """The client key of a valid token; raises :class:`UnauthorizedError` otherwise.
+
+        A token's signature is checked once; later calls only check its expiry and client.
+        """
+        known = self._verified.get(token)
+        if known is not None:
+            key, expires = known
+            if key in self.clients and self.clock.now().timestamp() < expires:
+                return key
+            del self._verified[token]
+        key, expires = self._verify_signed(token)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.clear()  # many clients at once: start over rather than grow
+        self._verified[token] = (key, expires)
+        return key
+
+    def _verify_signed(self, token: str) -> tuple[str, float]:
         body, sep, signature = token.partition(".")
         expected = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
         if not sep or not hmac.compare_digest(expected, signature):
@@ -91,7 +114,7 @@ class TokenIssuer:
             raise UnauthorizedError("The access token's client is no longer configured.")
         if self.clock.now().timestamp() >= expires:
             raise UnauthorizedError("The access token has expired; request a new one.")
-        return key
+        return key, expires
 
 
 def _oauth_error(
@@ -152,8 +175,11 @@ class BearerAuthMiddleware:
         if scope["type"] != "http" or not self.issuer.enabled or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        header = request.headers.get("authorization", "")
+        header = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
         scheme, _, token = header.partition(" ")
         try:
             if scheme.lower() != "bearer" or not token.strip():
@@ -161,7 +187,7 @@ class BearerAuthMiddleware:
             scope.setdefault("state", {})["client_key"] = self.issuer.verify(token.strip())
         except UnauthorizedError as error:
             challenge = 'Bearer realm="tidemark", error="invalid_token"'
-            response = problem(request, error, headers={"WWW-Authenticate": challenge})
+            response = problem(Request(scope), error, headers={"WWW-Authenticate": challenge})
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
