@@ -41,6 +41,12 @@ class ServerSettings:
     strings such as ``90d`` / ``1h``; ``retain_changes=None`` keeps every change.
     ``fhir_packages`` (paths or ``name#version``) turns on FHIRSchema validation of ``/fhir``
     writes; the schema caches follow the ``[storage]`` settings.
+
+    Slow and idle clients (seconds): ``idle_timeout`` closes a connection that has no request
+    in progress (new, or kept alive after a response); ``header_timeout`` is the time from a
+    request's first byte to the end of its headers (408 after it); ``body_timeout`` the time
+    from the headers to the end of the body. ``max_connections`` (per server process) answers
+    further connections 503 and closes them.
     """
 
     host: str = "127.0.0.1"
@@ -59,6 +65,10 @@ class ServerSettings:
     fhir_packages: list[str] = field(default_factory=list)
     log_json: bool = True
     log_level: str = "INFO"
+    idle_timeout: float = 5.0
+    header_timeout: float = 5.0
+    body_timeout: float = 10.0
+    max_connections: int = 1000
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings (raises :class:`ConfigurationError`)."""
@@ -77,6 +87,12 @@ class ServerSettings:
             raise ConfigurationError("retain_changes must be a positive duration")
         if self.retention_interval <= 0:
             raise ConfigurationError("retention_interval must be positive")
+        for name in ("idle_timeout", "header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not 0 < value <= 3600:
+                raise ConfigurationError(f"{name} must be between 0 and 3600 seconds, got {value}")
+        if self.max_connections < 1:
+            raise ConfigurationError("max_connections must be at least 1")
         if self.workers < 1:
             raise ConfigurationError("workers must be at least 1")
         if self.workers > 1 and not self.db.startswith(("postgresql://", "postgres://")):
