@@ -39,7 +39,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _loadgen
-from _common import drop_schema, pg_schema_dsn, print_table
+from _common import drop_schema, pg_schema_dsn, print_table, verdict
 from _stacks import STACKS, available
 
 BENCH = Path(__file__).resolve().parent
@@ -171,10 +171,6 @@ def med(results: list[_loadgen.Result]) -> tuple[float, float, float]:
     )
 
 
-def verdict(ratio: float, least: float) -> str:
-    return "MET" if ratio >= least else "MISS"
-
-
 def sqlite_comparison(args: argparse.Namespace, tmp: str) -> None:
     with (
         server(tidemark_command(str(Path(tmp) / "tidemark.db")), tmp, "tidemark") as ours,
@@ -188,7 +184,7 @@ def sqlite_comparison(args: argparse.Namespace, tmp: str) -> None:
         ours_rate, ours_p50, ours_p99 = med(results["tidemark"][kind])
         bare_rate, bare_p50, bare_p99 = med(results["bare"][kind])
         ratio = ours_rate / bare_rate
-        mark = verdict(ratio, TARGETS[kind])
+        mark = verdict(ratio >= TARGETS[kind])
         if mark == "MISS":
             misses.append(kind)
         rows.append(
