@@ -182,6 +182,7 @@ class AccessLog:
 
     def __init__(self) -> None:
         self._pending: list[logging.LogRecord] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, method: str, path: str, status: int, seconds: float, cid: str) -> None:
         """Log one finished request (written before the event loop's next iteration)."""
@@ -194,8 +195,12 @@ class AccessLog:
             "ms": round(seconds * 1000, 2),
             "correlation_id": cid,
         }
+        loop = asyncio.get_running_loop()
+        if self._pending and loop is not self._loop:
+            self.flush()  # their loop ended before it wrote them
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop = loop
+            loop.call_soon(self.flush)
         self._pending.append(_AccessRecord(fields))
 
     def flush(self) -> None:
@@ -243,10 +248,10 @@ class RequestObserver:
     :class:`ClientDisconnectedError`; the request is logged at info level with status 499.
     """
 
-    def __init__(self, app: ASGIApp, templates: dict[object, str]) -> None:
+    def __init__(self, app: ASGIApp, templates: dict[object, str], access_log: AccessLog) -> None:
         self.app = app
         self.metrics = RequestMetrics(templates)
-        self.access_log = AccessLog()
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -351,6 +356,8 @@ def create_app(
         clock=clock or (store.clock if store is not None else SYSTEM_CLOCK),
     )
 
+    access = AccessLog()
+
     def attach(opened: Store) -> None:
         app.state.store = opened
         opened.counters.add_listener(record_store_count)
@@ -371,6 +378,7 @@ def create_app(
         try:
             yield
         finally:
+            access.flush()
             if retention is not None:
                 retention.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -402,7 +410,7 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     # Outermost first when a request arrives: observation (log + metrics), authentication, routes.
     app.add_middleware(BearerAuthMiddleware, issuer=issuer)
-    app.add_middleware(RequestObserver, templates=route_templates(routes))
+    app.add_middleware(RequestObserver, templates=route_templates(routes), access_log=access)
     app.state.settings = settings
     app.state.token_issuer = issuer
     app.state.store = None
