@@ -92,8 +92,9 @@ def test_lines_left_by_an_ended_event_loop_are_written_before_the_next_ones(
         asyncio.get_running_loop().stop()  # ends before the loop writes the line
 
     first = asyncio.new_event_loop()
-    first.create_task(log_then_stop("/first"))
+    task = first.create_task(log_then_stop("/first"))
     first.run_forever()
+    assert task.done()
     first.close()
     assert stream.getvalue() == ""
 
