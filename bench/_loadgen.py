@@ -38,6 +38,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int
 
 
 def generator_name() -> str:
@@ -124,6 +125,7 @@ def _wrk(base: str, load: Load, seconds: float, connections: int) -> Result:
         summary["p50"] / 1000,
         summary["p99"] / 1000,
         summary["errors"],
+        summary["requests"],
     )
 
 
@@ -175,5 +177,9 @@ async def _fallback(base: str, load: Load, seconds: float, connections: int) -> 
     await asyncio.gather(*(connection() for _ in range(connections)))
     elapsed = time.perf_counter() - started
     return Result(
-        len(latencies) / elapsed, percentile(latencies, 50), percentile(latencies, 99), errors[0]
+        len(latencies) / elapsed,
+        percentile(latencies, 50),
+        percentile(latencies, 99),
+        errors[0],
+        len(latencies),
     )

@@ -81,6 +81,7 @@ def server(command: list[str], workdir: str, label: str) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{label} did not start:\n{log_path.read_text()[-2000:]}")
                 time.sleep(0.05)
+            PIDS[base] = process.pid
             yield base
         finally:
             process.terminate()
@@ -89,6 +90,27 @@ def server(command: list[str], workdir: str, label: str) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+#: The process id of each running server, by base URL.
+PIDS: dict[str, int] = {}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of process ``pid`` and its descendants; None without /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pending = [pid]
+    try:
+        while pending:
+            current = pending.pop()
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def tidemark_command(db: str, workers: int = 1) -> list[str]:
@@ -148,7 +170,8 @@ def seed(base: str, documents: int) -> Target:
 def measure(
     targets: dict[str, Target], rounds: int, seconds: float, connections: int
 ) -> dict[str, dict[str, list[_loadgen.Result]]]:
-    """Each kind of request on each target, alternating the targets' order between rounds."""
+    """Each kind of request on each target, alternating the targets' order between rounds.
+    Each target's server CPU time per request goes to :data:`CPU_PER_REQUEST`."""
     results: dict[str, dict[str, list[_loadgen.Result]]] = {
         name: {kind: [] for kind in KINDS} for name in targets
     }
@@ -158,11 +181,26 @@ def measure(
         loads = {name: targets[name].loads() for name in order}
         for kind in KINDS:
             for name in order:
+                pid = PIDS[targets[name].base]
+                before = cpu_seconds(pid)
                 result = _loadgen.run(targets[name].base, loads[name][kind], seconds, connections)
+                after = cpu_seconds(pid)
+                if before is not None and after is not None and result.requests:
+                    per_request = (after - before) / result.requests * 1e6
+                    CPU_PER_REQUEST.setdefault((name, kind), []).append(per_request)
                 if result.errors:
                     print(f"warning: {name} {kind}: {result.errors} failed requests")
                 results[name][kind].append(result)
     return results
+
+
+#: Server CPU microseconds per request, by (target, request kind), one figure per round.
+CPU_PER_REQUEST: dict[tuple[str, str], list[float]] = {}
+
+
+def cpu_us(name: str, kind: str) -> float:
+    figures = CPU_PER_REQUEST.get((name, kind))
+    return statistics.median(figures) if figures else float("nan")
 
 
 def med(results: list[_loadgen.Result]) -> tuple[float, float, float]:
@@ -209,6 +247,8 @@ def sqlite_comparison(args: argparse.Namespace, tmp: str) -> None:
                 bare_p50,
                 bare_p99,
                 best.removeprefix("bare on "),
+                cpu_us("tidemark", kind),
+                cpu_us(best, kind),
                 f"{ratio:.2f}x",
                 f">= {TARGETS[kind]}x",
                 mark,
@@ -227,17 +267,30 @@ def sqlite_comparison(args: argparse.Namespace, tmp: str) -> None:
             "p50 ms",
             "p99 ms",
             "bare stack",
+            "cpu us/req",
+            "bare cpu",
             "ratio",
             "target",
             "",
         ],
         rows,
     )
+    print(
+        "cpu us/req: server CPU time (all its threads and processes) per request; on a quiet "
+        "machine a one-process server's req/s ratio tends to the inverse ratio of these"
+    )
     if len(stacks) > 1:
         print_table(
-            "the bare server on each stack (req/s)",
-            ["stack", *KINDS],
-            [[stack, *(med(results[f"bare on {stack}"][k])[0] for k in KINDS)] for stack in stacks],
+            "the bare server on each stack (req/s; server cpu us/req)",
+            ["stack", *KINDS, *(f"cpu {k}" for k in KINDS)],
+            [
+                [
+                    stack,
+                    *(med(results[f"bare on {stack}"][k])[0] for k in KINDS),
+                    *(cpu_us(f"bare on {stack}", k) for k in KINDS),
+                ]
+                for stack in stacks
+            ],
         )
     missing = [stack for stack in BARE_STACKS if stack not in stacks]
     if missing:
@@ -265,11 +318,31 @@ def postgres_scaling(args: argparse.Namespace, tmp: str) -> None:
     for kind in KINDS:
         one = med(results[1][kind])
         two = med(results[2][kind])
-        rows.append([kind, *one, *two, f"{two[0] / one[0]:.2f}x"])
+        rows.append(
+            [
+                kind,
+                *one,
+                cpu_us("1 worker(s)", kind),
+                *two,
+                cpu_us("2 worker(s)", kind),
+                f"{two[0] / one[0]:.2f}x",
+            ]
+        )
     print_table(
         "http_load: tidemark serve on PostgreSQL, --workers 1 vs --workers 2 "
         f"(medians of {args.rounds} rounds of {args.seconds:g} s)",
-        ["request", "1w req/s", "p50 ms", "p99 ms", "2w req/s", "p50 ms", "p99 ms", "scaling"],
+        [
+            "request",
+            "1w req/s",
+            "p50 ms",
+            "p99 ms",
+            "cpu us/req",
+            "2w req/s",
+            "p50 ms",
+            "p99 ms",
+            "cpu us/req",
+            "scaling",
+        ],
         rows,
     )
 
@@ -286,11 +359,19 @@ def compare_stacks(args: argparse.Namespace, tmp: str) -> None:
                 results = measure(
                     {app: seed(base, args.documents)}, args.rounds, args.seconds, args.connections
                 )[app]
-            rows.append([stack, app, *(med(results[kind])[0] for kind in KINDS)])
+            rows.append(
+                [
+                    stack,
+                    app,
+                    *(med(results[kind])[0] for kind in KINDS),
+                    *(cpu_us(app, kind) for kind in KINDS),
+                ]
+            )
+            CPU_PER_REQUEST.clear()
     print_table(
         f"http_load --compare-stacks: req/s by server stack (SQLite; medians of {args.rounds} "
         f"rounds of {args.seconds:g} s; {args.connections} connections)",
-        ["stack", "app", *KINDS],
+        ["stack", "app", *KINDS, *(f"cpu {k}" for k in KINDS)],
         rows,
     )
 
