@@ -59,10 +59,29 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def ratio_line(label: str, measured: float, baseline: float, target: str) -> str:
-    """One line ``label: measured/baseline = ratio (target ...)`` for the note."""
+def verdict(met: bool) -> str:
+    """``MET`` or ``MISS``: how every benchmark marks a target, so a miss is never silent."""
+    return "MET" if met else "MISS"
+
+
+def ratio_line(
+    label: str,
+    measured: float,
+    baseline: float,
+    target: str,
+    *,
+    at_most: float | None = None,
+    at_least: float | None = None,
+) -> str:
+    """One line ``label: ratio (target ...)`` for the note, ending in ``MET`` or ``MISS`` when
+    the ratio ``measured / baseline`` has a limit (``at_most`` / ``at_least``)."""
     ratio = measured / baseline if baseline else float("inf")
-    return f"{label}: {ratio:.2f}x ({target})"
+    line = f"{label}: {ratio:.2f}x ({target})"
+    if at_most is not None:
+        line += f": {verdict(ratio <= at_most)}"
+    if at_least is not None:
+        line += f": {verdict(ratio >= at_least)}"
+    return line
 
 
 def pg_schema_dsn(dsn: str, schema: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import drop_schema, median, percentile, pg_schema_dsn, print_table
+from _common import drop_schema, median, percentile, pg_schema_dsn, print_table, verdict
 from tidemark.core import canonical_bytes
 from tidemark.store import open_store
 from tidemark.store._postgres import PostgresEngine
@@ -292,6 +292,10 @@ def main() -> None:
     print(
         "\ntarget: on SQLite with the default durability (FULL) the store stays within 2.0x of the bare insert"
     )
+    for row in rows:
+        if row[0] == "sqlite FULL (default)":
+            ratio = float(str(row[4]).rstrip("x"))
+            print(f"  {row[1]} client(s): {ratio:.2f}x: {verdict(ratio <= 2.0)}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -113,3 +114,22 @@ def test_malformed_client_settings_are_refused():
         parse_clients(["a:1", "a:2"])
     with pytest.raises(ConfigurationError):
         ServerSettings(clients=[":x"]).check()
+
+
+def test_a_token_verified_once_still_expires_and_still_needs_its_client():
+    clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
+    issuer = TokenIssuer({"app": "s3cret", "etl": "pw"}, lifetime=60, clock=clock)
+    token, _ = issuer.issue("app")
+    assert issuer.verify(token) == "app"
+    assert issuer.verify(token) == "app"  # the second check is answered from memory
+    clock.advance(61)
+    with pytest.raises(UnauthorizedError, match="expired"):
+        issuer.verify(token)
+    other, _ = issuer.issue("etl")
+    assert issuer.verify(other) == "etl"
+    del issuer.clients["etl"]  # a client removed while its token is remembered
+    with pytest.raises(UnauthorizedError, match="no longer configured"):
+        issuer.verify(other)
+    tampered = other[:-2] + ("A" if other[-2] != "A" else "B") + other[-1]
+    with pytest.raises(UnauthorizedError, match="invalid"):
+        issuer.verify(tampered)

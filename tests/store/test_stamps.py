@@ -133,3 +133,26 @@ async def test_stored_body_is_canonical_json(store: Store):
     text = await store.engine.read(raw)
     assert text == '{"nameOfInstitution":"Z","schoolId":3}'
     assert parse_json(text) == document.body
+
+
+async def test_current_version_follows_the_document_without_loading_it(store: Store):
+    created = (await store.upsert("schools", samples.school(1))).document
+    assert await store.current_version(created.collection, created.id) == created.content_version
+    renamed = {**samples.school(1), "nameOfInstitution": "Renamed"}
+    updated = (await store.upsert("schools", renamed)).document
+    assert await store.current_version(created.collection, created.id) == updated.content_version
+    await store.delete(created.collection, created.id)
+    assert await store.current_version(created.collection, created.id) is None
+    assert await store.current_version(created.collection, "no-such-id") is None
+
+
+async def test_a_point_read_after_close_fails_instead_of_reading(store: Store):
+    import pytest
+
+    from tidemark.core import SourceUnavailableError
+
+    created = (await store.upsert("schools", samples.school(1))).document
+    await store.close()
+    # SQLite says the store is closed; PostgreSQL's worker pool refuses new work
+    with pytest.raises((SourceUnavailableError, RuntimeError)):
+        await store.get(created.collection, created.id)

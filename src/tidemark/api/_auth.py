@@ -42,6 +42,10 @@ OPEN_PATHS = frozenset({"/", "/metadata", "/fhir/metadata", "/health", "/metrics
 OPEN_PREFIXES = ("/metadata/",)
 
 
+#: How many verified tokens :class:`TokenIssuer` remembers.
+VERIFIED_TOKENS = 4096
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -64,6 +68,9 @@ class TokenIssuer:
             raise ConfigurationError("token lifetime must be positive")
         material = self.secret or "\n".join(f"{k}:{v}" for k, v in sorted(self.clients.items()))
         self._key = hashlib.sha256(b"tidemark-token-v1\n" + material.encode()).digest()
+        # Tokens whose signature and claims were checked once: token -> (client key, expiry).
+        # A client presents the same token on every request until it expires.
+        self._verified: dict[str, tuple[str, float]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -83,12 +90,28 @@ class TokenIssuer:
         return f"{body}.{signature}", int(self.lifetime)
 
     def verify(self, token: str) -> str:
-        """The client key of a valid token; raises :class:`UnauthorizedError` otherwise."""
+        """The client key of a valid token; raises :class:`UnauthorizedError` otherwise.
+
+        A token's signature is checked once; later calls only check its expiry and client.
+        """
         return self.inspect(token)[0]
 
     def inspect(self, token: str) -> tuple[str, int]:
         """The client key and expiry (Unix seconds) of a valid token; raises
         :class:`UnauthorizedError` otherwise."""
+        known = self._verified.get(token)
+        if known is not None:
+            key, expires = known
+            if key in self.clients and self.clock.now().timestamp() < expires:
+                return key, int(expires)
+            del self._verified[token]
+        key, expires = self._verify_signed(token)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.clear()  # many clients at once: start over rather than grow
+        self._verified[token] = (key, expires)
+        return key, int(expires)
+
+    def _verify_signed(self, token: str) -> tuple[str, float]:
         body, sep, signature = token.partition(".")
         expected = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
         if not sep or not hmac.compare_digest(expected, signature):
@@ -102,7 +125,7 @@ class TokenIssuer:
             raise UnauthorizedError("The access token's client is no longer configured.")
         if self.clock.now().timestamp() >= expires:
             raise UnauthorizedError("The access token has expired; request a new one.")
-        return key, int(expires)
+        return key, expires
 
 
 def _oauth_error(
@@ -228,8 +251,11 @@ class BearerAuthMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        header = request.headers.get("authorization", "")
+        header = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
         scheme, _, token = header.partition(" ")
         try:
             if scheme.lower() != "bearer" or not token.strip():
@@ -245,7 +271,7 @@ class BearerAuthMiddleware:
                     error_outcome(error), status_code=401, media_type=FHIR_JSON, headers=headers
                 )
             else:
-                response = problem(request, error, headers=headers)
+                response = problem(Request(scope), error, headers=headers)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

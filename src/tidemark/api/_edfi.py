@@ -22,6 +22,7 @@ from tidemark.core import (
     etag_matches,
     get_logger,
     iso_utc,
+    version_etag,
 )
 from tidemark.store import Cursor, Page, ResourceSpec, StoredDocument
 
@@ -349,6 +350,12 @@ async def item(request: Request) -> Response:
     _no_parameters(request)
     store = app_store(request)
     if request.method in ("GET", "HEAD"):
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match is not None:  # answer a matching tag before loading the body
+            current = await store.current_version(spec.collection, id)
+            tag = version_etag(current) if current is not None else None
+            if tag is not None and etag_matches(if_none_match, tag):
+                return Response(status_code=304, headers={"ETag": tag.header()})
         document = await store.get(spec.collection, id)
         if document is None:
             raise NotFoundError(f"The {spec.resource_name} with id '{id}' was not found.")

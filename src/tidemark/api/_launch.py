@@ -6,22 +6,31 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
-from tidemark.core import SourceUnavailableError, TidemarkError
+from tidemark.core import SourceUnavailableError, TidemarkError, get_logger
 from tidemark.store import open_store
 
 from ._app import create_app, open_schema_store
+from ._connections import ConnectionLimits, ServerConfig
 from ._factory import export_settings
 from ._settings import ServerSettings
 
 #: The ``--workers`` application factory, by import path (each worker builds its own app).
 WORKER_FACTORY = "tidemark.api._factory:build_app"
+#: The signals that stop the server gracefully.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+log = get_logger("server")
 
 
 def run_server(settings: ServerSettings, *, on_ready: Callable[[str], None] | None = None) -> None:
@@ -50,9 +59,7 @@ def run_server(settings: ServerSettings, *, on_ready: Callable[[str], None] | No
         listener.close()
         raise
     if settings.workers > 1:
-        # uvicorn's worker supervisor binds the port itself: hand it over.
-        listener.close()
-        _run_workers(settings, port, ready)
+        _run_workers(settings, listener, ready)
     else:
         _run_one(settings, listener, ready)
 
@@ -89,8 +96,33 @@ async def _check_resources(settings: ServerSettings) -> None:
         await schemas.aclose()
 
 
+def _limits(settings: ServerSettings) -> ConnectionLimits:
+    return ConnectionLimits(
+        idle_timeout=settings.idle_timeout,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=settings.max_connections,
+    )
+
+
+def _config(app: Any, settings: ServerSettings, port: int, **kwargs: Any) -> ServerConfig:
+    return ServerConfig(
+        app,
+        limits=_limits(settings),
+        host=settings.host,
+        port=port,
+        loop="auto",  # uvloop where installed (a dependency except on Windows)
+        access_log=False,  # the app logs each request itself
+        log_level="warning",
+        lifespan="on",
+        **kwargs,
+    )
+
+
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling ``on_ready`` once its socket listens."""
+    """uvicorn's server, telling ``on_ready`` once its socket listens, logging its shutdown,
+    and returning normally after SIGTERM (uvicorn raises the signal again once it has shut
+    down, which would end the process before the caller could say it stopped)."""
 
     def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
         super().__init__(config)
@@ -101,28 +133,59 @@ class _Server(uvicorn.Server):
         if self.started:
             self.on_ready()
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            log.info(
+                "shutting down",
+                signal=signal.Signals(sig).name,
+                open_connections=len(self.server_state.connections),
+            )
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class _Workers(Multiprocess):
+    """uvicorn's worker supervisor, logging how it stops."""
+
+    def handle_term(self) -> None:
+        log.info("shutting down", signal="SIGTERM", workers=len(self.processes))
+        super().handle_term()
+
+    def handle_int(self) -> None:
+        log.info("shutting down", signal="SIGINT", workers=len(self.processes))
+        super().handle_int()
+
 
 def _run_one(
     settings: ServerSettings, listener: socket.socket, on_ready: Callable[[], None]
 ) -> None:
-    config = uvicorn.Config(
-        create_app(settings=settings),
-        host=settings.host,
-        port=listener.getsockname()[1],
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-    )
+    config = _config(create_app(settings=settings), settings, listener.getsockname()[1])
     server = _Server(config, on_ready)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[listener])
     if not server.started:
         raise TidemarkError("the server stopped before it started serving; its log says why")
+    log.info("stopped", requests=server.server_state.total_requests)
 
 
-def _run_workers(settings: ServerSettings, port: int, on_ready: Callable[[], None]) -> None:
+def _run_workers(
+    settings: ServerSettings, listener: socket.socket, on_ready: Callable[[], None]
+) -> None:
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="tidemark-metrics-"))
     export_settings(settings)
+    port = listener.getsockname()[1]
+    config = _config(WORKER_FACTORY, settings, port, factory=True, workers=settings.workers)
     served = threading.Event()
     stopped = threading.Event()
     watcher = threading.Thread(
@@ -133,20 +196,15 @@ def _run_workers(settings: ServerSettings, port: int, on_ready: Callable[[], Non
     )
     watcher.start()
     try:
-        uvicorn.run(
-            WORKER_FACTORY,
-            factory=True,
-            workers=settings.workers,
-            host=settings.host,
-            port=port,
-            access_log=False,
-            log_level="warning",
-        )
+        # The workers accept on the socket bound here (IPPROTO_TCP, see _bind).
+        _Workers(config, sockets=[listener]).run()
     finally:
         stopped.set()
         watcher.join()
+        listener.close()
     if not served.is_set():
         raise TidemarkError("the workers stopped before they started serving; their log says why")
+    log.info("stopped", workers=settings.workers)
 
 
 def _connectable(host: str) -> str:

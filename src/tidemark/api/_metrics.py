@@ -8,6 +8,7 @@ scrape of any worker aggregates all of them.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -66,11 +67,33 @@ def route_templates(routes: list[BaseRoute]) -> dict[object, str]:
     return {route.endpoint: route.path for route in routes if isinstance(route, Route)}
 
 
-def record_request(templates: dict[object, str], scope: Scope, status: int, seconds: float) -> None:
-    """Count one finished request by route template (``unmatched`` for 404s), method and status."""
-    route = templates.get(scope.get("endpoint"), "unmatched")
-    REQUESTS.labels(route, scope["method"], str(status)).inc()
-    LATENCY.labels(route).observe(seconds)
+#: Method label values; any other method counts as ``other``.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class RequestMetrics:
+    """Counts finished requests by route template (``unmatched`` for 404s), method and status.
+
+    The labelled children are looked up once per (route, method, status) and kept: a lookup
+    through ``labels()`` costs several times the increment itself.
+    """
+
+    def __init__(self, templates: dict[object, str]) -> None:
+        self.templates = templates
+        self._children: dict[tuple[object, str, int], tuple[Any, Any]] = {}
+
+    def record(self, scope: Scope, status: int, seconds: float) -> None:
+        """Count one request of ``scope`` that answered ``status`` after ``seconds``."""
+        endpoint, method = scope.get("endpoint"), scope["method"]
+        if method not in METHODS:
+            method = "other"  # a client's made-up method must not make a new series per name
+        children = self._children.get((endpoint, method, status))
+        if children is None:
+            route = self.templates.get(endpoint, "unmatched")
+            children = (REQUESTS.labels(route, method, str(status)), LATENCY.labels(route))
+            self._children[(endpoint, method, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 async def metrics_endpoint(request: Request) -> Response:

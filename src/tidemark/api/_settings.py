@@ -47,6 +47,12 @@ class ServerSettings:
     far ahead of the server clock a sync blob's stamps may be (400 beyond). ``migrate_model``:
     open a database whose recorded Ed-Fi model differs from ``api_schema`` and record the new
     one (without it the server refuses to start).
+
+    Slow and idle clients (seconds): ``idle_timeout`` closes a connection that has no request
+    in progress (new, or kept alive after a response); ``header_timeout`` is the time from a
+    request's first byte to the end of its headers (408 after it); ``body_timeout`` the time
+    from the headers to the end of the body. ``max_connections`` (per server process) answers
+    further connections 503 and closes them.
     """
 
     host: str = "127.0.0.1"
@@ -67,6 +73,10 @@ class ServerSettings:
     log_level: str = "INFO"
     sync_max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW
     migrate_model: bool = False
+    idle_timeout: float = 5.0
+    header_timeout: float = 5.0
+    body_timeout: float = 10.0
+    max_connections: int = 1000
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings (raises :class:`ConfigurationError`)."""
@@ -87,6 +97,12 @@ class ServerSettings:
             raise ConfigurationError("retention_interval must be positive")
         if self.sync_max_clock_skew <= 0:
             raise ConfigurationError("sync_max_clock_skew must be a positive duration")
+        for name in ("idle_timeout", "header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not 0 < value <= 3600:
+                raise ConfigurationError(f"{name} must be between 0 and 3600 seconds, got {value}")
+        if self.max_connections < 1:
+            raise ConfigurationError("max_connections must be at least 1")
         if self.workers < 1:
             raise ConfigurationError("workers must be at least 1")
         if self.workers > 1 and not self.db.startswith(("postgresql://", "postgres://")):

@@ -58,6 +58,33 @@ def serve(
         help="Open a database written with another Ed-Fi model and record this one as its "
         "model (documents are not rewritten). Without it such a start-up fails with exit code 4.",
     ),
+    idle_timeout: float | None = typer.Option(
+        None,
+        "--idle-timeout",
+        metavar="DURATION",
+        parser=duration,
+        help="Close a connection with no request in progress after this long (default 5s).",
+    ),
+    header_timeout: float | None = typer.Option(
+        None,
+        "--header-timeout",
+        metavar="DURATION",
+        parser=duration,
+        help="Time a client has to send a request's headers (default 5s; then 408).",
+    ),
+    body_timeout: float | None = typer.Option(
+        None,
+        "--body-timeout",
+        metavar="DURATION",
+        parser=duration,
+        help="Time a client has to send a request's body after its headers (default 10s).",
+    ),
+    max_connections: int | None = typer.Option(
+        None,
+        "--max-connections",
+        metavar="N",
+        help="Open connections per server process; more are answered 503 (default 1000).",
+    ),
     config: Path | None = config_option("server"),
     log_text: bool = log_text_option(),
 ) -> None:
@@ -81,6 +108,10 @@ def serve(
             fhir_packages=fhir_package or None,
             log_json=False if log_text else None,
             migrate_model=migrate_model or None,
+            idle_timeout=idle_timeout,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
         )
         configure_logging(settings.log_level, json=settings.log_json)
         run_server(settings, on_ready=lambda url: _announce(settings, url))

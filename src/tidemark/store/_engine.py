@@ -99,6 +99,13 @@ class Engine(Protocol):
         """Run ``fn`` in a read-only transaction (a consistent snapshot)."""
         ...
 
+    async def read_point(self, fn: Callable[[Transaction], T]) -> T:
+        """:meth:`read` for one statement that looks rows up by key (a statement reads one
+        snapshot on its own), run where it costs least: SQLite runs it on the calling thread,
+        which costs less than the hop to a worker thread; PostgreSQL runs it without a
+        transaction around it (one round trip)."""
+        ...
+
     def write_sync(self, fn: Callable[[Transaction], T]) -> T:
         """:meth:`write` for callers already on a worker thread."""
         ...

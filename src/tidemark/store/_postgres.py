@@ -366,6 +366,25 @@ class PostgresEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._read_sync, fn)
 
+    def _read_point_sync(self, fn: Callable[[Transaction], T]) -> T:
+        import psycopg
+
+        # One statement needs no transaction: in autocommit it is one round trip instead of
+        # four (BEGIN, SET TRANSACTION, the statement, COMMIT).
+        try:
+            with self._pool.connection() as conn:
+                conn.autocommit = True
+                try:
+                    return fn(_PostgresTransaction(conn))
+                finally:
+                    conn.autocommit = False
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
+
+    async def read_point(self, fn: Callable[[Transaction], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._read_point_sync, fn)
+
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
         if self._pool is not None:

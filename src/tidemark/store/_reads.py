@@ -38,6 +38,14 @@ def get(tx: Transaction, collection: str, id: str) -> StoredDocument | None:
     return row.document() if row else None
 
 
+def current_version(tx: Transaction, collection: str, id: str) -> int | None:
+    """The content version of the current document, or ``None`` when it does not exist."""
+    row = tx.query_one(
+        "SELECT content_version FROM documents WHERE collection = ? AND id = ?", (collection, id)
+    )
+    return int(row[0]) if row else None
+
+
 def get_tombstone(tx: Transaction, collection: str, id: str) -> Tombstone | None:
     """The latest tombstone of ``id`` if the document is currently deleted, else ``None``."""
     if _doc(tx, collection, id) is not None:

@@ -337,7 +337,12 @@ class Store:
     # -- reads -------------------------------------------------------------------------------------
     async def get(self, collection: str, id: str) -> StoredDocument | None:
         """The current document, or ``None`` when it does not exist (see :meth:`get_tombstone`)."""
-        return await self.engine.read(lambda tx: _reads.get(tx, collection, id))
+        return await self.engine.read_point(lambda tx: _reads.get(tx, collection, id))
+
+    async def current_version(self, collection: str, id: str) -> int | None:
+        """The ``content_version`` of the current document (what its ETag is made of), or
+        ``None`` when it does not exist: a conditional read checks it without loading the body."""
+        return await self.engine.read_point(lambda tx: _reads.current_version(tx, collection, id))
 
     async def get_tombstone(self, collection: str, id: str) -> Tombstone | None:
         """The latest tombstone of ``id`` if the document is currently deleted, else ``None``."""
