@@ -4,6 +4,7 @@ values a function of the set of messages applied to it, not of their arrival ord
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
 import orjson
 from sqlalchemy import Dialect, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
