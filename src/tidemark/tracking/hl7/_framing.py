@@ -31,7 +31,8 @@ class RawMessage:
     """One message cut out of a source: its segments (bytes) and the line each starts on.
 
     ``defect`` is set when the framing shows the message is incomplete (it must be rejected);
-    ``end`` is the byte offset in the source just after the message's frame or last segment.
+    ``end`` is how far into the source (in bytes) the splitter had read when it cut the message
+    out, at or after the message's last byte: for progress reports.
     """
 
     source: str
