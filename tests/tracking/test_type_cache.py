@@ -170,6 +170,22 @@ def test_a_rolled_back_creation_never_reaches_the_cache(engine, clock):
     assert lookup(engine, cache, "GHOST") is None
 
 
+def test_a_released_savepoint_publishes_nothing_before_the_transaction_commits(engine, clock):
+    # On PostgreSQL each creation runs in a SAVEPOINT, and SQLAlchemy reports its release as a
+    # commit: the first creation must still wait for the real commit.
+    cache = make_cache(clock)
+    with Session(engine) as session:
+        session.begin()
+        cache.get_or_create(session, "FIRST")
+        cache.get_or_create(session, "SECOND")
+        with session.begin_nested():
+            pass
+        assert cache.stats().entries == 0
+        session.rollback()
+    assert cache.stats().entries == 0
+    assert lookup(engine, cache, "FIRST") is None
+
+
 def test_a_creation_inside_a_rolled_back_savepoint_is_not_cached(engine, clock):
     cache = make_cache(clock)
     with Session(engine) as session, session.begin():

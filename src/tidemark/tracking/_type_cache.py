@@ -392,6 +392,10 @@ class TypeCache(Generic[E]):
         return ledger
 
     def _after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            # SQLAlchemy also fires after_commit when a SAVEPOINT is released (get_or_create
+            # releases one on PostgreSQL): the transaction around it can still roll back.
+            return
         ledger = self._find_ledger(session)
         if ledger is None:
             return
