@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import event, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from tidemark.tracking import InterchangeValue, RowOutcome, RowState, TypeCache
@@ -58,12 +58,14 @@ _MERGE_DEPTH = 32  # a merge chain longer than this is a loop
 
 
 class KeyAllocator:
-    """Primary keys handed out before the INSERT, so one flush can write rows that refer to
-    each other without a round trip per row.
+    """Primary keys handed out before the INSERT, so one flush writes each table's new rows in
+    one statement (SQLite cannot batch INSERTs whose keys the database generates) and rows can
+    refer to each other before they are written.
 
     SQLite: the values after the table's largest key, read once per transaction (a concurrent
     writer makes the transaction fail rather than reuse a key). PostgreSQL: blocks of values
-    from the column's sequence, which never hands a value out twice.
+    from the column's sequence, which never hands a value out twice. :meth:`watch` gives keys
+    to every new row of a session (audit rows included) just before it is flushed.
     """
 
     _BLOCK = 64
@@ -72,30 +74,55 @@ class KeyAllocator:
         self._next: dict[str, int] = {}  # SQLite: the next free key per table
         self._free: dict[str, list[int]] = {}  # PostgreSQL: fetched, unused sequence values
         self._sequences: dict[str, str] = {}
+        self._columns: dict[type[Any], str | None] = {}
 
     def next_id(self, session: Session, model: type[Any]) -> int:
-        """A primary key for a new ``model`` row (an integer ``id`` column)."""
-        table = model.__tablename__
+        """A primary key for a new ``model`` row (one integer key column)."""
+        column = self._column(model)
+        if column is None:
+            raise TypeError(f"{model.__name__} has no single integer primary key")
+        table = model.__table__
         if session.get_bind().dialect.name == "sqlite":
-            key = self._next.get(table)
+            key = self._next.get(table.name)
             if key is None:
-                key = (session.scalar(select(func.max(model.id))) or 0) + 1
-            self._next[table] = key + 1
+                key = (session.scalar(select(func.max(table.c[column]))) or 0) + 1
+            self._next[table.name] = key + 1
             return key
-        free = self._free.get(table)
+        free = self._free.get(table.name)
         if not free:
-            free = self._free[table] = self._fetch(session, table)
+            free = self._free[table.name] = self._fetch(session, table.name, column)
         return free.pop()
+
+    def watch(self, session: Session) -> None:
+        """Give a key to every new row of ``session`` that has none, at each flush."""
+        event.listen(session, "before_flush", self._before_flush)
 
     def end_transaction(self) -> None:
         """Call when a transaction ends: SQLite keys are only good within one."""
         self._next.clear()
 
-    def _fetch(self, session: Session, table: str) -> list[int]:
+    def _before_flush(self, session: Session, _context: Any, _instances: Any) -> None:
+        for entity in session.new:
+            model = type(entity)
+            column = self._column(model)
+            if column is not None:
+                attribute = inspect(model).get_property_by_column(model.__table__.c[column]).key
+                if getattr(entity, attribute) is None:
+                    setattr(entity, attribute, self.next_id(session, model))
+
+    def _column(self, model: type[Any]) -> str | None:
+        if model not in self._columns:
+            keys = inspect(model).primary_key
+            integer = len(keys) == 1 and keys[0].type.python_type is int
+            self._columns[model] = keys[0].name if integer else None
+        return self._columns[model]
+
+    def _fetch(self, session: Session, table: str, column: str) -> list[int]:
         sequence = self._sequences.get(table)
         if sequence is None:
             sequence = session.scalar(
-                text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table}
+                text("SELECT pg_get_serial_sequence(:table, :column)"),
+                {"table": table, "column": column},
             )
             self._sequences[table] = sequence
         values = session.scalars(
@@ -224,6 +251,7 @@ class AdtBatch:
         target = self._resolve(merged)
         if target.id == merged.id:
             return
+        self.session.flush()  # visits of this batch too
         visits = self.session.scalars(select(Visit).where(Visit.patient_id == merged.id))
         for visit in visits:
             moved = RowState(visit, False, message.event.message_datetime, message.stored_from)

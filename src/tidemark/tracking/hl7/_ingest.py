@@ -34,6 +34,7 @@ _log = get_logger("tracking")
 
 _CHUNK = 1 << 20  # bytes read from a file at a time
 _STREAM_CHUNK = 1 << 16  # bytes asked of a stream at a time (it may return fewer)
+_WATCHED = "tidemark.tracking.hl7.keys"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,8 @@ class AdtIngester:
     ) -> list[tuple[int, MessageResult, RowTally | None, AdtEvent]]:
         done: list[tuple[int, MessageResult, RowTally | None, AdtEvent]] = []
         try:
-            with Session(self.engine) as session, session.begin():
+            # No autoflush: the batch flushes once, at commit (or where a rule needs it).
+            with Session(self.engine, autoflush=False) as session, session.begin():
                 batch = self._batch(session, [event for _p, _r, event in parsed])
                 for number, (position, raw, event) in enumerate(parsed):
                     if not savepoints:
@@ -246,6 +248,9 @@ class AdtIngester:
         return done
 
     def _batch(self, session: Session, events: list[AdtEvent]) -> AdtBatch:
+        if not session.info.get(_WATCHED):
+            self._keys.watch(session)
+            session.info[_WATCHED] = True
         batch = AdtBatch(
             session,
             keys=self._keys,
