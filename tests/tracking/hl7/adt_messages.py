@@ -66,8 +66,6 @@ def without(message: str, name: str) -> str:
 
 # Where each named value goes: (segment, field, component).
 PLACES = {
-    "mrn": ("PID", 3, 1),
-    "id_type": ("PID", 3, 5),
     "surname": ("PID", 5, 1),
     "given_name": ("PID", 5, 2),
     "dob": ("PID", 7, 1),
@@ -87,14 +85,15 @@ PLACES = {
     "admitted": ("PV1", 44, 1),
     "discharged": ("PV1", 45, 1),
     "event": ("EVN", 6, 1),
-    "merged_mrn": ("MRG", 1, 1),
-    "merged_id_type": ("MRG", 1, 5),
 }
+# Identifier lists (CX): written as one field, number^^^authority^type.
+IDENTIFIERS = {"mrn": ("PID", 3), "merged_mrn": ("MRG", 1)}
 
 
 def built(trigger: str, when: str, control: str, **values: str) -> str:
     """An ADT message built by the ``hl7`` package from a skeleton and named values (already
-    HL7 text: ``""`` is the HL7 null; use :func:`hl7_escaped` for free text)."""
+    HL7 text: ``""`` is the HL7 null; use :func:`hl7_escaped` for free text). ``mrn`` and
+    ``merged_mrn`` are medical record numbers (identifier type MR)."""
     names = ["MSH", "EVN", "PID", *(["MRG"] if "merged_mrn" in values else []), "PV1"]
     skeleton = "\r".join(
         [f"MSH|^~\\&|EPIC|TMG|TIDEMARK|TMG|{when}||ADT^{trigger}|{control}|P|2.5"]
@@ -104,6 +103,10 @@ def built(trigger: str, when: str, control: str, **values: str) -> str:
     message.assign_field(trigger, "EVN", 1, 1)
     message.assign_field(when, "EVN", 1, 2)
     for name, value in values.items():
+        if name in IDENTIFIERS:
+            segment_name, field = IDENTIFIERS[name]
+            message.assign_field(f"{value}^^^TMG^MR", segment_name, 1, field)
+            continue
         segment_name, field, component = PLACES[name]
         message.assign_field(value, segment_name, 1, field, 1, component)
     return str(message).rstrip("\r")

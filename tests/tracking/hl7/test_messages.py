@@ -141,7 +141,6 @@ def test_a_message_built_by_the_hl7_package_reads_back_field_by_field():
         "20240305081502",
         "K1",
         mrn="M5",
-        id_type="MR",
         surname=hl7_escaped("O'NEIL|SMYTHE^JR"),
         given_name="ANN",
         dob="1949",
