@@ -16,7 +16,14 @@ from tidemark.core import SYSTEM_CLOCK, Clock, ConfigurationError, get_logger
 from ._interchange import InterchangeValue
 from ._lookup import find_by_key
 from ._ordering import FIELD_ORDER, MESSAGE_ORDER
-from ._temporal import STORED_FROM, STORED_UNTIL, VALID_FROM, VALID_UNTIL, audit_class_of
+from ._temporal import (
+    STORED_FROM,
+    STORED_UNTIL,
+    VALID_FROM,
+    VALID_UNTIL,
+    AuditRows,
+    audit_class_of,
+)
 
 E = TypeVar("E")
 
@@ -237,7 +244,7 @@ class RowState(Generic[E]):
         return True
 
     # -- saving ----------------------------------------------------------------------------
-    def save_or_audit(self, session: Session) -> RowOutcome:
+    def save_or_audit(self, session: Session, audit_rows: AuditRows | None = None) -> RowOutcome:
         """Write what the state calls for, and nothing else.
 
         * created: set ``valid_from`` (message time) and ``stored_from`` (processing time) and
@@ -250,8 +257,10 @@ class RowState(Generic[E]):
         * unchanged: nothing, except the message-order columns of an ordered row when this
           message is newer than the ones before (no audit row: no value changed).
 
-        Nothing is flushed. Raises :class:`ConfigurationError` when an update finds no audit class
-        (see :func:`declare_audit`) and ``RuntimeError`` when called twice.
+        Nothing is flushed. With ``audit_rows`` the audit row is queued there instead of added
+        to the session (see :class:`AuditRows`). Raises :class:`ConfigurationError` when an
+        update finds no audit class (see :func:`declare_audit`) and ``RuntimeError`` when
+        called twice.
         """
         self._mark_saved()
         entity = self.entity
@@ -268,17 +277,17 @@ class RowState(Generic[E]):
             self._save_order()
             return RowOutcome.UNCHANGED
         until = self._valid_until()
-        audit = self._audit(until)
+        self._audit(session, until, audit_rows)
         setattr(entity, VALID_FROM, until)
         setattr(entity, STORED_FROM, self.stored_from)
         self._save_order()
-        session.add(entity)
-        session.add(audit)
+        if entity not in session:
+            session.add(entity)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("row updated", entity=type(entity).__name__, changed=sorted(self.changes()))
         return RowOutcome.UPDATED
 
-    def delete_or_audit(self, session: Session) -> RowOutcome:
+    def delete_or_audit(self, session: Session, audit_rows: AuditRows | None = None) -> RowOutcome:
         """Delete the row and add one audit row holding its original values, closed like an
         update's. A row that was never stored (created) is not added: nothing is written.
 
@@ -288,9 +297,8 @@ class RowState(Generic[E]):
         self._mark_saved()
         if self.created:
             return RowOutcome.UNCHANGED
-        audit = self._audit(self._valid_until())
+        self._audit(session, self._valid_until(), audit_rows)
         session.delete(self.entity)
-        session.add(audit)
         _log.debug("row deleted", entity=type(self.entity).__name__)
         return RowOutcome.DELETED
 
@@ -305,15 +313,17 @@ class RowState(Generic[E]):
             return valid_from
         return self.message_datetime
 
-    def _audit(self, valid_until: datetime) -> Any:
+    def _audit(self, session: Session, valid_until: datetime, rows: AuditRows | None) -> None:
         audit_class = audit_class_of(type(self.entity))
         if audit_class is None:
             raise ConfigurationError(
                 f"{type(self.entity).__name__} changed but has no audit class: call declare_audit()"
             )
-        return audit_class(
-            **self._original, **{VALID_UNTIL: valid_until, STORED_UNTIL: self.stored_from}
-        )
+        values = {**self._original, VALID_UNTIL: valid_until, STORED_UNTIL: self.stored_from}
+        if rows is not None:
+            rows.add(audit_class, values)
+        else:
+            session.add(audit_class(**values))
 
     def _save_order(self) -> None:
         stamps, order = self._stamps, self.order_key

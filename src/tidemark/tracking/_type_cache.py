@@ -265,6 +265,7 @@ class TypeCache(Generic[E]):
         defaults: Mapping[str, Any] | None = None,
         *,
         factory: Callable[[], E] | None = None,
+        flush: bool = True,
     ) -> tuple[E, bool]:
         """``(entity, created)``: the entity with natural key ``key``, created (added and
         flushed) when missing.
@@ -272,7 +273,9 @@ class TypeCache(Generic[E]):
         A new entity is ``factory()`` when given, else ``model(**key, **defaults)``. It is cached
         only once the session's transaction commits. On PostgreSQL a concurrent creator of the
         same key is resolved inside a SAVEPOINT (the other row is read instead); the natural key
-        must be unique in the database for that to work.
+        must be unique in the database for that to work. ``flush=False`` only adds the new
+        entity (give it its primary key yourself, e.g. in ``factory``): many creations then
+        share one flush, and a concurrent creator makes that flush fail instead.
         """
         entity = self.get(session, key)
         if entity is not None:
@@ -281,7 +284,9 @@ class TypeCache(Generic[E]):
         entity = factory() if factory is not None else self.model(**criteria, **(defaults or {}))
         if self.key_of(entity) != key:
             raise ValueError(f"{self.name} factory built key {self.key_of(entity)!r}, not {key!r}")
-        if session.get_bind().dialect.name == "sqlite":
+        if not flush:
+            session.add(entity)
+        elif session.get_bind().dialect.name == "sqlite":
             # One writer at a time: no concurrent creator can slip in between SELECT and INSERT.
             session.add(entity)
             session.flush()

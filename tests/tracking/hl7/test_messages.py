@@ -168,8 +168,8 @@ def test_the_order_key_is_message_time_then_control_id_then_a_digest():
     assert resent_with_other_content.order_key != first.order_key
     assert one(adt(when="20240305081502", control="C1")).order_key == first.order_key
     # An offset is part of the time: 09:15 at +0100 is 08:15 UTC.
-    assert one(adt(when="20240305091502+0100", control="C1")).order_key[:21] == (
-        first.order_key[:21]
+    assert (
+        one(adt(when="20240305091502+0100", control="C1")).order_key[:21] == (first.order_key[:21])
     )
 
 

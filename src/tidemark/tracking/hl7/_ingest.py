@@ -24,7 +24,7 @@ from tidemark.core import (
 )
 from tidemark.tracking import TypeCache, TypeCaches
 
-from ._apply import AdtBatch, KeyAllocator
+from ._apply import AdtBatch, KeyAllocator, update_whole_rows
 from ._framing import MessageSplitter, RawMessage
 from ._messages import AdtEvent, parse_adt
 from ._summary import IngestSummary, MessageProblem, Outcome, RowTally
@@ -207,7 +207,10 @@ class AdtIngester:
         done: list[tuple[int, MessageResult, RowTally | None, AdtEvent]] = []
         try:
             # No autoflush: the batch flushes once, at commit (or where a rule needs it).
-            with Session(self.engine, autoflush=False) as session, session.begin():
+            with (
+                Session(self.engine, autoflush=False, expire_on_commit=False) as session,
+                session.begin(),
+            ):
                 batch = self._batch(session, [event for _p, _r, event in parsed])
                 for number, (position, raw, event) in enumerate(parsed):
                     if not savepoints:
@@ -217,7 +220,7 @@ class AdtIngester:
                     try:
                         with session.begin_nested():
                             tally, stale = batch.apply(event, self.clock.now())
-                            session.flush()
+                            batch.write()
                     except (DataValidationError, IntegrityError, DataError) as exc:
                         reason = _reason(exc)
                     except DBAPIError:
@@ -233,6 +236,7 @@ class AdtIngester:
                     done.append((position, result, None, event))
                     # The savepoint's rollback expired what the batch held: load it again.
                     batch = self._batch(session, [e for _p, _r, e in parsed[number + 1 :]])
+                batch.write()
         except (DataValidationError, IntegrityError, DataError) as exc:
             if savepoints:
                 raise self._unavailable(exc, parsed[0][1]) from exc
@@ -250,6 +254,7 @@ class AdtIngester:
     def _batch(self, session: Session, events: list[AdtEvent]) -> AdtBatch:
         if not session.info.get(_WATCHED):
             self._keys.watch(session)
+            update_whole_rows(session)
             session.info[_WATCHED] = True
         batch = AdtBatch(
             session,
@@ -262,10 +267,12 @@ class AdtIngester:
 
     # -- applying one message in the caller's transaction ----------------------------------
     def apply(self, session: Session, event: AdtEvent) -> None:
-        """Apply one parsed message inside the caller's transaction (nothing is committed and
+        """Apply one parsed message inside the caller's transaction (flushed, not committed;
         :attr:`summary` is not touched)."""
         try:
-            self._batch(session, [event]).apply(event, self.clock.now())
+            batch = self._batch(session, [event])
+            batch.apply(event, self.clock.now())
+            batch.write()
         finally:
             self._keys.end_transaction()
 

@@ -73,8 +73,9 @@ class Location(AdtBase):
     location_type_id: Mapped[int | None] = mapped_column(ForeignKey("location_type.id"))
     message_order: Mapped[str | None] = mapped_column(String)
 
-    # Declared so that one flush inserts types before locations; set through the id column.
-    location_type: Mapped[LocationType | None] = relationship(lazy="raise")
+    # The relationships of these tables are only declared so that one flush inserts parents
+    # before children; rows are linked through their id columns (no cascades to walk).
+    location_type: Mapped[LocationType | None] = relationship(lazy="raise", cascade="")
 
 
 class Patient(TemporalMixin, OrderedMixin, AdtBase):
@@ -118,7 +119,7 @@ class Visit(TemporalMixin, OrderedMixin, AdtBase):
     discharge_datetime: Mapped[datetime | None] = mapped_column(UtcDateTime())
     discharge_disposition: Mapped[str | None] = mapped_column(String)
 
-    patient: Mapped[Patient] = relationship(lazy="raise")
+    patient: Mapped[Patient] = relationship(lazy="raise", cascade="")
 
 
 class VisitMovement(AdtBase):
@@ -136,8 +137,8 @@ class VisitMovement(AdtBase):
     moved_at: Mapped[datetime] = mapped_column(UtcDateTime())
     location_id: Mapped[int | None] = mapped_column(ForeignKey("location.id"))
 
-    visit: Mapped[Visit] = relationship(lazy="raise")
-    location: Mapped[Location | None] = relationship(lazy="raise")
+    visit: Mapped[Visit] = relationship(lazy="raise", cascade="")
+    location: Mapped[Location | None] = relationship(lazy="raise", cascade="")
 
 
 class LocationVisit(TemporalMixin, AdtBase):
@@ -152,8 +153,8 @@ class LocationVisit(TemporalMixin, AdtBase):
     admission_datetime: Mapped[datetime | None] = mapped_column(UtcDateTime())
     discharge_datetime: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
-    visit: Mapped[Visit] = relationship(lazy="raise")
-    location: Mapped[Location] = relationship(lazy="raise")
+    visit: Mapped[Visit] = relationship(lazy="raise", cascade="")
+    location: Mapped[Location] = relationship(lazy="raise", cascade="")
 
 
 PatientAudit: type[Any] = declare_audit(Patient)
