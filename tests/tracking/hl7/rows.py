@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from tidemark.tracking.hl7 import (
@@ -117,6 +117,6 @@ def audit_count(engine: Engine) -> int:
 def empty_tables(engine: Engine) -> None:
     """Delete every row of the ADT tables (children first)."""
     with Session(engine) as session, session.begin():
-        session.execute(Patient.__table__.update().values(merged_into_id=None))
+        session.execute(update(Patient).values(merged_into_id=None))
         for table in reversed(AdtBase.metadata.sorted_tables):
             session.execute(delete(table))

@@ -58,7 +58,7 @@ def run(engine, clock, *messages: str, **options) -> AdtIngester:
 
 def stays(engine, encounter: str = "V1") -> list[tuple[str, datetime | None, datetime | None]]:
     with Session(engine) as session:
-        return list(  # type: ignore[arg-type]
+        return list(
             session.execute(
                 select(
                     Location.location_string,

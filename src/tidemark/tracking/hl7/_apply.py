@@ -201,14 +201,21 @@ class AdtBatch:
         table and 500 keys)."""
         mrns: set[str] = set()
         encounters: set[str] = set()
-        for event in events:
-            mrns.add(event.mrn)
-            for merge in event.merges:
+        places: set[str] = set()
+        for adt_event in events:
+            mrns.add(adt_event.mrn)
+            for ref in (adt_event.location, adt_event.prior_location):
+                if ref is not None:
+                    places.add(ref.location_string)
+            for merge in adt_event.merges:
                 mrns.update((merge.surviving_mrn, merge.merged_mrn))
-            if event.encounter is not None:
-                encounters.add(event.encounter)
+            if adt_event.encounter is not None:
+                encounters.add(adt_event.encounter)
         mrns.difference_update(self.patients)
         encounters.difference_update(self.visits)
+        places.difference_update(self.locations)
+        for key, location in self.location_cache.get_many(self.session, places).items():
+            self.locations[str(key)] = location
         for patient in self._load(Patient, Patient.mrn, mrns):
             self.patients[patient.mrn] = patient
         visits = list(self._load(Visit, Visit.encounter, encounters))

@@ -30,6 +30,8 @@ SUPPORTED_TRIGGERS = frozenset(("A01", "A02", "A03", "A04", "A08", "A11", "A12",
 VISIT_TRIGGERS = frozenset(("A01", "A02", "A03", "A11", "A12", "A13"))
 
 _DEFAULT_DELIMITERS = "^~\\&"
+_UNKNOWN: InterchangeValue[Any] = InterchangeValue.unknown()
+_DELETE: InterchangeValue[Any] = InterchangeValue.delete()
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 
 
@@ -251,11 +253,14 @@ class _Reader:
         component: int = 1,
     ) -> InterchangeValue[Any]:
         text = self.text(segment, field, 1, component)
-        value = hl7_value(text)
-        if convert is None or not value.is_save:
-            return value
+        if not text:
+            return _UNKNOWN
+        if text == HL7_NULL:
+            return _DELETE
+        if convert is None:
+            return InterchangeValue.of(text)
         try:
-            return value.map(convert)
+            return InterchangeValue.of(convert(text))
         except ValueError as exc:
             name = _name(segment, field, component)
             raise self.fail(segment, f"{name}: {exc}", field=name) from None
