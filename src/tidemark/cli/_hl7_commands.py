@@ -71,7 +71,7 @@ ENCODING_OPTION = typer.Option(
 
 @hl7_app.command("ingest")
 def ingest(
-    files: list[str] = typer.Argument(
+    files: list[Path] = typer.Argument(
         ...,
         metavar="FILE",
         help="HL7 v2 files (many messages each, plain lines or MLLP frames); - reads standard "
@@ -91,9 +91,9 @@ def ingest(
     as_json: bool = json_option("Print the summary as JSON."),
     log_level: str = log_level_option("error"),
 ) -> None:
-    """Ingest ADT messages (A01 A02 A03 A04 A08 A11 A12 A13 A40); print what changed.
+    """Ingest ADT messages from files or stdin; print what changed.
 
-    Prints the messages that changed rows, changed nothing, were stale (older than what is
+    Applies A01 A02 A03 A04 A08 A11 A12 A13 A40. Prints the messages that changed rows, changed nothing, were stale (older than what is
     stored) or were rejected, the unsupported events by type, the rows created, updated and
     deleted per table, the audit rows written and the type caches' counters. Large files show
     a progress bar on a terminal. Exit code 1 when a message was rejected (each listed on
@@ -104,7 +104,8 @@ def ingest(
         caches = TypeCaches(Settings.load(config or settings_file))
         engine = create_tracking_engine(db)
         try:
-            with _progress(files, as_json) as advance:
+            names = [str(path) for path in files]
+            with _progress(names, as_json) as advance:
                 ingester = AdtIngester(
                     engine,
                     type_caches=caches,
@@ -114,7 +115,7 @@ def ingest(
                     progress=advance,
                 )
                 try:
-                    for name in files:
+                    for name in names:
                         if name == "-":
                             ingester.ingest_stream(sys.stdin.buffer, "<stdin>")
                         else:
@@ -203,7 +204,7 @@ def listen(
     as_json: bool = json_option("Print the summary as JSON when stopped."),
     log_level: str = log_level_option("warning"),
 ) -> None:
-    """Receive ADT messages over MLLP; acknowledge each once it is committed.
+    """Receive ADT messages over MLLP; ACK each once committed.
 
     Answers AA once a message is committed (an unsupported event is ignored and still
     acknowledged), AR with the reason when it cannot be used, AE when the database refused it
