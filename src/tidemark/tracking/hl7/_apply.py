@@ -161,7 +161,8 @@ def _flag_whole_rows(session: Session, _context: Any, _instances: Any) -> None:
             )
         loaded = inspect(entity).dict
         # A row written earlier in the batch without some columns has them unloaded: skip it.
-        if all(key in loaded for key in keys) and session.is_modified(entity):
+        # (The rules assign a column only when its value changes: dirty means modified.)
+        if all(key in loaded for key in keys):
             for key in keys:
                 flag_modified(entity, key)
 
