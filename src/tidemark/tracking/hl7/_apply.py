@@ -70,7 +70,7 @@ class KeyAllocator:
     to every new row of a session (audit rows included) just before it is flushed.
     """
 
-    _BLOCK = 64
+    _BLOCK = 256
 
     def __init__(self) -> None:
         self._next: dict[str, int] = {}  # SQLite: the next free key per table
@@ -78,8 +78,9 @@ class KeyAllocator:
         self._sequences: dict[str, str] = {}
         self._columns: dict[type[Any], str | None] = {}
 
-    def next_id(self, session: Session, model: type[Any]) -> int:
-        """A primary key for a new ``model`` row (one integer key column)."""
+    def next_id(self, session: Session, model: type[Any], reserve: int = 0) -> int:
+        """A primary key for a new ``model`` row (one integer key column); ``reserve`` says how
+        many more are about to be asked for (PostgreSQL then fetches them in one query)."""
         column = self._column(model)
         if column is None:
             raise TypeError(f"{model.__name__} has no single integer primary key")
@@ -92,7 +93,8 @@ class KeyAllocator:
             return key
         free = self._free.get(table.name)
         if not free:
-            free = self._free[table.name] = self._fetch(session, table.name, column)
+            count = max(self._BLOCK, reserve + 1)
+            free = self._free[table.name] = self._fetch(session, table.name, column, count)
         return free.pop()
 
     def watch(self, session: Session) -> None:
@@ -104,13 +106,18 @@ class KeyAllocator:
         self._next.clear()
 
     def _before_flush(self, session: Session, _context: Any, _instances: Any) -> None:
+        keyless: dict[type[Any], list[tuple[Any, str]]] = {}
         for entity in session.new:
             model = type(entity)
             column = self._column(model)
             if column is not None:
                 attribute = inspect(model).get_property_by_column(model.__table__.c[column]).key
                 if getattr(entity, attribute) is None:
-                    setattr(entity, attribute, self.next_id(session, model))
+                    keyless.setdefault(model, []).append((entity, attribute))
+        for model, entities in keyless.items():
+            for index, (entity, attribute) in enumerate(entities):
+                reserve = len(entities) - 1 - index
+                setattr(entity, attribute, self.next_id(session, model, reserve=reserve))
 
     def _column(self, model: type[Any]) -> str | None:
         if model not in self._columns:
@@ -119,7 +126,7 @@ class KeyAllocator:
             self._columns[model] = keys[0].name if integer else None
         return self._columns[model]
 
-    def _fetch(self, session: Session, table: str, column: str) -> list[int]:
+    def _fetch(self, session: Session, table: str, column: str, count: int) -> list[int]:
         sequence = self._sequences.get(table)
         if sequence is None:
             sequence = session.scalar(
@@ -129,7 +136,7 @@ class KeyAllocator:
             self._sequences[table] = sequence
         values = session.scalars(
             text("SELECT nextval(:sequence) FROM generate_series(1, :count)"),
-            {"sequence": sequence, "count": self._BLOCK},
+            {"sequence": sequence, "count": count},
         ).all()
         return sorted(values, reverse=True)
 
