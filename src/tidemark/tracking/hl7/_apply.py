@@ -1,19 +1,4 @@
-"""Applying ADT events to the example schema, a batch of messages in one session.
-
-The rules that make the final rows a function of the set of messages:
-
-* patient and visit attributes are last-writer-wins per attribute in message order
-  (:class:`~tidemark.tracking.OrderedMixin`): a late message fills what no newer message said
-  and changes nothing else;
-* a visit's stays are derived from all its movements in message order (:mod:`._stays`), so a
-  late admission never opens a stay after the discharge and a cancellation undoes its event
-  whichever arrived first;
-* a merged patient's visits belong to the surviving patient, whether they arrive before or after
-  the merge.
-
-Rows of one batch are loaded with one query per table, given primary keys up front and written
-by one flush, so a batch costs a handful of statements instead of several per message.
-"""
+"""Applying ADT events to the example schema: the rules, for a batch of messages in one session."""
 
 from __future__ import annotations
 
@@ -177,8 +162,17 @@ def _flag_whole_rows(session: Session, _context: Any, _instances: Any) -> None:
 class AdtBatch:
     """The rows a batch of messages works on, in one session, and the rules that change them.
 
+    The rules make the final rows a function of the set of messages: patient and visit
+    attributes are last-writer-wins per attribute in message order (a late message fills what
+    no newer message said and changes nothing else); a visit's stays are derived from all its
+    movements in message order (a late admission never opens a stay after the discharge, a
+    cancellation undoes its event whichever arrived first); a merged patient's visits belong to
+    the surviving patient, whether they arrive before or after the merge. Rows are loaded with
+    one query per table, given primary keys up front and written by one flush.
+
     Call :meth:`preload` with the batch's events first, then :meth:`apply` for each event in
-    arrival order. Rows created by one message are seen by the next. Not thread-safe.
+    arrival order, then :meth:`write`. Rows created by one message are seen by the next. Not
+    thread-safe.
     """
 
     def __init__(

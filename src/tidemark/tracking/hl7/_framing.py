@@ -1,9 +1,4 @@
-"""Cutting a byte stream into HL7 v2 messages as it arrives: MLLP frames or plain segment lines.
-
-Pure and synchronous. A message whose frame was cut (a start byte with no end byte, or a new
-start byte before the end byte) comes out with a ``defect`` that says so, so the caller rejects
-it instead of applying what is left of it.
-"""
+"""Cutting a byte stream into HL7 v2 messages as it arrives: MLLP frames or plain segment lines."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ class AdtIngester:
     :class:`SourceUnavailableError` (its ``data["summary"]`` says how far the ingest got);
     what was committed before stays.
 
-    The final rows are a function of the set of messages ingested (see :mod:`._apply`): any
+    The final rows are a function of the set of messages ingested (see :class:`AdtBatch`): any
     arrival order and any number of replays give the same rows, and a replay writes nothing.
     ``progress`` is called with the number of source bytes each committed batch covered. An
     unknown ``encoding`` raises :class:`ConfigurationError`. Not thread-safe; use one ingester

@@ -1,12 +1,4 @@
-"""HL7 v2 ADT messages → :class:`AdtEvent`: reading the fields of one message.
-
-Pure and synchronous: no database, no files. A message that cannot be used raises
-:class:`~tidemark.core.DataValidationError` whose ``data`` holds the ``line`` (1-based, in the
-source) of the segment at fault and the ``reason``; an event tidemark does not apply raises it with
-``data["unsupported"]`` naming the type (``ADT^A28``). A bad escape sequence in a field the
-message can do without costs that field only: it reads as unknown and a :class:`FieldWarning`
-says so.
-"""
+"""HL7 v2 ADT messages → :class:`AdtEvent`: reading the fields of one message (pure, no I/O)."""
 
 from __future__ import annotations
 
@@ -329,7 +321,9 @@ def parse_adt(raw: RawMessage, *, default_tz: tzinfo = UTC, encoding: str = "utf
     ``reason``) when the framing cut the message, it is not HL7, lacks MSH-7, an MRN (PID-3), a
     visit number (PV1-19) where the event acts on a visit, a new location (PV1-3) in an A02, or
     MRG-1 in an A40, or has a field that cannot be converted. Another message type or trigger
-    raises it with ``data["unsupported"]`` (``"ADT^A28"``, ``"ORU^R01"``).
+    raises it with ``data["unsupported"]`` (``"ADT^A28"``, ``"ORU^R01"``). A bad escape sequence
+    in a field the message can do without costs that field only: it reads as unknown and
+    ``AdtEvent.warnings`` says so.
     """
     if raw.defect is not None:
         raise _problem(raw, raw.line, raw.defect)

@@ -1,9 +1,4 @@
-"""A visit's stays derived from the set of its movements, in message order: pure, no I/O.
-
-Because the stays are recomputed from every movement the visit has, in the total order of their
-messages, a late admission lands before the discharge that arrived first, and a cancellation
-undoes its event whichever of the two arrived first.
-"""
+"""A visit's stays derived from the set of its movements in message order (pure, no I/O)."""
 
 from __future__ import annotations
 
@@ -66,6 +61,10 @@ def effective_movements(movements: Iterable[Movement]) -> list[Movement]:
 
 def stays_of(movements: Iterable[Movement]) -> list[Stay]:
     """The stays the movements describe, in order: a function of the set of movements.
+
+    Recomputed from every movement of the visit in message order, so a late admission lands
+    before the discharge that arrived first, and a cancellation undoes its event whichever of
+    the two arrived first.
 
     An admission opens a stay at its location (at a new location when already admitted, it
     moves there); a transfer closes the open stay and opens one at the new location (nothing
