@@ -266,7 +266,7 @@ def main() -> None:
     )
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1, help="rounds per mode (best is kept)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print top N")
     args = parser.parse_args()

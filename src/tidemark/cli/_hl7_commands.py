@@ -82,7 +82,7 @@ def ingest(
     timezone: ZoneInfo = TIMEZONE_OPTION,
     encoding: str = ENCODING_OPTION,
     batch_size: int = typer.Option(
-        500, "--batch-size", metavar="N", min=1, help="Messages per transaction."
+        2000, "--batch-size", metavar="N", min=1, help="Messages per transaction."
     ),
     config: Path | None = config_option("type_cache", "type_cache_<name>"),
     settings_file: Path | None = typer.Option(

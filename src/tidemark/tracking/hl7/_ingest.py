@@ -87,7 +87,7 @@ class AdtIngester:
         default_tz: tzinfo = UTC,
         encoding: str = "utf-8",
         create_schema: bool = True,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         progress: Callable[[int], None] | None = None,
     ) -> None:
         try:
@@ -345,7 +345,7 @@ def ingest_files(
     clock: Clock = SYSTEM_CLOCK,
     default_tz: tzinfo = UTC,
     encoding: str = "utf-8",
-    batch_size: int = 500,
+    batch_size: int = 2000,
     progress: Callable[[int], None] | None = None,
 ) -> IngestSummary:
     """Ingest the HL7 v2 ADT files ``paths`` into ``engine`` (tables created if missing).
