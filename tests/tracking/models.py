@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tidemark.tracking import TemporalMixin, UtcDateTime, declare_audit
+from tidemark.tracking import OrderedMixin, TemporalMixin, UtcDateTime, declare_audit
 
 
 class ModelBase(DeclarativeBase):
@@ -48,3 +48,18 @@ class Unaudited(TemporalMixin, ModelBase):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str | None] = mapped_column(String)
+
+
+class Sensor(TemporalMixin, OrderedMixin, ModelBase):
+    """A tracked entity under message order (per-attribute last writer wins)."""
+
+    __tablename__ = "sensor"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    serial: Mapped[str] = mapped_column(String, unique=True)
+    name: Mapped[str | None] = mapped_column(String)
+    place: Mapped[str | None] = mapped_column(String)
+    unit: Mapped[str | None] = mapped_column(String)
+
+
+SensorAudit: type[Any] = declare_audit(Sensor)

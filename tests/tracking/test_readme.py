@@ -27,10 +27,10 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", section(), re.DOTALL)
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_python_examples_run(index, tmp_path, monkeypatch, capsys):
     code = blocks("python")
-    assert len(code) == 4
+    assert len(code) == 5
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TIDEMARK_TYPE_CACHE_ENABLED", raising=False)
     module = types.ModuleType(f"readme_block_{index}")

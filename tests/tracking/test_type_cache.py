@@ -170,6 +170,22 @@ def test_a_rolled_back_creation_never_reaches_the_cache(engine, clock):
     assert lookup(engine, cache, "GHOST") is None
 
 
+def test_a_released_savepoint_publishes_nothing_before_the_transaction_commits(engine, clock):
+    # On PostgreSQL each creation runs in a SAVEPOINT, and SQLAlchemy reports its release as a
+    # commit: the first creation must still wait for the real commit.
+    cache = make_cache(clock)
+    with Session(engine) as session:
+        session.begin()
+        cache.get_or_create(session, "FIRST")
+        cache.get_or_create(session, "SECOND")
+        with session.begin_nested():
+            pass
+        assert cache.stats().entries == 0
+        session.rollback()
+    assert cache.stats().entries == 0
+    assert lookup(engine, cache, "FIRST") is None
+
+
 def test_a_creation_inside_a_rolled_back_savepoint_is_not_cached(engine, clock):
     cache = make_cache(clock)
     with Session(engine) as session, session.begin():
@@ -233,3 +249,50 @@ def test_an_outside_change_shows_after_expiry(engine, clock):
     assert lookup(engine, cache, "A")[2] == "A label"
     clock.advance(31)
     assert lookup(engine, cache, "A")[2] == "outside"
+
+
+def test_get_many_reads_the_misses_with_one_query_and_caches_them(engine, clock, sql_log: SqlLog):
+    seed(engine, "A", "B", "C")
+    cache = make_cache(clock)
+    lookup(engine, cache, "A")  # a hit from now on
+    sql_log.clear()
+    with Session(engine) as session:
+        found = cache.get_many(session, ["A", "B", "C", "ZZ", "B"])
+        assert set(found) == {"A", "B", "C"}
+        assert all(found[code].code == code for code in found)
+    assert sql_log.selects_from("device_kind") == 1
+    assert cache.stats().entries == 3
+    sql_log.clear()
+    assert lookup(engine, cache, "C") is not None
+    assert sql_log.selects_from("device_kind") == 0
+
+
+def test_keys_get_many_found_absent_cost_no_query_until_the_transaction_ends(
+    engine, clock, sql_log: SqlLog
+):
+    cache = make_cache(clock)
+    with Session(engine) as session, session.begin():
+        assert cache.get_many(session, ["NEW"]) == {}
+        sql_log.clear()
+        assert cache.get(session, "NEW") is None
+        kind, created = cache.get_or_create(session, "NEW", {"label": "new"})
+        assert created and sql_log.selects_from("device_kind") == 0
+        assert cache.get(session, "NEW") is kind
+    sql_log.clear()
+    with Session(engine) as session:
+        assert cache.get_many(session, ["NEW", "OTHER"])["NEW"].label == "new"
+        assert cache.get(session, "OTHER") is None
+    assert sql_log.selects_from("device_kind") == 1  # the absence of OTHER: per transaction
+    with Session(engine) as session:
+        assert cache.get(session, "OTHER") is None
+    assert sql_log.selects_from("device_kind") == 2
+
+
+def test_a_creation_without_flush_waits_for_the_callers_flush(engine, clock, sql_log: SqlLog):
+    cache = make_cache(clock)
+    with Session(engine) as session, session.begin():
+        _kind, created = cache.get_or_create(
+            session, "LATE", factory=lambda: DeviceKind(id=77, code="LATE"), flush=False
+        )
+        assert created and not sql_log.writes()
+    assert lookup(engine, cache, "LATE") == (77, "LATE", None)

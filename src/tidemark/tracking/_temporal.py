@@ -7,8 +7,8 @@ import weakref
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Dialect, Integer, Table, inspect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import BigInteger, Column, DateTime, Dialect, Integer, Table, insert, inspect
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 AUDIT_ID = "audit_id"
@@ -146,3 +146,39 @@ def audit_class_of(entity: type[Any]) -> type[Any] | None:
         if audit is not None:
             return audit
     return None
+
+
+class AuditRows:
+    """Audit rows collected for one INSERT per audit table instead of one ORM object each.
+
+    Pass it to :meth:`RowState.save_or_audit` (and ``delete_or_audit``) for a bulk ingest, then
+    call :meth:`write` in the same transaction, after the flush that stores the rows they
+    audit. Not thread-safe.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[type[Any], list[dict[str, Any]]] = {}
+
+    def add(self, audit_class: type[Any], values: dict[str, Any]) -> None:
+        """Queue one audit row of ``audit_class`` (attribute name → value)."""
+        self._rows.setdefault(audit_class, []).append(values)
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self._rows.values())
+
+    def write(self, session: Session) -> int:
+        """INSERT the queued rows (one statement per audit table) and forget them; returns
+        how many were written."""
+        written = 0
+        for audit_class, rows in self._rows.items():
+            if rows:
+                session.execute(insert(audit_class.__table__), rows)
+                written += len(rows)
+        self._rows.clear()
+        return written
+
+    def clear(self) -> None:
+        """Forget the queued rows (after a rollback)."""
+        self._rows.clear()

@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -162,17 +162,19 @@ class _NoStore:
 
 
 _MISSING: Any = object()
+_IN_CHUNK = 500  # keys per IN (...) list: far below every engine's parameter limit
 _cache_serial = itertools.count(1)
 
 
 class _SessionLedger:
-    """What one session did to one cache in its open transaction."""
+    """What one session did to (and learned from) one cache in its open transaction."""
 
-    __slots__ = ("created", "invalidated")
+    __slots__ = ("absent", "created", "invalidated")
 
     def __init__(self) -> None:
         self.created: dict[Hashable, tuple[Any, Any]] = {}  # key -> (live entity, snapshot)
         self.invalidated: set[Hashable] = set()
+        self.absent: set[Hashable] = set()  # keys get_many found no row for
 
 
 class TypeCache(Generic[E]):
@@ -250,13 +252,62 @@ class TypeCache(Generic[E]):
         criteria = self._criteria(key)
         if self.enabled:
             ledger = self._find_ledger(session)
-            if ledger is not None and key in ledger.created:
-                return ledger.created[key][0]  # type: ignore[no-any-return]
+            if ledger is not None:
+                if key in ledger.created:
+                    return ledger.created[key][0]  # type: ignore[no-any-return]
+                if key in ledger.absent:
+                    return None
         self.counters.increment("queries")
         entity = find_by_key(session, self.model, criteria)
         if entity is not None and self.enabled:
             self._store.set(key, self._snapshot(entity))
         return entity
+
+    def get_many(self, session: Session, keys: Iterable[Hashable]) -> dict[Hashable, E]:
+        """The entities with natural keys ``keys`` in ``session``, by key (absent keys are left
+        out).
+
+        Hits cost no SQL; the misses of a one-attribute key are read with one query per 500
+        keys and cached. The session's transaction remembers the keys found absent, so a
+        :meth:`get` or :meth:`get_or_create` of them in it costs no query.
+        """
+        found: dict[Hashable, E] = {}
+        missing: list[Hashable] = []
+        for key in dict.fromkeys(keys):
+            snapshot = self._store.get(key, _MISSING)
+            if snapshot is not _MISSING:
+                found[key] = session.merge(snapshot, load=False)
+            else:
+                missing.append(key)
+        if len(self.key_attributes) > 1:
+            for key in missing:
+                entity = self.get(session, key)
+                if entity is not None:
+                    found[key] = entity
+            return found
+        column = getattr(self.model, self.key_attributes[0])
+        ledger = self._ledger(session) if self.enabled else None
+        for start in range(0, len(missing), _IN_CHUNK):
+            chunk = missing[start : start + _IN_CHUNK]
+            if ledger is not None:
+                chunk = [key for key in chunk if key not in ledger.created]
+            if not chunk:
+                continue
+            self.counters.increment("queries")
+            loaded = {
+                self.key_of(entity): entity
+                for entity in session.scalars(select(self.model).where(column.in_(chunk)))
+            }
+            for key in chunk:
+                entity = loaded.get(key)
+                if entity is None:
+                    if ledger is not None:
+                        ledger.absent.add(key)
+                    continue
+                found[key] = entity
+                if self.enabled:
+                    self._store.set(key, self._snapshot(entity))
+        return found
 
     def get_or_create(
         self,
@@ -265,6 +316,7 @@ class TypeCache(Generic[E]):
         defaults: Mapping[str, Any] | None = None,
         *,
         factory: Callable[[], E] | None = None,
+        flush: bool = True,
     ) -> tuple[E, bool]:
         """``(entity, created)``: the entity with natural key ``key``, created (added and
         flushed) when missing.
@@ -272,7 +324,9 @@ class TypeCache(Generic[E]):
         A new entity is ``factory()`` when given, else ``model(**key, **defaults)``. It is cached
         only once the session's transaction commits. On PostgreSQL a concurrent creator of the
         same key is resolved inside a SAVEPOINT (the other row is read instead); the natural key
-        must be unique in the database for that to work.
+        must be unique in the database for that to work. ``flush=False`` only adds the new
+        entity (give it its primary key yourself, e.g. in ``factory``): many creations then
+        share one flush, and a concurrent creator makes that flush fail instead.
         """
         entity = self.get(session, key)
         if entity is not None:
@@ -281,7 +335,9 @@ class TypeCache(Generic[E]):
         entity = factory() if factory is not None else self.model(**criteria, **(defaults or {}))
         if self.key_of(entity) != key:
             raise ValueError(f"{self.name} factory built key {self.key_of(entity)!r}, not {key!r}")
-        if session.get_bind().dialect.name == "sqlite":
+        if not flush:
+            session.add(entity)
+        elif session.get_bind().dialect.name == "sqlite":
             # One writer at a time: no concurrent creator can slip in between SELECT and INSERT.
             session.add(entity)
             session.flush()
@@ -299,7 +355,9 @@ class TypeCache(Generic[E]):
                 return existing, False
         self.counters.increment("created")
         if self.enabled:
-            self._ledger(session).created[key] = (entity, self._snapshot(entity))
+            ledger = self._ledger(session)
+            ledger.absent.discard(key)
+            ledger.created[key] = (entity, self._snapshot(entity))
         _log.debug("type entity created", cache=self.name, key=repr(key))
         return entity, True
 
@@ -392,6 +450,10 @@ class TypeCache(Generic[E]):
         return ledger
 
     def _after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            # SQLAlchemy also fires after_commit when a SAVEPOINT is released (get_or_create
+            # releases one on PostgreSQL): the transaction around it can still roll back.
+            return
         ledger = self._find_ledger(session)
         if ledger is None:
             return
@@ -402,6 +464,7 @@ class TypeCache(Generic[E]):
                 self._store.set(key, snapshot)
         ledger.created.clear()
         ledger.invalidated.clear()
+        ledger.absent.clear()
 
     def _after_rollback(self, session: Session) -> None:
         ledger = self._find_ledger(session)
@@ -411,6 +474,7 @@ class TypeCache(Generic[E]):
         ledger.created = {
             key: pair for key, pair in ledger.created.items() if inspect(pair[0]).key is not None
         }
+        ledger.absent.clear()
         self._drop(ledger.invalidated)
 
 

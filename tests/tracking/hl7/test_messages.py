@@ -11,9 +11,15 @@ import pytest
 
 from tidemark.core import DataValidationError
 from tidemark.tracking import InterchangeValue
-from tidemark.tracking.hl7 import example_files, parse_adt, split_messages
+from tidemark.tracking.hl7 import (
+    PartialDate,
+    PatientMerge,
+    example_files,
+    parse_adt,
+    split_messages,
+)
 
-from .adt_messages import adt
+from .adt_messages import adt, built, hl7_escaped, without
 
 
 def one(text: str, **options):
@@ -77,7 +83,8 @@ def test_adt_fields_become_interchange_values():
     assert event.event_datetime == datetime(2024, 3, 5, 11, 59, tzinfo=UTC)
     assert event.nhs_number == InterchangeValue.of("943")
     assert event.surname == InterchangeValue.of("O&NEIL")
-    assert event.date_of_birth == InterchangeValue.of(date(1980, 1, 1))
+    assert event.date_of_birth == InterchangeValue.of(PartialDate(1980, 1, 1))
+    assert event.date_of_birth.get().to_date() == date(1980, 1, 1)
     assert event.discharge_datetime == InterchangeValue.of(datetime(2024, 3, 5, 12, 0, tzinfo=UTC))
     assert event.death_datetime.is_unknown
     assert event.discharge_disposition.is_unknown
@@ -128,6 +135,111 @@ def test_every_example_file_parses():
     assert sorted(set(triggers)) == ["A01", "A02", "A03", "A08"]
 
 
+def test_a_message_built_by_the_hl7_package_reads_back_field_by_field():
+    text = built(
+        "A01",
+        "20240305081502",
+        "K1",
+        mrn="M5",
+        surname=hl7_escaped("O'NEIL|SMYTHE^JR"),
+        given_name="ANN",
+        dob="1949",
+        location="W2",
+        room="R2",
+        bed="B2",
+        location_type="C",
+        encounter="V5",
+        admitted="202403050800",
+    )
+    event = one(text)
+    assert (event.mrn, event.encounter, event.control_id) == ("M5", "V5", "K1")
+    assert event.surname == InterchangeValue.of("O'NEIL|SMYTHE^JR")
+    assert event.date_of_birth == InterchangeValue.of(PartialDate(1949))
+    assert event.location is not None and event.location.location_string == "W2^R2^B2"
+    assert event.admission_datetime.get() == datetime(2024, 3, 5, 8, 0, tzinfo=UTC)
+
+
+def test_the_order_key_is_message_time_then_control_id_then_a_digest():
+    first = one(adt(when="20240305081502", control="C1"))
+    same_second = one(adt("A08", when="20240305081502", control="C2", name="DOE^JOAN"))
+    assert first.order_key < same_second.order_key
+    assert first.order_key.startswith("20240305081502.000000 C1 ")
+    resent_with_other_content = one(adt(when="20240305081502", control="C1", sex="M"))
+    assert resent_with_other_content.order_key != first.order_key
+    assert one(adt(when="20240305081502", control="C1")).order_key == first.order_key
+    # An offset is part of the time: 09:15 at +0100 is 08:15 UTC.
+    assert (
+        one(adt(when="20240305091502+0100", control="C1")).order_key[:21] == (first.order_key[:21])
+    )
+
+
+@pytest.mark.parametrize("trigger", ["A04", "A08"])
+def test_events_that_need_no_visit_read_without_pv1(trigger):
+    event = one(without(adt(trigger), "PV1"))
+    assert event.encounter is None and event.location is None
+
+
+@pytest.mark.parametrize("trigger", ["A01", "A02", "A03", "A11", "A12", "A13"])
+def test_events_that_act_on_a_visit_need_pv1_19(trigger):
+    error = problem(adt(trigger, encounter=""))
+    assert "PV1-19 (visit number) is empty" in error.detail
+
+
+def test_a40_names_the_merged_patient_and_needs_no_visit():
+    event = one(adt("A40", mrn="M1", merged="M3"))
+    assert event.merges == (PatientMerge("M1", "M3"),)
+    assert event.encounter is None
+
+
+def test_a40_with_several_pairs_merges_each_into_the_patient_before_it():
+    pairs = adt("A40", mrn="M1", merged="M3").split("\r")
+    pid, mrg = pairs[2], pairs[3]
+    text = "\r".join([*pairs[:4], pid.replace("M1^", "M2^"), mrg.replace("M3^", "M4^")])
+    assert one(text).merges == (PatientMerge("M1", "M3"), PatientMerge("M2", "M4"))
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (without(adt("A40", merged="M3"), "MRG"), "no MRG segment"),
+        (adt("A40", mrn="M1", merged="M1"), "names the surviving patient"),
+        (adt("A40", merged=""), "MRG-1"),
+    ],
+)
+def test_a_merge_that_names_no_other_patient_is_rejected(text, match):
+    assert re.search(match, problem(text).detail)
+
+
+@pytest.mark.parametrize(
+    ("text", "message_type"),
+    [
+        (adt().replace("ADT^A01^ADT_A01", "ORU^R01^ORU_R01"), "ORU^R01"),
+        (adt().replace("ADT^A01^ADT_A01", "ADT^A28^ADT_A05"), "ADT^A28"),
+        (adt().replace("ADT^A01^ADT_A01", "ADT").replace("EVN|A01|", "EVN||"), "ADT"),
+    ],
+)
+def test_an_unsupported_event_names_its_type(text, message_type):
+    assert problem(text).data["unsupported"] == message_type
+
+
+def test_the_trigger_may_come_from_evn_1():
+    assert one(adt("A03").replace("ADT^A03^ADT_A03", "ADT")).trigger == "A03"
+
+
+def test_a_bad_escape_costs_one_field_with_a_warning():
+    event = one(adt(name="O\\NEIL^ANN"))
+    assert event.surname.is_unknown
+    assert event.given_name == InterchangeValue.of("ANN")
+    [warning] = event.warnings
+    assert (warning.field, warning.line) == ("PID-5", 3)
+    assert "bad escape sequence" in warning.reason and "ignored" in warning.reason
+
+
+def test_a_bad_escape_in_a_key_field_rejects_the_message():
+    error = problem(adt(mrn="M\\1"))
+    assert "PID-3: bad escape sequence" in error.detail
+
+
 @pytest.mark.parametrize(
     ("text", "line", "match"),
     [
@@ -138,12 +250,14 @@ def test_every_example_file_parses():
             "unsupported message type ADT.A28",
         ),
         (adt(dob="19801332"), 3, "PID-7"),
+        (adt("A02", location=""), 4, "PV1-3 .new location"),
         (adt(when=""), 1, "MSH-7"),
         (adt(admitted="2024-03-01"), 4, "PV1-44"),
         (adt(encounter=""), 4, "PV1-19"),
         (adt(encounter='""'), 4, "PV1-19"),
         (adt(mrn=""), 3, "PID-3"),
-        ("\r".join(s for s in adt().split("\r") if not s.startswith("PV1")), 1, "no PV1 segment"),
+        (without(adt(), "PV1"), 1, "no PV1 segment"),
+        (without(adt(), "PID"), 1, "no PID segment"),
         (adt().replace("\rPID|", "\rthis is not a segment\rPID|"), 3, "not an HL7 segment"),
     ],
 )
@@ -180,9 +294,10 @@ def test_escape_sequences_are_resolved(raw, expected):
 
 
 @pytest.mark.parametrize("raw", ["A\\F", "A\\\\B", "A\\Q\\B", "\\X4\\"])
-def test_malformed_escape_sequences_are_reported(raw):
-    error = problem(adt(name=f"{raw}^ANN"))
-    assert "PID-5" in error.detail and error.data["line"] == 3
+def test_malformed_escape_sequences_are_warnings(raw):
+    event = one(adt(name=f"{raw}^ANN"))
+    assert event.surname.is_unknown and event.given_name.get() == "ANN"
+    assert [(w.field, w.line) for w in event.warnings] == [("PID-5", 3)]
 
 
 def test_custom_delimiters_declared_in_msh_are_honoured():

@@ -8,7 +8,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tidemark.tracking import InterchangeValue
-from tidemark.tracking.hl7 import HL7_NULL, hl7_value, parse_hl7_date, parse_hl7_datetime
+from tidemark.tracking.hl7 import (
+    HL7_NULL,
+    PartialDate,
+    hl7_value,
+    parse_hl7_date,
+    parse_hl7_datetime,
+)
 
 
 def test_hl7_value_maps_empty_to_unknown_null_to_delete_and_text_to_value():
@@ -59,5 +65,42 @@ def test_malformed_hl7_timestamps_raise_value_error_naming_the_text(text):
 
 
 def test_hl7_date_ignores_the_time_part():
-    assert parse_hl7_date("19720814") == date(1972, 8, 14)
-    assert parse_hl7_date("197208142359+1200") == date(1972, 8, 14)
+    assert parse_hl7_date("19720814").to_date() == date(1972, 8, 14)
+    assert parse_hl7_date("197208142359+1200") == PartialDate(1972, 8, 14)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "iso", "precision"),
+    [
+        ("1949", PartialDate(1949), "1949", "year"),
+        ("194903", PartialDate(1949, 3), "1949-03", "month"),
+        ("19490312", PartialDate(1949, 3, 12), "1949-03-12", "day"),
+    ],
+)
+def test_a_partial_hl7_date_keeps_its_precision(text, expected, iso, precision):
+    value = parse_hl7_date(text)
+    assert value == expected
+    assert (value.isoformat(), str(value), value.precision) == (iso, iso, precision)
+    assert PartialDate.fromisoformat(iso) == value
+    assert value.first_day == date(1949, value.month or 1, value.day or 1)
+
+
+def test_a_year_is_not_the_first_of_january():
+    assert parse_hl7_date("1949") != parse_hl7_date("19490101")
+    with pytest.raises(ValueError, match="known only to the year"):
+        parse_hl7_date("1949").to_date()
+
+
+@pytest.mark.parametrize("text", ["", "49", "1949-03", "19491332", "19490230"])
+def test_malformed_hl7_dates_raise_value_error(text):
+    with pytest.raises(ValueError, match="not an HL7 date"):
+        parse_hl7_date(text)
+
+
+def test_impossible_partial_dates_are_refused():
+    with pytest.raises(ValueError, match="needs a month"):
+        PartialDate(1949, None, 3)
+    with pytest.raises(ValueError):
+        PartialDate(1949, 13)
+    with pytest.raises(ValueError, match="not a partial ISO date"):
+        PartialDate.fromisoformat("1949-3")

@@ -1,18 +1,16 @@
-"""The HL7 v2 ADT ingest: each message in its own transaction, through RowState and type caches."""
+"""The HL7 v2 ADT ingest: sources cut into messages, batches of messages per transaction."""
 
 from __future__ import annotations
 
 import codecs
-import dataclasses
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
@@ -24,76 +22,37 @@ from tidemark.core import (
     SourceUnavailableError,
     get_logger,
 )
-from tidemark.tracking import InterchangeValue, RowOutcome, RowState, TypeCache, TypeCaches
+from tidemark.tracking import TypeCache, TypeCaches
 
-from ._messages import AdtEvent, LocationRef, parse_adt, split_messages
-from ._tables import Location, LocationType, LocationVisit, Patient, Visit, create_adt_schema
-
-E = TypeVar("E")
+from ._apply import AdtBatch, KeyAllocator, update_whole_rows
+from ._framing import MessageSplitter, RawMessage
+from ._messages import AdtEvent, parse_adt
+from ._summary import IngestSummary, MessageProblem, Outcome, RowTally
+from ._tables import Location, LocationType, create_adt_schema
 
 _log = get_logger("tracking")
 
-# HL7 table 0305 (person location type), used to describe location types on creation.
-LOCATION_TYPE_NAMES = {
-    "C": "Clinic",
-    "D": "Department",
-    "H": "Home",
-    "N": "Nursing Unit",
-    "O": "Provider's Office",
-    "P": "Phone",
-    "S": "SNF",
-}
+_CHUNK = 1 << 20  # bytes read from a file at a time
+_STREAM_CHUNK = 1 << 16  # bytes asked of a stream at a time (it may return fewer)
+_WATCHED = "tidemark.tracking.hl7.keys"
 
 
 @dataclass(frozen=True, slots=True)
-class MessageProblem:
-    """A message that was skipped: where it is and why."""
+class MessageResult:
+    """What became of one message: its outcome, and for a rejected or unsupported one, why
+    (``refused_by_database``: the message was read but the database would not store it)."""
 
-    source: str
-    index: int
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.source}: message {self.index} (line {self.line}): {self.reason}"
-
-
-@dataclass(slots=True)
-class IngestSummary:
-    """What an ingest did. Row counts cover committed messages only; ``skipped`` counts skipped
-    messages and unreadable files (each one entry of ``problems``).
-
-    ``created``/``updated``/``unchanged`` count rows (type entities count when created);
-    ``audit_rows`` is the number of audit rows written; ``by_table`` breaks the row counts down.
-    """
-
-    messages: int = 0
-    ingested: int = 0
-    skipped: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    audit_rows: int = 0
-    by_table: dict[str, dict[str, int]] = field(default_factory=dict)
-    problems: list[MessageProblem] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy."""
-        values = dataclasses.asdict(self)
-        values["problems"] = [dataclasses.asdict(p) for p in self.problems]
-        return values
+    raw: RawMessage
+    outcome: Outcome
+    reason: str = ""
+    line: int = 0
+    message_type: str = ""
+    control_id: str = ""
+    refused_by_database: bool = False
 
 
-class _Tally:
-    """Row outcomes of one message, merged into the summary only once it commits."""
-
-    __slots__ = ("rows",)
-
-    def __init__(self) -> None:
-        self.rows: Counter[tuple[str, str]] = Counter()
-
-    def add(self, table: str, outcome: str) -> None:
-        self.rows[(table, outcome)] += 1
+class _Fault(Exception):
+    """A message of the batch could not be applied or stored (the batch was rolled back)."""
 
 
 def example_files() -> list[Path]:
@@ -103,14 +62,20 @@ def example_files() -> list[Path]:
 
 
 class AdtIngester:
-    """Applies HL7 v2 ADT A01/A02/A03/A08 messages to the ADT example schema on ``engine``.
+    """Applies HL7 v2 ADT messages to the ADT example schema on ``engine``.
 
-    Each message runs in its own transaction: a message that cannot be parsed or is refused by
-    the database is rolled back, recorded in :attr:`summary` with its position, and skipped;
-    what was committed before stays. A lost database connection raises
-    :class:`SourceUnavailableError` (its ``data["summary"]`` says how far the ingest got).
-    Replaying messages is safe: a message older than a row's ``valid_from`` does not change it.
-    An unknown ``encoding`` raises :class:`ConfigurationError`. Not thread-safe; use one ingester per thread (the type caches may be shared).
+    Messages are applied ``batch_size`` at a time, each batch in one transaction with one flush.
+    When the database refuses a batch, it is rolled back and applied again with a SAVEPOINT per
+    message: the messages at fault are rejected (recorded in :attr:`summary` with their
+    position) and the others committed. A lost database connection raises
+    :class:`SourceUnavailableError` (its ``data["summary"]`` says how far the ingest got);
+    what was committed before stays.
+
+    The final rows are a function of the set of messages ingested (see :class:`AdtBatch`): any
+    arrival order and any number of replays give the same rows, and a replay writes nothing.
+    ``progress`` is called with the number of source bytes each committed batch covered. An
+    unknown ``encoding`` raises :class:`ConfigurationError`. Not thread-safe; use one ingester
+    per thread (the type caches may be shared).
     """
 
     def __init__(
@@ -122,19 +87,26 @@ class AdtIngester:
         default_tz: tzinfo = UTC,
         encoding: str = "utf-8",
         create_schema: bool = True,
+        batch_size: int = 2000,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         try:
             codecs.lookup(encoding)
         except LookupError:
             raise ConfigurationError(f"unknown text encoding {encoding!r}") from None
+        if batch_size < 1:
+            raise ConfigurationError(f"batch size must be at least 1, got {batch_size}")
         self.engine = engine
         self.clock = clock
         self.default_tz = default_tz
         self.encoding = encoding
+        self.batch_size = batch_size
+        self.progress = progress
         self.type_caches = type_caches if type_caches is not None else TypeCaches()
         self.location_types: TypeCache[LocationType] = self._cache(LocationType, "code")
         self.locations: TypeCache[Location] = self._cache(Location, "location_string")
         self.summary = IngestSummary()
+        self._keys = KeyAllocator()
         if create_schema:
             try:
                 create_adt_schema(engine)
@@ -149,267 +121,220 @@ class AdtIngester:
 
     # -- sources ---------------------------------------------------------------------------
     def ingest_file(self, path: str | Path) -> None:
-        """Ingest every message of the file at ``path``; an unreadable file is one problem."""
+        """Ingest every message of the file at ``path``, read a chunk at a time; an unreadable
+        file is one rejected message (index 0)."""
         source = str(path)
         try:
-            data = Path(path).read_bytes()
+            with Path(path).open("rb") as handle:
+                before = self.summary.messages
+                self._ingest_chunks(iter(lambda: handle.read(_CHUNK), b""), source, eager=False)
         except OSError as exc:
-            self._problem(MessageProblem(source, 0, 0, f"cannot read file: {exc.strerror or exc}"))
+            self._reject(MessageProblem(source, 0, 0, f"cannot read file: {exc.strerror or exc}"))
             return
-        before = self.summary.messages
-        self.ingest_bytes(data, source)
         _log.info("file ingested", source=source, messages=self.summary.messages - before)
 
     def ingest_bytes(self, data: bytes, source: str = "<bytes>") -> None:
-        """Ingest every message in ``data`` (segments separated by CR, LF or CRLF)."""
-        for raw in split_messages(data, source):
-            self.summary.messages += 1
+        """Ingest every message in ``data`` (plain segment lines or MLLP frames)."""
+        self._ingest_chunks((data,), source, eager=False)
+
+    def ingest_stream(self, stream: BinaryIO, source: str = "<stdin>") -> None:
+        """Ingest messages from ``stream`` as they arrive (an MLLP stream or plain lines), until
+        its end. What has arrived is committed before waiting for more."""
+        read = getattr(stream, "read1", stream.read)
+        self._ingest_chunks(iter(lambda: read(_STREAM_CHUNK), b""), source, eager=True)
+
+    def ingest_messages(self, raws: Sequence[RawMessage]) -> list[MessageResult]:
+        """Ingest ``raws`` as one batch (one transaction) and return what became of each."""
+        return self._run(list(raws))
+
+    def _ingest_chunks(self, chunks: Iterable[bytes], source: str, *, eager: bool) -> None:
+        splitter = MessageSplitter(source)
+        pending: list[RawMessage] = []
+        reported = 0
+        for chunk in chunks:
+            pending += splitter.feed(chunk)
+            while len(pending) >= self.batch_size or (eager and pending):
+                batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+                self._run(batch)
+                reported = self._advance(reported, batch[-1].end)
+        pending += splitter.close()
+        while pending:
+            batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+            self._run(batch)
+            reported = self._advance(reported, batch[-1].end)
+        self._advance(reported, splitter.consumed)
+
+    def _advance(self, reported: int, end: int) -> int:
+        if self.progress is not None and end > reported:
+            self.progress(end - reported)
+        return max(reported, end)
+
+    # -- batches ---------------------------------------------------------------------------
+    def _run(self, raws: list[RawMessage]) -> list[MessageResult]:
+        results: list[MessageResult | None] = [None] * len(raws)
+        parsed: list[tuple[int, RawMessage, AdtEvent]] = []
+        for position, raw in enumerate(raws):
             try:
                 event = parse_adt(raw, default_tz=self.default_tz, encoding=self.encoding)
             except DataValidationError as exc:
-                reason = str(exc.data.get("reason", exc.detail))
-                self._problem(MessageProblem(source, raw.index, _line(exc, raw.line), reason))
+                results[position] = _refused(raw, exc)
                 continue
-            self._apply_in_transaction(event, source, raw.index, raw.line)
+            parsed.append((position, raw, event))
+        if parsed:
+            try:
+                committed = self._transaction(parsed, savepoints=False)
+            except _Fault as fault:
+                _log.info(
+                    "batch refused: applying it again, a savepoint per message",
+                    messages=len(parsed),
+                    error=str(fault),
+                )
+                committed = self._transaction(parsed, savepoints=True)
+            for position, result, tally, event in committed:
+                results[position] = result
+                if tally is not None:
+                    self.summary.add_rows(tally)
+                for warning in event.warnings:
+                    self._warn(result.raw, str(warning), warning.line)
+        final = [result for result in results if result is not None]
+        for result in final:
+            self._record(result)
+        return final
 
-    def _apply_in_transaction(self, event: AdtEvent, source: str, index: int, line: int) -> None:
-        tally = _Tally()
+    def _transaction(
+        self, parsed: list[tuple[int, RawMessage, AdtEvent]], *, savepoints: bool
+    ) -> list[tuple[int, MessageResult, RowTally | None, AdtEvent]]:
+        done: list[tuple[int, MessageResult, RowTally | None, AdtEvent]] = []
         try:
-            with Session(self.engine) as session, session.begin():
-                self._apply(session, event, tally)
-        except DataValidationError as exc:
-            self._problem(MessageProblem(source, index, line, exc.detail))
-            return
-        except (IntegrityError, DataError) as exc:
-            # The data broke a constraint or a column type: this message's fault, not the server's.
-            reason = f"refused by the database: {str(exc.orig).strip().splitlines()[0]}"
-            self._problem(MessageProblem(source, index, line, reason))
-            return
+            # No autoflush: the batch flushes once, at commit (or where a rule needs it).
+            with (
+                Session(self.engine, autoflush=False, expire_on_commit=False) as session,
+                session.begin(),
+            ):
+                batch = self._batch(session, [event for _p, _r, event in parsed])
+                for number, (position, raw, event) in enumerate(parsed):
+                    if not savepoints:
+                        tally, stale = batch.apply(event, self.clock.now())
+                        done.append((position, _applied(raw, event, tally, stale), tally, event))
+                        continue
+                    try:
+                        with session.begin_nested():
+                            tally, stale = batch.apply(event, self.clock.now())
+                            batch.write()
+                    except (DataValidationError, IntegrityError, DataError) as exc:
+                        reason = _reason(exc)
+                    except DBAPIError:
+                        raise
+                    except StatementError as exc:
+                        reason = _reason(exc)
+                    else:
+                        done.append((position, _applied(raw, event, tally, stale), tally, event))
+                        continue
+                    result = MessageResult(
+                        raw, "rejected", reason, raw.line, "", event.control_id, True
+                    )
+                    done.append((position, result, None, event))
+                    # The savepoint's rollback expired what the batch held: load it again.
+                    batch = self._batch(session, [e for _p, _r, e in parsed[number + 1 :]])
+                batch.write()
+        except (DataValidationError, IntegrityError, DataError) as exc:
+            if savepoints:
+                raise self._unavailable(exc, parsed[0][1]) from exc
+            raise _Fault(_reason(exc)) from exc
         except DBAPIError as exc:
-            raise self._unavailable(exc, source, index) from exc
+            raise self._unavailable(exc, parsed[0][1]) from exc
         except StatementError as exc:
-            # Raised before reaching the database, e.g. a value a column type refused to bind.
-            self._problem(MessageProblem(source, index, line, f"cannot store: {exc.orig}"))
-            return
-        self._commit_tally(tally)
+            if savepoints:
+                raise self._unavailable(exc, parsed[0][1]) from exc
+            raise _Fault(_reason(exc)) from exc
+        finally:
+            self._keys.end_transaction()
+        return done
 
-    def _unavailable(self, exc: Exception, source: str, index: int) -> SourceUnavailableError:
-        _log.error("database unavailable", source=source, index=index, error=str(exc))
-        return SourceUnavailableError(
-            f"database error at {source} message {index}: {exc}",
-            data={"summary": self.summary},
+    def _batch(self, session: Session, events: list[AdtEvent]) -> AdtBatch:
+        if not session.info.get(_WATCHED):
+            self._keys.watch(session)
+            update_whole_rows(session)
+            session.info[_WATCHED] = True
+        batch = AdtBatch(
+            session,
+            keys=self._keys,
+            location_types=self.location_types,
+            locations=self.locations,
         )
+        batch.preload(events)
+        return batch
 
-    def _problem(self, problem: MessageProblem) -> None:
-        self.summary.skipped += 1
+    # -- applying one message in the caller's transaction ----------------------------------
+    def apply(self, session: Session, event: AdtEvent) -> None:
+        """Apply one parsed message inside the caller's transaction (flushed, not committed;
+        :attr:`summary` is not touched)."""
+        try:
+            batch = self._batch(session, [event])
+            batch.apply(event, self.clock.now())
+            batch.write()
+        finally:
+            self._keys.end_transaction()
+
+    # -- the summary -----------------------------------------------------------------------
+    def _record(self, result: MessageResult) -> None:
+        self.summary.count(result.outcome, result.message_type)
+        if result.outcome == "rejected":
+            raw = result.raw
+            self._log_rejection(MessageProblem(raw.source, raw.index, result.line, result.reason))
+
+    def _reject(self, problem: MessageProblem) -> None:
+        self.summary.count("rejected")
+        self._log_rejection(problem)
+
+    def _log_rejection(self, problem: MessageProblem) -> None:
         self.summary.problems.append(problem)
         _log.warning(
-            "message skipped",
+            "message rejected",
             source=problem.source,
             index=problem.index,
             line=problem.line,
             reason=problem.reason,
         )
 
-    def _commit_tally(self, tally: _Tally) -> None:
-        summary = self.summary
-        summary.ingested += 1
-        for (table, outcome), count in tally.rows.items():
-            per_table = summary.by_table.setdefault(table, {})
-            per_table[outcome] = per_table.get(outcome, 0) + count
-            if outcome == "created":
-                summary.created += count
-            elif outcome == "updated":
-                summary.updated += count
-            elif outcome == "audit_rows":
-                summary.audit_rows += count
-            elif outcome == "unchanged":
-                summary.unchanged += count
+    def _warn(self, raw: RawMessage, reason: str, line: int) -> None:
+        self.summary.warnings.append(MessageProblem(raw.source, raw.index, line, reason))
+        _log.warning("field ignored", source=raw.source, index=raw.index, line=line, reason=reason)
 
-    # -- applying one message --------------------------------------------------------------
-    def apply(self, session: Session, event: AdtEvent) -> None:
-        """Apply one parsed message inside the caller's transaction (nothing is committed and
-        :attr:`summary` is not touched)."""
-        self._apply(session, event, _Tally())
-
-    def _apply(self, session: Session, event: AdtEvent, tally: _Tally) -> None:
-        message = _Message(session, event, self.clock.now(), tally)
-        patient = self._patient(message)
-        visit = self._visit(message, patient)
-        if event.trigger == "A01":
-            self._admit(message, visit)
-        elif event.trigger == "A02":
-            self._transfer(message, visit)
-        elif event.trigger == "A03":
-            self._discharge(message, visit)
-
-    def _patient(self, message: _Message) -> Patient:
-        event = message.event
-        state = message.row_state(Patient, {"mrn": event.mrn})
-        if not state.is_stale_message:
-            state.assign_interchange(event.nhs_number, "nhs_number")
-            state.assign_interchange(event.surname, "surname")
-            state.assign_interchange(event.given_name, "given_name")
-            state.assign_interchange(event.date_of_birth, "date_of_birth")
-            state.assign_interchange(event.sex, "sex")
-            state.assign_interchange(event.death_datetime, "death_datetime")
-        message.save(state)
-        return state.entity
-
-    def _visit(self, message: _Message, patient: Patient) -> Visit:
-        event = message.event
-        state = message.row_state(Visit, {"encounter": event.encounter}, {"patient_id": patient.id})
-        if not state.is_stale_message:
-            admission = event.admission_datetime
-            if admission.is_unknown and event.trigger == "A01":
-                admission = InterchangeValue.of(event.event_datetime)
-            discharge = event.discharge_datetime
-            if discharge.is_unknown and event.trigger == "A03":
-                discharge = InterchangeValue.of(event.event_datetime)
-            state.assign_if_different(patient.id, "patient_id")
-            state.assign_interchange(event.patient_class, "patient_class")
-            state.assign_interchange(event.hospital_service, "hospital_service")
-            state.assign_interchange(admission, "admission_datetime")
-            state.assign_interchange(discharge, "discharge_datetime")
-            state.assign_interchange(event.discharge_disposition, "discharge_disposition")
-        message.save(state)
-        return state.entity
-
-    def _location(self, message: _Message, ref: LocationRef) -> Location:
-        session, tally = message.session, message.tally
-        type_id = None
-        if ref.type_code.is_save:
-            code = ref.type_code.get()
-            location_type, created = self.location_types.get_or_create(
-                session, code, {"description": LOCATION_TYPE_NAMES.get(code)}
-            )
-            if created:
-                tally.add(LocationType.__tablename__, "created")
-            type_id = location_type.id
-        location, created = self.locations.get_or_create(
-            session,
-            ref.location_string,
-            {
-                "facility": ref.facility.get_or(None),
-                "description": ref.description.get_or(None),
-                "location_type_id": type_id,
-            },
-        )
-        if created:
-            tally.add(Location.__tablename__, "created")
-            return location
-        changes = {
-            name: value.applied_to(getattr(location, name))
-            for name, value in (("facility", ref.facility), ("description", ref.description))
-        }
-        if not ref.type_code.is_unknown:
-            changes["location_type_id"] = type_id
-        if self.locations.update(session, location, changes):
-            tally.add(Location.__tablename__, "updated")
-        return location
-
-    def _stay(
-        self, message: _Message, visit: Visit, location: Location, admitted: datetime
-    ) -> None:
-        """Record that ``visit`` is at ``location`` since ``admitted`` (once, however often told)."""
-        key = {"visit_id": visit.id, "location_id": location.id, "admission_datetime": admitted}
-        message.save(message.row_state(LocationVisit, key))
-
-    def _close_stays(
-        self,
-        message: _Message,
-        visit: Visit,
-        left: datetime,
-        *,
-        at: int | None = None,
-        except_at: int | None = None,
-    ) -> None:
-        """Close the stays of ``visit`` still open when it ``left`` (at one location, or at any
-        but ``except_at``). A replayed message finds them closed and changes nothing."""
-        query = select(LocationVisit).where(
-            LocationVisit.visit_id == visit.id,
-            LocationVisit.discharge_datetime.is_(None),
-        )
-        if at is not None:
-            query = query.where(LocationVisit.location_id == at)
-        elif except_at is not None:
-            query = query.where(LocationVisit.location_id != except_at)
-        for stay in message.session.scalars(query):
-            if stay.admission_datetime is not None and stay.admission_datetime > left:
-                continue
-            state = RowState(stay, False, message.event.message_datetime, message.stored_from)
-            state.assign_if_different(left, "discharge_datetime")
-            message.save(state)
-
-    def _admit(self, message: _Message, visit: Visit) -> None:
-        event = message.event
-        if event.location is None:
-            return
-        location = self._location(message, event.location)
-        admitted = event.admission_datetime.get_or(event.event_datetime)
-        self._stay(message, visit, location, admitted)
-
-    def _transfer(self, message: _Message, visit: Visit) -> None:
-        event = message.event
-        if event.location is None:
-            raise DataValidationError(
-                f"A02 message {event.control_id!r} has no new location (PV1-3)",
-                data={"field": "PV1-3"},
-            )
-        location = self._location(message, event.location)
-        moved = event.event_datetime
-        if event.prior_location is not None:
-            prior = self._location(message, event.prior_location)
-            self._close_stays(message, visit, moved, at=prior.id)
-        else:
-            self._close_stays(message, visit, moved, except_at=location.id)
-        self._stay(message, visit, location, moved)
-
-    def _discharge(self, message: _Message, visit: Visit) -> None:
-        event = message.event
-        left = event.discharge_datetime.get_or(event.event_datetime)
-        if event.location is not None:
-            location = self._location(message, event.location)
-            self._close_stays(message, visit, left, at=location.id)
-        else:
-            self._close_stays(message, visit, left)
-
-
-@dataclass(slots=True)
-class _Message:
-    """One message being applied: its session, when it is processed, and its row outcomes."""
-
-    session: Session
-    event: AdtEvent
-    stored_from: datetime
-    tally: _Tally
-
-    def row_state(
-        self, model: type[E], key: dict[str, Any], defaults: dict[str, Any] | None = None
-    ) -> RowState[E]:
-        return RowState.get_or_create(
-            self.session,
-            model,
-            key,
-            message_datetime=self.event.message_datetime,
-            defaults=defaults,
-            stored_from=self.stored_from,
+    def _unavailable(self, exc: Exception, raw: RawMessage) -> SourceUnavailableError:
+        _log.error("database unavailable", source=raw.source, index=raw.index, error=str(exc))
+        return SourceUnavailableError(
+            f"database error at {raw.source} message {raw.index}: {exc}",
+            data={"summary": self.summary},
         )
 
-    def save(self, state: RowState[Any]) -> RowOutcome:
-        outcome = state.save_or_audit(self.session)
-        table = type(state.entity).__tablename__
-        self.tally.add(table, outcome.value)
-        if outcome is RowOutcome.UPDATED:
-            self.tally.add(table, "audit_rows")
-        elif outcome is RowOutcome.CREATED:
-            self.session.flush()  # children need the new primary key
-        return outcome
+
+def _applied(raw: RawMessage, event: AdtEvent, tally: RowTally, stale: bool) -> MessageResult:
+    outcome: Outcome = "changed" if tally.wrote_values else ("stale" if stale else "unchanged")
+    return MessageResult(raw, outcome, "", raw.line, f"ADT^{event.trigger}", event.control_id)
 
 
-def _line(exc: DataValidationError, default: int) -> int:
+def _refused(raw: RawMessage, exc: DataValidationError) -> MessageResult:
+    reason = str(exc.data.get("reason", exc.detail))
     line = exc.data.get("line")
-    return line if isinstance(line, int) else default
+    where = line if isinstance(line, int) else raw.line
+    unsupported = exc.data.get("unsupported")
+    if isinstance(unsupported, str):
+        return MessageResult(raw, "unsupported", reason, where, unsupported)
+    return MessageResult(raw, "rejected", reason, where)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, DataValidationError):
+        return exc.detail
+    if isinstance(exc, (IntegrityError, DataError)):
+        # The data broke a constraint or a column type: this message's fault, not the server's.
+        lines = str(exc.orig).strip().splitlines()
+        return f"refused by the database: {lines[0] if lines else type(exc.orig).__name__}"
+    if isinstance(exc, StatementError):
+        # Raised before reaching the database, e.g. a value a column type refused to bind.
+        return f"cannot store: {exc.orig}"
+    return str(exc)
 
 
 def ingest_files(
@@ -420,14 +345,22 @@ def ingest_files(
     clock: Clock = SYSTEM_CLOCK,
     default_tz: tzinfo = UTC,
     encoding: str = "utf-8",
+    batch_size: int = 2000,
+    progress: Callable[[int], None] | None = None,
 ) -> IngestSummary:
     """Ingest the HL7 v2 ADT files ``paths`` into ``engine`` (tables created if missing).
 
-    Returns the :class:`IngestSummary`; skipped messages are in ``summary.problems``. See
+    Returns the :class:`IngestSummary`; rejected messages are in ``summary.problems``. See
     :class:`AdtIngester` for the transaction and error rules.
     """
     ingester = AdtIngester(
-        engine, type_caches=type_caches, clock=clock, default_tz=default_tz, encoding=encoding
+        engine,
+        type_caches=type_caches,
+        clock=clock,
+        default_tz=default_tz,
+        encoding=encoding,
+        batch_size=batch_size,
+        progress=progress,
     )
     for path in paths:
         ingester.ingest_file(path)

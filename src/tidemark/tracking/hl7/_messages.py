@@ -1,34 +1,29 @@
-"""HL7 v2 ADT messages → :class:`AdtEvent`: splitting files into messages and reading the fields.
-
-Pure and synchronous: no database, no files. Every problem raises
-:class:`~tidemark.core.DataValidationError` whose ``data`` holds the ``line`` (1-based, in the
-source) of the segment at fault, so a caller can point a user at it.
-"""
+"""HL7 v2 ADT messages → :class:`AdtEvent`: reading the fields of one message (pure, no I/O)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any, TypeVar
 
-import hl7
+from tidemark.core import DataValidationError, content_hash
+from tidemark.tracking import InterchangeValue, order_key
 
-from tidemark.core import DataValidationError
-from tidemark.tracking import InterchangeValue
-
-from ._values import hl7_value, parse_hl7_date, parse_hl7_datetime
+from ._framing import RawMessage
+from ._values import HL7_NULL, PartialDate, hl7_value, parse_hl7_date, parse_hl7_datetime
 
 T = TypeVar("T")
 
-#: The ADT trigger events the example understands.
-SUPPORTED_TRIGGERS = frozenset(("A01", "A02", "A03", "A08"))
+#: The ADT trigger events the example applies.
+SUPPORTED_TRIGGERS = frozenset(("A01", "A02", "A03", "A04", "A08", "A11", "A12", "A13", "A40"))
+#: The events that act on a visit and so need its number (PV1-19).
+VISIT_TRIGGERS = frozenset(("A01", "A02", "A03", "A11", "A12", "A13"))
 
-_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
-# MLLP framing (vertical tab before, file separator after) survives in captured feeds.
-_FRAMING = b" \t\x0b\x1c"
-_ENVELOPE = (b"FHS", b"FTS", b"BHS", b"BTS")
+_DEFAULT_DELIMITERS = "^~\\&"
+_UNKNOWN: InterchangeValue[Any] = InterchangeValue.unknown()
+_DELETE: InterchangeValue[Any] = InterchangeValue.delete()
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 
 
@@ -48,8 +43,7 @@ class _Encoding:
         field = msh[3]
         end = msh.find(field, 4)
         declared = msh[4:end] if end > 0 else msh[4:]
-        defaults = "^~\\&"
-        chars = declared[:4] + defaults[len(declared[:4]) :]
+        chars = declared[:4] + _DEFAULT_DELIMITERS[len(declared[:4]) :]
         encoding = cls(field, chars[0], chars[1], chars[2], chars[3])
         used = [field, *chars]
         if not 2 <= len(declared) <= 5 or len(set(used)) != len(used):
@@ -101,39 +95,15 @@ class _Encoding:
 
 
 @dataclass(frozen=True, slots=True)
-class RawMessage:
-    """One message cut out of a source: its segments (bytes) and the line each starts on."""
+class FieldWarning:
+    """A field that could not be read and was left unknown; the rest of the message was used."""
 
-    source: str
-    index: int
+    field: str
     line: int
-    segments: tuple[bytes, ...]
-    segment_lines: tuple[int, ...]
+    reason: str
 
-
-def split_messages(data: bytes, source: str = "<bytes>") -> Iterator[RawMessage]:
-    """Cut ``data`` into messages: segments end with CR, LF or CRLF; a message starts at MSH.
-
-    Blank lines, MLLP framing bytes and batch envelopes (FHS/BHS/BTS/FTS) are skipped. Lines
-    before the first MSH form a message of their own, which fails to parse: nothing is
-    silently dropped. ``index`` counts messages from 1.
-    """
-    segments: list[bytes] = []
-    lines: list[int] = []
-    index = 0
-    for number, raw_line in enumerate(_LINE_BREAK.split(data), start=1):
-        line = raw_line.strip(_FRAMING)
-        if not line or line[:3] in _ENVELOPE:
-            continue
-        if line.startswith(b"MSH") and segments:
-            index += 1
-            yield RawMessage(source, index, lines[0], tuple(segments), tuple(lines))
-            segments, lines = [], []
-        segments.append(line)
-        lines.append(number)
-    if segments:
-        index += 1
-        yield RawMessage(source, index, lines[0], tuple(segments), tuple(lines))
+    def __str__(self) -> str:
+        return f"{self.field} (line {self.line}): {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,21 +117,36 @@ class LocationRef:
 
 
 @dataclass(frozen=True, slots=True)
+class PatientMerge:
+    """One PID/MRG pair of an A40: the patient ``merged_mrn`` is merged into ``surviving_mrn``."""
+
+    surviving_mrn: str
+    merged_mrn: str
+
+
+@dataclass(frozen=True, slots=True)
 class AdtEvent:
-    """What one ADT message says, field by field, as :class:`InterchangeValue` where optional."""
+    """What one ADT message says, field by field, as :class:`InterchangeValue` where optional.
+
+    ``order_key`` places the message in the total order of messages (see :func:`parse_adt`).
+    ``encounter`` is None for an event that carries no visit (an A08 or A04 without PV1-19, an
+    A40). ``merges`` lists the PID/MRG pairs of an A40. ``warnings`` lists fields left unknown
+    because they could not be read.
+    """
 
     trigger: str
     control_id: str
     message_datetime: datetime
     event_datetime: datetime
+    order_key: str
     mrn: str
     nhs_number: InterchangeValue[str]
     surname: InterchangeValue[str]
     given_name: InterchangeValue[str]
-    date_of_birth: InterchangeValue[date]
+    date_of_birth: InterchangeValue[PartialDate]
     sex: InterchangeValue[str]
     death_datetime: InterchangeValue[datetime]
-    encounter: str
+    encounter: str | None
     patient_class: InterchangeValue[str]
     hospital_service: InterchangeValue[str]
     admission_datetime: InterchangeValue[datetime]
@@ -169,22 +154,31 @@ class AdtEvent:
     discharge_disposition: InterchangeValue[str]
     location: LocationRef | None
     prior_location: LocationRef | None
+    merges: tuple[PatientMerge, ...] = ()
+    warnings: tuple[FieldWarning, ...] = ()
 
 
 class _Reader:
-    """Field access on a parsed message that knows the source line of every segment."""
+    """Field access on one message's segments that knows the source line of every segment."""
 
-    def __init__(
-        self, raw: RawMessage, text_segments: list[str], message: Any, encoding: _Encoding
-    ) -> None:
+    def __init__(self, raw: RawMessage, texts: list[str], encoding: _Encoding) -> None:
         self.raw = raw
         self.encoding = encoding
+        self.warnings: list[FieldWarning] = []
+        self.segments: dict[str, list[str]] = {}
         self.lines: dict[str, int] = {}
-        self.segments: dict[str, Any] = {}
-        for position, segment in enumerate(message):
-            name = text_segments[position][:3]
-            self.segments.setdefault(name, segment)
-            self.lines.setdefault(name, raw.segment_lines[position])
+        self.all: list[tuple[str, list[str], int]] = []
+        separator = encoding.field
+        for text, line in zip(texts, raw.segment_lines, strict=True):
+            name = text[:3]
+            # MSH-1 is the field separator itself: keep the numbering of every other segment.
+            fields = [name, separator, *text[4:].split(separator)] if name == "MSH" else None
+            if fields is None:
+                fields = text.split(separator)
+            self.all.append((name, fields, line))
+            if name not in self.segments:
+                self.segments[name] = fields
+                self.lines[name] = line
 
     def fail(self, segment: str | None, reason: str, **data: Any) -> DataValidationError:
         line = self.lines.get(segment, self.raw.line) if segment else self.raw.line
@@ -193,31 +187,54 @@ class _Reader:
     def has(self, segment: str) -> bool:
         return segment in self.segments
 
-    def text(self, segment: str, field: int, repeat: int = 1, component: int = 1) -> str:
-        """The unescaped text at ``segment-field[repeat].component`` ("" when absent)."""
-        found = self.segments.get(segment)
+    def text(
+        self,
+        segment: str,
+        field: int,
+        repeat: int = 1,
+        component: int = 1,
+        *,
+        key: bool = False,
+        fields: list[str] | None = None,
+        line: int | None = None,
+    ) -> str | None:
+        """The unescaped text at ``segment-field[repeat].component`` ("" when absent).
+
+        A bad escape sequence raises for a ``key`` field and otherwise returns None (unknown)
+        with a warning.
+        """
+        found = fields if fields is not None else self.segments.get(segment)
         if found is None or field >= len(found):
             return ""
-        node: Any = found[field]
-        for index in (repeat, component, 1):
-            node = _child(node, index)
-        text = node if isinstance(node, str) else str(node)
-        if self.encoding.escape in text:
-            try:
-                return self.encoding.unescape(text)
-            except ValueError as exc:
-                raise self.fail(
-                    segment,
-                    f"{segment}-{field}: bad escape sequence: {exc}",
-                    field=f"{segment}-{field}",
-                ) from None
-        return text
+        text = found[field]
+        if not text:
+            return ""
+        encoding = self.encoding
+        if repeat > 1 or encoding.repetition in text:
+            parts = text.split(encoding.repetition)
+            text = parts[repeat - 1] if repeat <= len(parts) else ""
+        if component > 1 or encoding.component in text:
+            parts = text.split(encoding.component)
+            text = parts[component - 1] if component <= len(parts) else ""
+        if encoding.subcomponent in text:
+            text = text.split(encoding.subcomponent, 1)[0]
+        if encoding.escape not in text:
+            return text
+        try:
+            return encoding.unescape(text)
+        except ValueError as exc:
+            name = _name(segment, field, component)
+            reason = f"bad escape sequence: {exc}"
+            if key:
+                raise self.fail(segment, f"{name}: {reason}", field=name) from None
+            where = line if line is not None else self.lines.get(segment, self.raw.line)
+            self.warnings.append(FieldWarning(name, where, f"{reason}; the field was ignored"))
+            return None
 
-    def repeats(self, segment: str, field: int) -> int:
-        found = self.segments.get(segment)
-        if found is None or field >= len(found):
+    def repeats(self, fields: list[str] | None, field: int) -> int:
+        if fields is None or field >= len(fields) or not fields[field]:
             return 0
-        return len(found[field])
+        return fields[field].count(self.encoding.repetition) + 1
 
     def value(
         self,
@@ -225,27 +242,45 @@ class _Reader:
         field: int,
         convert: Callable[[str], T] | None = None,
         *,
-        repeat: int = 1,
         component: int = 1,
     ) -> InterchangeValue[Any]:
-        value = hl7_value(self.text(segment, field, repeat, component))
+        text = self.text(segment, field, 1, component)
+        if not text:
+            return _UNKNOWN
+        if text == HL7_NULL:
+            return _DELETE
         if convert is None:
-            return value
+            return InterchangeValue.of(text)
         try:
-            return value.map(convert)
+            return InterchangeValue.of(convert(text))
         except ValueError as exc:
-            name = f"{segment}-{field}" + (f".{component}" if component > 1 else "")
+            name = _name(segment, field, component)
             raise self.fail(segment, f"{name}: {exc}", field=name) from None
 
     def required(self, segment: str, field: int, label: str, component: int = 1) -> str:
         if not self.has(segment):
             raise self.fail(None, f"no {segment} segment (needed for {label})")
-        value = self.text(segment, field, 1, component)
-        if not value or value == '""':
-            raise self.fail(
-                segment, f"{segment}-{field} ({label}) is empty", field=f"{segment}-{field}"
-            )
+        value = self.text(segment, field, 1, component, key=True)
+        if not value or value == HL7_NULL:
+            name = f"{segment}-{field}"
+            raise self.fail(segment, f"{name} ({label}) is empty", field=name)
         return value
+
+    def identifier(self, segment: str, field: int, fields: list[str], line: int) -> str:
+        """The medical record number of a CX list: the repetition of type MR, else the first."""
+        mrn = ""
+        for repeat in range(1, self.repeats(fields, field) + 1):
+            identifier = self.text(segment, field, repeat, 1, key=True, fields=fields, line=line)
+            id_type = self.text(segment, field, repeat, 5, key=True, fields=fields, line=line)
+            if identifier and identifier != HL7_NULL and id_type != "NH":
+                if id_type == "MR":
+                    return identifier
+                mrn = mrn or identifier
+        return mrn
+
+
+def _name(segment: str, field: int, component: int) -> str:
+    return f"{segment}-{field}" + (f".{component}" if component > 1 else "")
 
 
 def _problem(raw: RawMessage, line: int, reason: str, **data: Any) -> DataValidationError:
@@ -267,39 +302,52 @@ def _decode(raw: RawMessage, encoding: str) -> list[str]:
             ) from None
         except LookupError:
             raise DataValidationError(f"unknown text encoding {encoding!r}") from None
+    separator = texts[0][3:4]
     for text, line in zip(texts, raw.segment_lines, strict=True):
-        if not _SEGMENT_ID.match(text[:3]) or (len(text) > 3 and text[3] != texts[0][3:4]):
+        if not _SEGMENT_ID.match(text[:3]) or (len(text) > 3 and text[3] != separator):
             raise _problem(raw, line, f"{text[:40]!r} is not an HL7 segment")
     return texts
 
 
 def parse_adt(raw: RawMessage, *, default_tz: tzinfo = UTC, encoding: str = "utf-8") -> AdtEvent:
-    """Read one ADT A01/A02/A03/A08 message. HL7 times without an offset are in ``default_tz``.
+    """Read one ADT message. HL7 times without an offset are in ``default_tz``.
+
+    Events: A01 admit, A02 transfer, A03 discharge, A04 register, A08 update, A11 cancel admit,
+    A12 cancel transfer, A13 cancel discharge, A40 merge patients. The order key is the message
+    time (MSH-7, as UTC to the microsecond), then the control ID (MSH-10), then a digest of the
+    message's bytes: a total order in which two messages tie only when they are the same.
 
     Raises :class:`DataValidationError` (``data`` holds ``source``, ``index``, ``line`` and
-    ``reason``) when the message is not HL7,
-    is another type or trigger, lacks MSH-7, an MRN (PID-3) or a visit number (PV1-19), or has
-    a field that cannot be converted.
+    ``reason``) when the framing cut the message, it is not HL7, lacks MSH-7, an MRN (PID-3), a
+    visit number (PV1-19) where the event acts on a visit, a new location (PV1-3) in an A02, or
+    MRG-1 in an A40, or has a field that cannot be converted. Another message type or trigger
+    raises it with ``data["unsupported"]`` (``"ADT^A28"``, ``"ORU^R01"``). A bad escape sequence
+    in a field the message can do without costs that field only: it reads as unknown and
+    ``AdtEvent.warnings`` says so.
     """
-    if not raw.segments[0].startswith(b"MSH") or len(raw.segments[0]) < 8:
+    if raw.defect is not None:
+        raise _problem(raw, raw.line, raw.defect)
+    if not raw.segments or not raw.segments[0].startswith(b"MSH") or len(raw.segments[0]) < 8:
         raise _problem(raw, raw.line, "does not start with an MSH segment")
     texts = _decode(raw, encoding)
     try:
         delimiters = _Encoding.of(texts[0])
-        message = hl7.parse("\r".join(texts))
-    except (hl7.ParseException, IndexError, ValueError) as exc:
+    except (IndexError, ValueError) as exc:
         raise _problem(raw, raw.line, f"cannot parse: {exc}") from None
-    read = _Reader(raw, texts, message, delimiters)
+    read = _Reader(raw, texts, delimiters)
 
-    kind, trigger = read.text("MSH", 9, 1, 1), read.text("MSH", 9, 1, 2)
+    kind = read.text("MSH", 9, 1, 1, key=True)
+    trigger = read.text("MSH", 9, 1, 2, key=True) or read.text("EVN", 1, key=True)
     if not kind:
         raise read.fail("MSH", "MSH-9 (message type) is empty", field="MSH-9")
     if kind != "ADT" or trigger not in SUPPORTED_TRIGGERS:
+        message_type = f"{kind}^{trigger}" if trigger else str(kind)
         raise read.fail(
             "MSH",
-            f"unsupported message type {kind}^{trigger} (supported: ADT "
+            f"unsupported message type {message_type} (supported: ADT "
             f"{', '.join(sorted(SUPPORTED_TRIGGERS))})",
             field="MSH-9",
+            unsupported=message_type,
         )
 
     def when(text: str) -> datetime:
@@ -311,24 +359,38 @@ def parse_adt(raw: RawMessage, *, default_tz: tzinfo = UTC, encoding: str = "utf
     event_datetime = read.value("EVN", 6, when)
     if not event_datetime.is_save:
         event_datetime = read.value("EVN", 2, when)
+    control_id = read.text("MSH", 10, key=True) or ""
 
-    read.required("PID", 3, "patient identifier")
-    mrn, nhs_number = "", InterchangeValue.unknown()
-    for repeat in range(1, read.repeats("PID", 3) + 1):
-        identifier = read.text("PID", 3, repeat, 1)
-        id_type = read.text("PID", 3, repeat, 5)
-        if id_type == "NH":
-            nhs_number = hl7_value(identifier)
-        elif identifier and identifier != '""' and (id_type == "MR" or not mrn):
-            mrn = identifier
+    pid_line = read.lines.get("PID", raw.line)
+    if not read.has("PID"):
+        raise read.fail(None, "no PID segment (needed for patient identifier)")
+    mrn = read.identifier("PID", 3, read.segments["PID"], pid_line)
     if not mrn:
         raise read.fail("PID", "PID-3 has no medical record number", field="PID-3")
+    nhs_number: InterchangeValue[str] = InterchangeValue.unknown()
+    pid = read.segments["PID"]
+    for repeat in range(1, read.repeats(pid, 3) + 1):
+        if read.text("PID", 3, repeat, 5) == "NH":
+            nhs_number = hl7_value(read.text("PID", 3, repeat, 1))
+
+    encounter: str | None
+    if trigger in VISIT_TRIGGERS:
+        encounter = read.required("PV1", 19, "visit number")
+    else:
+        number = read.text("PV1", 19, key=True)
+        encounter = number if number and number != HL7_NULL and trigger != "A40" else None
+    location = _location(read, 3)
+    if trigger == "A02" and location is None:
+        raise read.fail("PV1", "PV1-3 (new location of the transfer) is empty", field="PV1-3")
 
     return AdtEvent(
         trigger=trigger,
-        control_id=read.text("MSH", 10),
+        control_id=control_id,
         message_datetime=message_datetime.get(),
         event_datetime=event_datetime.get_or(message_datetime.get()),
+        order_key=order_key(
+            message_datetime.get(), control_id, content_hash(b"\r".join(raw.segments))[:16]
+        ),
         mrn=mrn,
         nhs_number=nhs_number,
         surname=read.value("PID", 5, component=1),
@@ -336,30 +398,50 @@ def parse_adt(raw: RawMessage, *, default_tz: tzinfo = UTC, encoding: str = "utf
         date_of_birth=read.value("PID", 7, parse_hl7_date),
         sex=read.value("PID", 8),
         death_datetime=read.value("PID", 29, when),
-        encounter=read.required("PV1", 19, "visit number"),
+        encounter=encounter,
         patient_class=read.value("PV1", 2),
         hospital_service=read.value("PV1", 10),
         admission_datetime=read.value("PV1", 44, when),
         discharge_datetime=read.value("PV1", 45, when),
         discharge_disposition=read.value("PV1", 36),
-        location=_location(read, 3),
+        location=location,
         prior_location=_location(read, 6),
+        merges=_merges(read, mrn) if trigger == "A40" else (),
+        warnings=tuple(read.warnings),
     )
 
 
-def _child(node: Any, index: int) -> Any:
-    # python-hl7 stores a part without separators as a plain string, with them as a list.
-    if isinstance(node, str):
-        return node if index == 1 else ""
-    return node[index - 1] if index <= len(node) else ""
+def _merges(read: _Reader, first_mrn: str) -> tuple[PatientMerge, ...]:
+    """The PID/MRG pairs of an A40, each MRG applying to the PID before it."""
+    merges: list[PatientMerge] = []
+    surviving = first_mrn
+    for name, fields, line in read.all:
+        if name == "PID":
+            surviving = read.identifier("PID", 3, fields, line)
+            if not surviving:
+                raise _problem(read.raw, line, "PID-3 has no medical record number", field="PID-3")
+        elif name == "MRG":
+            merged = read.identifier("MRG", 1, fields, line)
+            if not merged:
+                raise _problem(
+                    read.raw, line, "MRG-1 (prior patient identifier) is empty", field="MRG-1"
+                )
+            if merged == surviving:
+                raise _problem(
+                    read.raw, line, f"MRG-1 names the surviving patient {merged!r}", field="MRG-1"
+                )
+            merges.append(PatientMerge(surviving, merged))
+    if not merges:
+        raise read.fail(None, "no MRG segment (needed for the patient to merge)")
+    return tuple(merges)
 
 
 def _location(read: _Reader, field: int) -> LocationRef | None:
-    parts = [read.text("PV1", field, 1, component) for component in (1, 2, 3)]
-    if not any(parts) or parts[0] == '""':
+    parts = [read.text("PV1", field, 1, component, key=True) for component in (1, 2, 3)]
+    if not any(parts) or parts[0] == HL7_NULL:
         return None
     return LocationRef(
-        location_string="^".join(parts).rstrip("^"),
+        location_string="^".join(part or "" for part in parts).rstrip("^"),
         facility=read.value("PV1", field, component=4),
         type_code=read.value("PV1", field, component=6),
         description=read.value("PV1", field, component=9),
