@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from tidemark.fhir.fhirpath import PRIMITIVE_TYPES
+
 _YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
 _MONTH = r"(0[1-9]|1[0-2])"
 _DAY = r"(0[1-9]|[1-2][0-9]|3[0-1])"
@@ -34,31 +36,6 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
 
 _INT32 = (-(2**31), 2**31 - 1)
 
-#: Primitive type names of FHIR R4 (their StructureDefinitions have kind ``primitive-type``).
-PRIMITIVE_TYPES = frozenset(
-    (
-        "base64Binary",
-        "boolean",
-        "canonical",
-        "code",
-        "date",
-        "dateTime",
-        "decimal",
-        "id",
-        "instant",
-        "integer",
-        "markdown",
-        "oid",
-        "positiveInt",
-        "string",
-        "time",
-        "unsignedInt",
-        "uri",
-        "url",
-        "uuid",
-        "xhtml",
-    )
-)
 
 
 def _calendar_ok(text: str) -> bool:
