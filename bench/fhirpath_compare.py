@@ -35,8 +35,8 @@ from typing import Any
 import orjson
 
 from _common import print_table
-from tidemark.fhir.packages import FhirPackage
 from tidemark.fhir import fhirpath
+from tidemark.fhir.packages import FhirPackage
 
 R4_CORE = "fhir/hl7.fhir.r4.core-4.0.1.tgz"
 US_CORE = "fhir/hl7.fhir.us.core-6.1.0.tgz"
@@ -150,7 +150,9 @@ class Synthesizer:
             self._fill_node(inner, element["path"], children, variant, depth + 1)
             return inner or None
         if code == "Reference":
-            targets = type_.get("targetProfile") or ["http://hl7.org/fhir/StructureDefinition/Patient"]
+            targets = type_.get("targetProfile") or [
+                "http://hl7.org/fhir/StructureDefinition/Patient"
+            ]
             target = targets[variant % len(targets)].rsplit("/", 1)[-1]
             if target in ("Resource", "Any"):
                 target = "Patient"
@@ -220,7 +222,9 @@ def invariant_expressions(packages: Iterable[FhirPackage]) -> list[Expression]:
                     text = constraint.get("expression")
                     if not text:
                         continue
-                    found = result.setdefault(text, Expression(text, "invariant", constraint["key"]))
+                    found = result.setdefault(
+                        text, Expression(text, "invariant", constraint["key"])
+                    )
                     path = element["path"]
                     if path not in found.contexts and len(found.contexts) < CONTEXTS_PER_INVARIANT:
                         found.contexts.append(path)
@@ -270,9 +274,8 @@ def _reason(exc: BaseException) -> str:
 
 def _normal(values: Iterable[Any]) -> list[str]:
     out = []
-    for value in values:
-        if isinstance(value, Decimal):
-            value = float(value)
+    for raw in values:
+        value = float(raw) if isinstance(raw, Decimal) else raw
         if isinstance(value, dict | list | str | int | float | bool) or value is None:
             text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=_plain).decode()
         else:
@@ -327,7 +330,7 @@ class FhirPathPy(Engine):
         def run(focus: Any, root: dict[str, Any], path: str, type_name: str | None) -> list[Any]:
             # A resource carries its type; a datatype or an element gets it from the path.
             typed = isinstance(focus, dict) and "resourceType" in focus
-            node = focus if typed else ResourceNode.create_node(focus, path)
+            node = focus if typed else ResourceNode.create_node(focus, path)  # type: ignore[no-untyped-call]
             return list(compiled(node, {"resource": root, "rootResource": root}))
 
         return run
@@ -350,8 +353,8 @@ def measure(
             outcomes.append(outcome)
             continue
         for context_index, path in enumerate(expression.contexts):
-            type_name = path.split(".")[0]
-            for sample_index, root in enumerate(samples.get(type_name, [])):
+            root_type = path.split(".")[0]
+            for sample_index, root in enumerate(samples.get(root_type, [])):
                 for node_index, (focus, type_name) in enumerate(_nodes_at(root, path)):
                     key = (context_index, sample_index * 1000 + node_index)
                     outcome.runs += 1
@@ -378,8 +381,8 @@ def timed_pairs(
             continue
         run = engine.compile(expression.text)
         for context_index, path in enumerate(expression.contexts):
-            type_name = path.split(".")[0]
-            for sample_index, root in enumerate(samples.get(type_name, [])):
+            root_type = path.split(".")[0]
+            for sample_index, root in enumerate(samples.get(root_type, [])):
                 for node_index, (focus, type_name) in enumerate(_nodes_at(root, path)):
                     if (context_index, sample_index * 1000 + node_index) in keys:
                         jobs.append((run, focus, root, path, type_name))
@@ -452,17 +455,20 @@ def report(
         print(f"    {expression.label}: {expression.text[:110]}  [{where}]")
         print(f"      {a_name}: {str(a_value)[:150]}")
         print(f"      {b_name}: {str(b_value)[:150]}")
-    timings = []
+    seconds_by_engine: list[float] = []
+    speed_rows: list[list[Any]] = []
     for engine in engines:
         count, seconds = timed_pairs(engine, expressions, copies[engine.name], both_keys)
-        timings.append([engine.name, count, seconds, count / seconds if seconds else 0.0])
+        seconds_by_engine.append(seconds)
+        speed_rows.append([engine.name, count, seconds, count / seconds if seconds else 0.0])
     print_table(
         f"{title}: speed on the runs both engines complete",
         ["engine", "runs", "seconds", "runs/s"],
-        timings,
+        speed_rows,
     )
-    if timings[0][2] and timings[1][2]:
-        print(f"  {timings[1][0]} / {timings[0][0]} time: {timings[1][2] / timings[0][2]:.1f}x")
+    if all(seconds_by_engine):
+        ratio = seconds_by_engine[1] / seconds_by_engine[0]
+        print(f"  {engines[1].name} / {engines[0].name} time: {ratio:.1f}x")
 
 
 def main() -> int:
@@ -500,7 +506,9 @@ def main() -> int:
         f"(US Core examples, R4 core conformance resources, 2 synthetic per resource type and "
         f"datatype; at most 24 per type)"
     )
-    report("R4 core SearchParameter expressions", search_expressions(core), capped, engines, args.show)
+    report(
+        "R4 core SearchParameter expressions", search_expressions(core), capped, engines, args.show
+    )
     report(
         "R4 core + US Core invariants",
         invariant_expressions([core, us_core]),

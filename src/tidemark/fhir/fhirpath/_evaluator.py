@@ -314,9 +314,7 @@ def _member(items: list[Item], name: str) -> list[Item]:
 
 
 #: JSON suffix of a choice element → the type it names (``valueDateTime`` → ``dateTime``).
-_TYPE_SUFFIXES = {p[:1].upper() + p[1:]: p for p in PRIMITIVE_TYPES} | {
-    c: c for c in COMPLEX_TYPES
-}
+_TYPE_SUFFIXES = {p[:1].upper() + p[1:]: p for p in PRIMITIVE_TYPES} | {c: c for c in COMPLEX_TYPES}
 
 
 def _singleton(items: list[Item]) -> Item | None:
@@ -741,6 +739,18 @@ _REFERENCE = re.compile(
 )
 
 
+def _contained(roots: list[Item], id: str) -> list[Mapping[str, Any]]:
+    found: list[Mapping[str, Any]] = []
+    for root in roots:
+        contained = root.value.get("contained") if isinstance(root.value, Mapping) else None
+        found.extend(
+            resource
+            for resource in (contained if isinstance(contained, list) else [])
+            if isinstance(resource, Mapping) and resource.get("id") == id
+        )
+    return found
+
+
 def _fn_resolve(
     ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
 ) -> list[Item]:
@@ -756,15 +766,7 @@ def _fn_resolve(
             continue
         if target.startswith("#"):
             root = ev.variables.get("rootResource") or ev.variables.get("resource") or []
-            for container in root:
-                contained = (
-                    container.value.get("contained", [])
-                    if isinstance(container.value, Mapping)
-                    else []
-                )
-                for resource in contained if isinstance(contained, list) else []:
-                    if isinstance(resource, Mapping) and resource.get("id") == target[1:]:
-                        result.append(Item(resource))
+            result.extend(Item(found) for found in _contained(root, target[1:]))
             continue
         match = _REFERENCE.search(target)
         if match is not None:
@@ -773,9 +775,7 @@ def _fn_resolve(
     return result
 
 
-def _fn_union(
-    ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
-) -> list[Item]:
+def _fn_union(ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context) -> list[Item]:
     _arity(args, 1)
     return _distinct(focus + ev.eval(args[0], ctx.this, ctx))
 

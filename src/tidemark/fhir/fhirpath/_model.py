@@ -31,29 +31,131 @@ PRIMITIVE_TYPES = frozenset(
 
 #: Complex datatype names of FHIR R4 (kind ``complex-type``, plus the profiled quantities).
 COMPLEX_TYPES = frozenset(
-    """
-    Address Age Annotation Attachment BackboneElement CodeableConcept Coding ContactDetail
-    ContactPoint Contributor Count DataRequirement Distance Dosage Duration ElementDefinition
-    Expression Extension HumanName Identifier MarketingStatus Meta Money MoneyQuantity Narrative
-    ParameterDefinition Period Population ProdCharacteristic ProductShelfLife Quantity Range Ratio
-    Reference RelatedArtifact SampledData Signature SimpleQuantity SubstanceAmount Timing
-    TriggerDefinition UsageContext
-    """.split()
+    [
+        "Address",
+        "Age",
+        "Annotation",
+        "Attachment",
+        "BackboneElement",
+        "CodeableConcept",
+        "Coding",
+        "ContactDetail",
+        "ContactPoint",
+        "Contributor",
+        "Count",
+        "DataRequirement",
+        "Distance",
+        "Dosage",
+        "Duration",
+        "ElementDefinition",
+        "Expression",
+        "Extension",
+        "HumanName",
+        "Identifier",
+        "MarketingStatus",
+        "Meta",
+        "Money",
+        "MoneyQuantity",
+        "Narrative",
+        "ParameterDefinition",
+        "Period",
+        "Population",
+        "ProdCharacteristic",
+        "ProductShelfLife",
+        "Quantity",
+        "Range",
+        "Ratio",
+        "Reference",
+        "RelatedArtifact",
+        "SampledData",
+        "Signature",
+        "SimpleQuantity",
+        "SubstanceAmount",
+        "Timing",
+        "TriggerDefinition",
+        "UsageContext",
+    ]
 )
 
 #: The names of every choice element (``value[x]`` → ``value``) of FHIR R4's types: a JSON key
 #: ``<name><Type>`` is the choice element ``<name>`` only for these names.
 CHOICE_NAMES = frozenset(
-    """
-    abatement additive age allowed amount answer asNeeded author born bounds characteristic
-    chargeItem code collected content created date deceased defaultValue definingSubstance
-    definition detail diagnosis dose doseNumber due effective entity event example fastingStatus
-    fixed identified indication item legallyBinding location manufacturer maxValue medication
-    minValue minimumVolume module multipleBirth name occurred occurrence offset onset
-    participantEffective pattern performed probability procedure product quantity rate reported
-    scheduled seriesDoses serviced source start statusReason studyEffective subject substance
-    target time timing topic used value when
-    """.split()
+    [
+        "abatement",
+        "additive",
+        "age",
+        "allowed",
+        "amount",
+        "answer",
+        "asNeeded",
+        "author",
+        "born",
+        "bounds",
+        "characteristic",
+        "chargeItem",
+        "code",
+        "collected",
+        "content",
+        "created",
+        "date",
+        "deceased",
+        "defaultValue",
+        "definingSubstance",
+        "definition",
+        "detail",
+        "diagnosis",
+        "dose",
+        "doseNumber",
+        "due",
+        "effective",
+        "entity",
+        "event",
+        "example",
+        "fastingStatus",
+        "fixed",
+        "identified",
+        "indication",
+        "item",
+        "legallyBinding",
+        "location",
+        "manufacturer",
+        "maxValue",
+        "medication",
+        "minValue",
+        "minimumVolume",
+        "module",
+        "multipleBirth",
+        "name",
+        "occurred",
+        "occurrence",
+        "offset",
+        "onset",
+        "participantEffective",
+        "pattern",
+        "performed",
+        "probability",
+        "procedure",
+        "product",
+        "quantity",
+        "rate",
+        "reported",
+        "scheduled",
+        "seriesDoses",
+        "serviced",
+        "source",
+        "start",
+        "statusReason",
+        "studyEffective",
+        "subject",
+        "substance",
+        "target",
+        "time",
+        "timing",
+        "topic",
+        "used",
+        "value",
+        "when",
+    ]
 )
 
 #: Each type's parent where FHIRPath's ``is``/``as``/``ofType`` must see a subtype (FHIR R4

@@ -10,8 +10,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from tidemark.fhir.fhirpath import PRIMITIVE_TYPES
-
 _YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
 _MONTH = r"(0[1-9]|1[0-2])"
 _DAY = r"(0[1-9]|[1-2][0-9]|3[0-1])"
@@ -35,7 +33,6 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
 }
 
 _INT32 = (-(2**31), 2**31 - 1)
-
 
 
 def _calendar_ok(text: str) -> bool:
