@@ -40,6 +40,8 @@ RULES = (
     LayerRule("tidemark.fhir.client", (CORE,)),
     LayerRule("tidemark.fhir.packages", (CORE,)),
     LayerRule("tidemark.fhir.fhirpath", (CORE,)),
+    # Search parameters are read from packages and evaluated with FHIRPath.
+    LayerRule("tidemark.fhir.search", (CORE, "tidemark.fhir.fhirpath", "tidemark.fhir.packages")),
     # The schema converter reads StructureDefinitions out of FHIR packages; the validator
     # evaluates invariants with FHIRPath.
     LayerRule("tidemark.fhir.schema", (CORE, "tidemark.fhir.packages", "tidemark.fhir.fhirpath")),
