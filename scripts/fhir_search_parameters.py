@@ -4,8 +4,9 @@
 
 PACKAGE defaults to ``$TIDEMARK_TEST_DATA/fhir/hl7.fhir.r4.core-4.0.1.tgz``. Writes
 ``src/tidemark/fhir/search/r4-search-parameters.json``: one row per SearchParameter that tidemark
-supports (name, code, type, targets, the expression part for each base type), and prints the
-counts and every parameter left out with the reason. ``--check`` only compares with the
+supports (name, code, type, targets, the expression part for each base type) and each resource
+type's summary elements (for ``_summary=true``), and prints the counts and every parameter left
+out with the reason. ``--check`` only compares with the
 committed table (exit 1 when it differs).
 """
 
@@ -52,6 +53,24 @@ def collect(package: FhirPackage) -> tuple[list[SearchParameter], list[Unsupport
     return supported, unsupported, len(resources)
 
 
+def summary_elements(package: FhirPackage) -> dict[str, list[str]]:
+    """The top-level elements each resource type marks ``isSummary`` (``value[x]`` → ``value``)."""
+    found: dict[str, list[str]] = {}
+    for entry in package.structure_definitions():
+        if entry.kind != "resource":
+            continue
+        definition = package.resource(entry)
+        if definition.get("derivation") != "specialization" or definition.get("abstract"):
+            continue
+        names = [
+            element["path"].split(".")[1].removesuffix("[x]")
+            for element in definition["snapshot"]["element"]
+            if element["path"].count(".") == 1 and element.get("isSummary")
+        ]
+        found[definition["type"]] = sorted(set(names) - {"id", "meta"})
+    return dict(sorted(found.items()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data = Path(os.environ.get("TIDEMARK_TEST_DATA", "../shared/data"))
@@ -63,6 +82,7 @@ def main() -> int:
     table = {
         "package": package.manifest.package_id,
         "parameters": compact_rows(supported),
+        "summary": summary_elements(package),
     }
     text = orjson.dumps(table) + b"\n"
     print(f"{package.manifest.package_id}: {resources} SearchParameter resources")

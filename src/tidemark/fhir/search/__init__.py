@@ -7,10 +7,29 @@
   (:class:`Unsupported`).
 - :func:`extract` evaluates a type's parameters on a resource into index entries
   (:class:`KeyValue`, :class:`RangeValue`).
+- :func:`parse_search` turns a search request into a :class:`SearchQuery`: conditions on index
+  entries (:class:`KeyIn`, :class:`RangeMatch` …, the shapes of the store's index), ``_id`` and
+  ``_lastUpdated`` filters, ``_sort``, ``_include``/``_revinclude``, ``_summary``, ``_total``,
+  ``_elements``, paging; :func:`matches` decides a condition on one resource's entries.
 - :func:`date_interval`, :func:`number_interval`, :func:`fold` … parse and normalise search
   values the way :func:`extract` indexes them.
 """
 
+from ._criteria import (
+    RANGE_OPERATORS,
+    AnyOf,
+    Condition,
+    KeyContains,
+    KeyIn,
+    KeyPrefix,
+    Missing,
+    Not,
+    RangeMatch,
+    condition_names,
+    matches,
+    range_matches,
+    sort_value,
+)
 from ._extract import (
     Entry,
     KeyValue,
@@ -32,7 +51,17 @@ from ._parameters import (
     expression_for,
     parameters_from_resource,
     split_union,
+    summary_elements,
     unsupported_reason,
+)
+from ._query import (
+    IGNORED_PARAMETERS,
+    MAX_OFFSET,
+    RESULT_PARAMETERS,
+    Include,
+    SearchQuery,
+    SortKey,
+    parse_search,
 )
 from ._values import (
     MAX_KEY_LENGTH,
@@ -54,21 +83,37 @@ from ._values import (
 
 __all__ = [
     "DOCUMENT_PARAMETERS",
+    "IGNORED_PARAMETERS",
     "MAX_KEY_LENGTH",
+    "MAX_OFFSET",
     "OPEN_HIGH",
     "OPEN_LOW",
     "PREFIXES",
+    "RANGE_OPERATORS",
+    "RESULT_PARAMETERS",
     "SUPPORTED_TYPES",
+    "AnyOf",
+    "Condition",
     "Entry",
+    "Include",
     "Interval",
+    "KeyContains",
+    "KeyIn",
+    "KeyPrefix",
     "KeyValue",
+    "Missing",
+    "Not",
+    "RangeMatch",
     "RangeValue",
     "SearchParameter",
     "SearchParameterSet",
+    "SearchQuery",
+    "SortKey",
     "Unsupported",
     "bundled_parameters",
     "clip",
     "compact_rows",
+    "condition_names",
     "date_interval",
     "exact_name",
     "expression_for",
@@ -76,13 +121,18 @@ __all__ = [
     "fold",
     "identifier_name",
     "instant_of",
+    "matches",
     "number_interval",
     "parameters_from_resource",
+    "parse_search",
+    "range_matches",
     "reference_keys",
+    "sort_value",
     "split_bars",
     "split_prefix",
     "split_union",
     "split_values",
+    "summary_elements",
     "text_name",
     "unescape",
     "unsupported_reason",

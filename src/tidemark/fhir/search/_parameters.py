@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -181,10 +182,21 @@ def _expand(expression: str, base: str) -> str:
     return expression.replace("^.", base + ".")
 
 
+@functools.cache
+def _bundled_table() -> dict[str, Any]:
+    data = importlib.resources.files(__package__).joinpath(BUNDLED_TABLE).read_bytes()
+    table: dict[str, Any] = orjson.loads(data)
+    return table
+
+
+def summary_elements(resource_type: str) -> frozenset[str]:
+    """The top-level elements R4 core marks as summary for ``resource_type`` (``_summary``)."""
+    return frozenset(_bundled_table()["summary"].get(resource_type, ()))
+
+
 def bundled_parameters() -> list[SearchParameter]:
     """R4 core's supported search parameters, from the table bundled with tidemark."""
-    data = importlib.resources.files(__package__).joinpath(BUNDLED_TABLE).read_bytes()
-    table = orjson.loads(data)
+    table = _bundled_table()
     found: list[SearchParameter] = []
     for stored_name, code, type_, targets, per_base in table["parameters"]:
         name = stored_name or f"{per_base[0][1][0]}-{code}"
