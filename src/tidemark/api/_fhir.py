@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
@@ -72,6 +73,7 @@ FhirValidator = Callable[
     [dict[str, Any]], Sequence[Mapping[str, Any]] | Awaitable[Sequence[Mapping[str, Any]]]
 ]
 
+_UNENCODED_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$")
 BODY_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
 READ_METHODS = ("GET", "HEAD")
 # Routes accept every method and answer the unsupported ones with a 405 OperationOutcome.
@@ -513,8 +515,8 @@ def _search_query(
     request: Request, resource_type: str, items: Sequence[tuple[str, str]], *, lenient: bool
 ) -> SearchQuery:
     settings = app_settings(request)
-    # A '+' in an unencoded offset arrives as a space; no date or number contains one.
-    cleaned = [(name, value.replace(" ", "+")) for name, value in items]
+    # The '+' of an unencoded time-zone offset arrives as a space.
+    cleaned = [(name, _UNENCODED_OFFSET.sub(r"\1+\2", value)) for name, value in items]
     return parse_search(
         resource_type,
         cleaned,
