@@ -313,9 +313,7 @@ async def test_sort_by_last_updated_in_both_directions(fhir: httpx.AsyncClient) 
 
 async def test_unknown_search_parameters_are_rejected_not_ignored(fhir: httpx.AsyncClient) -> None:
     await fhir.put("/Patient/p1", json=patient("p1"))
-    outcome = assert_outcome(
-        await fhir.get("/Patient", params={"shoe-size": "44"}), 400, "invalid"
-    )
+    outcome = assert_outcome(await fhir.get("/Patient", params={"shoe-size": "44"}), 400, "invalid")
     assert any("shoe-size" in issue["diagnostics"] for issue in outcome["issue"])
     assert_outcome(await fhir.get("/Patient", params={"_summary": "everything"}), 400)
     assert_outcome(await fhir.get("/Patient", params={"url:below": "http://x"}), 400)

@@ -177,9 +177,7 @@ async def test_sort_by_parameters_with_missing_values_last(clinic: httpx.AsyncCl
 
 
 async def test_include_and_revinclude_add_the_related_resources(clinic: httpx.AsyncClient) -> None:
-    bundle = await _search(
-        clinic, "/Observation", code="8310-5", _include="Observation:patient"
-    )
+    bundle = await _search(clinic, "/Observation", code="8310-5", _include="Observation:patient")
     assert _ids(bundle) == ["o2"] and _ids(bundle, "include") == ["amy"]
     typed = await _search(clinic, "/Observation", _include="Observation:subject:Group")
     assert _ids(typed, "include") == ["g"]
@@ -240,7 +238,12 @@ async def test_a_searchset_without_matches_has_no_entry_and_paging_keeps_every_p
     empty = await _search(clinic, "/Observation", code="none")
     assert empty["total"] == 0 and "entry" not in empty
     first = await _search(
-        clinic, "/Observation", code="8867-4", _sort="date", _count="1", _include="Observation:patient"
+        clinic,
+        "/Observation",
+        code="8867-4",
+        _sort="date",
+        _count="1",
+        _include="Observation:patient",
     )
     next_url = _link(first, "next")
     assert next_url is not None
