@@ -87,6 +87,9 @@ def test_prefixes_split_only_before_a_value():
     assert split_prefix("ge2020") == ("ge", "2020")
     assert split_prefix("2020") == ("eq", "2020")
     assert split_prefix("apx") == ("eq", "apx")
+    # DSTU1 signs, as fhirclient still sends them
+    assert split_prefix(">=2020") == ("ge", "2020")
+    assert split_prefix("<2020") == ("lt", "2020")
 
 
 def test_commas_and_bars_split_unless_escaped():

@@ -138,10 +138,17 @@ def value_interval(value: float | int) -> Interval:
     return Interval(value - half, value + half)
 
 
+#: The comparison signs of FHIR DSTU1 that clients still send (fhirclient's ``$gt`` is ``>``).
+LEGACY_PREFIXES = {">=": "ge", "<=": "le", ">": "gt", "<": "lt"}
+
+
 def split_prefix(text: str) -> tuple[str, str]:
-    """``("ge", "2020")`` for ``ge2020``; ``("eq", …)`` when no prefix is given."""
+    """``("ge", "2020")`` for ``ge2020`` (or ``>=2020``); ``("eq", …)`` without a prefix."""
     if text[:2] in PREFIXES and len(text) > 2 and not text[2:3].isalpha():
         return text[:2], text[2:]
+    for sign, prefix in LEGACY_PREFIXES.items():
+        if text.startswith(sign):
+            return prefix, text[len(sign) :]
     return "eq", text
 
 
