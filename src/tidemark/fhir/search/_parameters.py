@@ -244,6 +244,11 @@ class SearchParameterSet:
         merged.update(self._by_type.get(resource_type, {}))
         return merged
 
+    @property
+    def resource_types(self) -> frozenset[str]:
+        """The concrete resource types that have parameters of their own."""
+        return frozenset(self._by_type) - {"Resource", "DomainResource"}
+
     def get(self, resource_type: str, code: str) -> SearchParameter | None:
         """One parameter, or ``None``."""
         return self.for_type(resource_type).get(code)

@@ -118,7 +118,7 @@ def parse_search(
     *,
     default_count: int,
     max_count: int,
-    resource_types: Collection[str],
+    resource_types: Collection[str] | None = None,
     lenient: bool = False,
     base_url: str = "",
 ) -> SearchQuery:
@@ -126,12 +126,12 @@ def parse_search(
 
     Raises :class:`ParameterValidationError` (400) listing every problem: malformed or
     out-of-range values, unsupported modifiers, and unknown parameters unless ``lenient`` (then
-    they are listed in :attr:`SearchQuery.ignored`). ``base_url`` turns absolute references to
-    this server into ``Type/id``.
+    they are listed in :attr:`SearchQuery.ignored`). ``resource_types`` (default: the types
+    ``parameters`` knows) are those references and ``_include`` may name. ``base_url`` turns
+    absolute references to this server into ``Type/id``.
     """
-    parser = _Parser(
-        resource_type, parameters, resource_types, lenient, base_url.rstrip("/"), default_count
-    )
+    types = parameters.resource_types if resource_types is None else resource_types
+    parser = _Parser(resource_type, parameters, types, lenient, base_url.rstrip("/"), default_count)
     for raw_name, value in items:
         parser.parameter(raw_name, value, max_count)
     if parser.errors:
