@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._model import CHOICE_NAMES, COMPLEX_TYPES, PRIMITIVE_TYPES, SUPERTYPES
 
@@ -23,8 +23,7 @@ class FhirPathUnsupported(Exception):
     """The expression uses something this evaluator does not implement (or cannot decide)."""
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
     """One value in a collection; ``type_name`` when the JSON tells it (choice suffix, resource)."""
 
     value: Any
@@ -243,7 +242,7 @@ class _Context:
 def _items_of(value: Any, type_name: str | None = None) -> list[Item]:
     if value is None:
         return []
-    if isinstance(value, list):
+    if type(value) is list:
         return [Item(v, type_name) for v in value if v is not None]
     return [Item(value, type_name)]
 
@@ -284,16 +283,24 @@ class Unresolved(dict[str, Any]):
 
 def _member(items: list[Item], name: str) -> list[Item]:
     result: list[Item] = []
+    underscored = "_" + name
     for item in items:
         value = item.value
-        if not isinstance(value, Mapping):
-            if name in ("extension", "id"):
-                raise FhirPathUnsupported("extensions of primitive values are not navigated")
+        if type(value) is not dict:
+            if isinstance(value, Unresolved):
+                if name not in ("id", "resourceType"):
+                    raise FhirPathUnsupported("resolve() gives only the type and id of a resource")
+            elif not isinstance(value, Mapping):
+                if name in ("extension", "id"):
+                    raise FhirPathUnsupported("extensions of primitive values are not navigated")
+                continue
+        if name in value:
+            result += _items_of(value[name])
+            if underscored in value:
+                result += _primitive_extensions(value, name)
             continue
-        if isinstance(value, Unresolved) and name not in ("id", "resourceType"):
-            raise FhirPathUnsupported("resolve() gives only the type and id of a resource")
-        if name in value or "_" + name in value:
-            result += _items_of(value.get(name)) + _primitive_extensions(value, name)
+        if underscored in value:
+            result += _primitive_extensions(value, name)
             continue
         if name[:1].isupper() and value.get("resourceType") == name:
             result.append(item)
@@ -405,11 +412,11 @@ class _Evaluator:
 
     def eval(self, node: Node, focus: list[Item], ctx: _Context) -> list[Item]:
         kind = node[0]
-        if kind == "literal":
-            return list(node[1])
         if kind == "member":
             base = focus if node[1] is None else self.eval(node[1], focus, ctx)
             return _member(base, node[2])
+        if kind == "literal":
+            return list(node[1])
         if kind == "call":
             base = focus if node[1] is None else self.eval(node[1], focus, ctx)
             return self.call(node[2], base, node[3], ctx)
@@ -420,9 +427,12 @@ class _Evaluator:
                 raise FhirPathUnsupported("indexer must be an integer")
             return [base[index.value]] if 0 <= index.value < len(base) else []
         if kind == "var":
-            if node[1] not in self.variables:
+            found = self.variables.get(node[1]) or _CONSTANTS.get(node[1])
+            if found is None:
+                if node[1] in self.variables:
+                    return []
                 raise FhirPathUnsupported(f"unknown variable %{node[1]}")
-            return list(self.variables[node[1]])
+            return list(found)
         if kind == "special":
             if node[1] == "$this":
                 return list(ctx.this)
@@ -1071,7 +1081,6 @@ def evaluate(
     """
     this = _items_of(focus, focus_type)
     variables = {
-        **_CONSTANTS,
         "context": this,
         "resource": _items_of(resource if resource is not None else focus),
         "rootResource": _items_of(root_resource if root_resource is not None else resource),
