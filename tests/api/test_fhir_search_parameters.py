@@ -195,6 +195,22 @@ async def test_include_and_revinclude_add_the_related_resources(clinic: httpx.As
     assert_outcome(await clinic.get("/Observation", params={"_include": "Observation:code"}), 400)
 
 
+async def test_has_selects_the_resources_others_refer_to(clinic: httpx.AsyncClient) -> None:
+    measured = await _ids_of(clinic, "/Patient", **{"_has:Observation:patient:code": "8310-5"})
+    assert measured == ["amy"]
+    both = await _ids_of(clinic, "/Patient", **{"_has:Observation:subject:code": "8867-4"})
+    assert both == ["amy", "bob"]
+    narrowed = await clinic.get(
+        "/Patient",
+        params=[("_has:Observation:subject:code", "8867-4"), ("gender", "male")],
+    )
+    assert _ids(narrowed.json()) == ["bob"]
+    assert_outcome(await clinic.get("/Patient", params={"_has:Observation:code:code": "x"}), 400)
+    assert_outcome(
+        await clinic.get("/Patient", params={"_has:Observation:patient:_has:X:y:z": "x"}), 400
+    )
+
+
 async def test_summary_count_data_true_and_elements(clinic: httpx.AsyncClient) -> None:
     counted = await _search(clinic, "/Observation", code="8867-4", _summary="count")
     assert counted["total"] == 3 and "entry" not in counted

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tidemark.core import get_logger
+from tidemark.core import BadRequestError, get_logger
 from tidemark.fhir.packages import FhirPackage
 from tidemark.fhir.search import (
+    Has,
     Include,
     KeyIn,
     SearchParameter,
@@ -39,6 +40,8 @@ log = get_logger("fhir.search")
 SCAN_CHUNK = 500
 #: The most resources ``_include``/``_revinclude`` add to one page.
 MAX_INCLUDED = 1000
+#: The most resources a ``_has`` may select.
+MAX_HAS = 10_000
 #: The package whose parameters tidemark bundles (its SearchParameters are not read again).
 CORE_PACKAGE = "hl7.fhir.r4.core"
 SUBSETTED = {
@@ -104,9 +107,16 @@ def _entries(
 
 
 async def find(store: Store, parameters: SearchParameterSet, query: SearchQuery) -> SearchResult:
-    """The page ``query`` asks for (ordered by ``_sort``, else by id)."""
+    """The page ``query`` asks for (ordered by ``_sort``, else by id).
+
+    Raises a 400 (``too-costly``) when a ``_has`` selects more than :data:`MAX_HAS` resources.
+    """
     collection = collection_of(query.resource_type)
-    ids = sorted(query.ids) if query.ids is not None else None
+    wanted = query.ids
+    for has in query.has:
+        referred = await _referred_ids(store, parameters, query.resource_type, has)
+        wanted = referred if wanted is None else wanted & referred
+    ids = sorted(wanted) if wanted is not None else None
     want_total = query.total != "none"
     order = _store_order(query)
     if not query.conditions and order is not None:
@@ -146,6 +156,30 @@ async def find(store: Store, parameters: SearchParameterSet, query: SearchQuery)
         return SearchResult([], total, False)
     window = [document for _, document in matched[query.offset : query.offset + query.count]]
     return SearchResult(window, total if want_total else None, query.offset + query.count < total)
+
+
+async def _referred_ids(
+    store: Store, parameters: SearchParameterSet, resource_type: str, has: Has
+) -> set[str]:
+    """The ids of ``resource_type`` that resources selected by ``has`` refer to."""
+    inner = SearchQuery(
+        has.source, count=MAX_HAS + 1, conditions=list(has.conditions), total="none"
+    )
+    found = (await find(store, parameters, inner)).documents
+    if len(found) > MAX_HAS:
+        raise BadRequestError(
+            f"_has:{has.source}:{has.reference} selects more than {MAX_HAS} resources; "
+            "narrow it down.",
+            data={"issue_code": "too-costly"},
+        )
+    link = parameters.get(has.source, has.reference)
+    assert link is not None
+    include = Include(has.source, link, resource_type)
+    return {
+        reference.split("/", 1)[1]
+        for document in found
+        for reference in _references(parameters, has.source, document, include)
+    }
 
 
 def _store_order(query: SearchQuery) -> str | None:

@@ -86,6 +86,16 @@ class Include:
     iterate: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Has:
+    """``_has:Source:reference:param=value``: resources that a ``Source`` matching
+    ``conditions`` refers to through its ``reference`` parameter."""
+
+    source: str
+    reference: str
+    conditions: tuple[Condition, ...]
+
+
 @dataclass
 class SearchQuery:
     """A parsed search: index conditions, document filters, and result options."""
@@ -99,6 +109,7 @@ class SearchQuery:
     sort: list[SortKey] = field(default_factory=list)
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
+    has: list[Has] = field(default_factory=list)
     summary: str | None = None
     elements: tuple[str, ...] | None = None
     total: str | None = None
@@ -177,6 +188,9 @@ class _Parser:
             return
         if "." in name:
             self.unknown(raw_name, f"Chained search ({raw_name!r}) is not supported.")
+            return
+        if name == "_has":
+            self.reverse_chain(raw_name, modifier, value)
             return
         if name == "_id":
             self.ids(raw_name, modifier, value)
@@ -308,6 +322,33 @@ class _Parser:
             return
         includes.append(Include(source, parameter, target, bool(modifier)))
         self.query.applied.append((raw_name, value))
+
+    def reverse_chain(self, raw_name: str, modifier: str, value: str) -> None:
+        parts = modifier.split(":")
+        if len(parts) != 3 or parts[2] == "_has":
+            self.errors.append(
+                f"{raw_name}: expected _has:Type:reference:parameter=value (one level)."
+            )
+            return
+        source, reference, inner = parts
+        inner_name, inner_modifier = inner, ""
+        link = self.parameters.get(source, reference) if source in self.types else None
+        if link is None or link.type != "reference":
+            self.errors.append(f"{raw_name}: {source} has no reference parameter {reference!r}.")
+            return
+        if link.targets and self.query.resource_type not in link.targets:
+            self.errors.append(
+                f"{raw_name}: {source}.{reference} does not refer to {self.query.resource_type}."
+            )
+            return
+        parameter = self.parameters.get(source, inner_name)
+        if parameter is None:
+            self.errors.append(f"{raw_name}: unknown search parameter {inner_name!r} for {source}.")
+            return
+        condition = self.condition(parameter, raw_name, inner_modifier, value)
+        if condition is not None:
+            self.query.has.append(Has(source, reference, (condition,)))
+            self.query.applied.append((raw_name, value))
 
     # -- filters on the document itself ---------------------------------------------------
     def ids(self, raw_name: str, modifier: str, value: str) -> None:
