@@ -3,8 +3,7 @@
 import pytest
 
 from tests.support import require_data
-from tidemark.fhir.fhirpath import PRIMITIVE_TYPES
-from tidemark.fhir.fhirpath._model import CHOICE_NAMES, COMPLEX_TYPES
+from tidemark.fhir.fhirpath import CHOICE_NAMES, COMPLEX_TYPES, PRIMITIVE_TYPES
 from tidemark.fhir.packages import FhirPackage
 
 

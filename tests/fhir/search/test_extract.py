@@ -123,3 +123,38 @@ def test_the_bundled_table_is_what_the_script_generates_from_r4_core():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "supported (type, code) pairs: 1639 of 1731" in result.stdout
+
+
+@pytest.mark.data
+def test_skipping_absent_elements_changes_no_entry_of_the_us_core_examples(monkeypatch):
+    import tarfile
+
+    import orjson
+
+    from tidemark.fhir.search import _extract
+
+    examples = []
+    with tarfile.open(require_data("fhir/hl7.fhir.us.core-6.1.0.tgz")) as archive:
+        for member in archive.getmembers():
+            if member.name.startswith("package/example/") and member.name.endswith(".json"):
+                handle = archive.extractfile(member)
+                assert handle is not None
+                examples.append(orjson.loads(handle.read()))
+    assert len(examples) > 150
+    fast = [extract(r, CORE.for_type(r["resourceType"]).values()) for r in examples]
+    monkeypatch.setattr(_extract, "top_elements", lambda expression: None)
+    full = [extract(r, CORE.for_type(r["resourceType"]).values()) for r in examples]
+    assert fast == full
+    assert sum(len(entries) for entries, _ in full) > 1000
+
+
+def test_the_elements_an_expression_starts_from():
+    from tidemark.fhir.search._extract import top_elements
+
+    assert top_elements("Observation.subject.where(resolve() is Patient)") == frozenset(
+        ("subject",)
+    )
+    union = top_elements("(Observation.value as Quantity) | Observation.component.value")
+    assert union == frozenset(("value", "component"))
+    assert top_elements("Patient.extension('http://x').value") == frozenset(("extension",))
+    assert top_elements("Patient.deceased.exists() and Patient.deceased != false") is None

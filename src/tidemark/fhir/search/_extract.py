@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tidemark.fhir.fhirpath import FhirPathUnsupported, Item, evaluate
+from tidemark.fhir.fhirpath import CHOICE_NAMES, FhirPathUnsupported, Item, evaluate, parse
 
 from ._parameters import DOCUMENT_PARAMETERS, SearchParameter
 from ._values import OPEN_HIGH, OPEN_LOW, Interval, clip, date_interval, fold, value_interval
@@ -64,9 +65,13 @@ def extract(
     """
     entries: list[Entry] = []
     failed: list[str] = []
+    present = {key.lstrip("_") for key in resource}
     for parameter in parameters:
         if parameter.code in DOCUMENT_PARAMETERS:
             continue
+        needs = top_elements(parameter.expression)
+        if needs is not None and not any(_present(name, present) for name in needs):
+            continue  # none of the elements the expression starts from is there
         try:
             items = evaluate(parameter.expression, resource, resource=resource)
         except (FhirPathUnsupported, RecursionError):
@@ -75,6 +80,42 @@ def extract(
         values = [item for item in items if item.type_name != "$extension-only"]
         entries.extend(_ENTRIES[parameter.type](parameter.code, values))
     return list(dict.fromkeys(entries)), failed
+
+
+@functools.lru_cache(maxsize=8192)
+def top_elements(expression: str) -> frozenset[str] | None:
+    """The top-level elements an expression starts from (``Observation.subject.where(…)`` →
+    ``subject``), or ``None`` when that cannot be told from its shape."""
+    try:
+        return _starts(parse(expression))
+    except FhirPathUnsupported:
+        return None
+
+
+def _starts(node: Any) -> frozenset[str] | None:
+    kind = node[0]
+    if kind == "binary" and node[1] == "|":
+        left, right = _starts(node[2]), _starts(node[3])
+        return None if left is None or right is None else left | right
+    if kind == "typeop" and node[1] == "as":
+        return _starts(node[2])
+    if kind == "call" and node[1] is not None:
+        base = node[1]
+        if base[0] == "member" and base[1] is None and node[2] == "extension":
+            return frozenset(("extension",))  # Type.extension('url')
+        return _starts(base)
+    if kind == "member" and node[1] is not None:
+        head = node[1]
+        if head[0] == "member" and head[1] is None and head[2][:1].isupper():
+            return frozenset((node[2],))  # Type.element
+        return _starts(head)
+    return None
+
+
+def _present(name: str, present: set[str]) -> bool:
+    if name in present:
+        return True
+    return name in CHOICE_NAMES and any(key.startswith(name) for key in present)
 
 
 def _tokens(code: str, items: list[Item]) -> Iterable[Entry]:
