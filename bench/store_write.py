@@ -76,7 +76,7 @@ async def store_rate(
             "sessions",
             {
                 "schoolReference": {"schoolId": 1},
-                "schoolYear": 2025,
+                "schoolYearTypeReference": {"schoolYear": 2025},
                 "sessionName": "Fall",
                 "beginDate": "2024-08-20",
                 "endDate": "2024-12-20",

@@ -104,11 +104,16 @@ async def test_missing_references_are_409_naming_each(client: httpx.AsyncClient)
 
 
 async def test_schema_errors_are_400_with_every_path(client: httpx.AsyncClient):
-    response = await _post(client, "sessions", {"sessionName": 4, "schoolYear": "2025"})
-    body = _assert_problem(response, 400, "data-validation-failed")
-    assert {"$.sessionName", "$.schoolYear", "$.schoolReference", "$.beginDate"} <= set(
-        body["validationErrors"]
+    response = await _post(
+        client, "sessions", {"sessionName": 4, "schoolYearTypeReference": {"schoolYear": "2025"}}
     )
+    body = _assert_problem(response, 400, "data-validation-failed")
+    assert {
+        "$.sessionName",
+        "$.schoolYearTypeReference.schoolYear",
+        "$.schoolReference",
+        "$.beginDate",
+    } <= set(body["validationErrors"])
 
 
 async def test_malformed_json_non_object_oversized_and_wrong_media_type(
@@ -191,9 +196,13 @@ async def test_history_route_newest_first(client: httpx.AsyncClient, clock):
 async def test_discovery_and_openapi(client: httpx.AsyncClient):
     root = (await client.get("/")).json()
     assert root["applicationName"] == "tidemark"
-    assert root["dataModels"] == [{"name": "Ed-Fi", "version": "5.1.0"}]
-    assert root["urls"]["dataManagementApi"] == "http://tidemark.test/data/"
-    document = (await client.get(root["urls"]["openApiMetadata"])).json()
+    assert root["dataModels"] == [
+        {"name": "Ed-Fi", "version": "5.1.0", "informationalVersion": "5.1.0"}
+    ]
+    assert root["urls"]["dataManagementApi"] == "http://tidemark.test/data/v3/"
+    listing = (await client.get(root["urls"]["openApiMetadata"])).json()
+    server = next(entry for entry in listing if entry["name"] == "Server")
+    document = (await client.get(server["endpointUri"])).json()
     assert document["openapi"].startswith("3.")
     assert "/data/ed-fi/sessions" in document["paths"]
     assert set(document["paths"]["/data/ed-fi/sessions/{id}"]) == {"get", "put", "delete"}

@@ -52,10 +52,11 @@ async def test_put_creates_with_201_then_updates_with_200(fhir: httpx.AsyncClien
     assert updated.headers["etag"] == f'W/"{updated.json()["meta"]["versionId"]}"'
 
 
-async def test_put_without_body_id_takes_the_id_from_the_url(fhir: httpx.AsyncClient) -> None:
+async def test_put_without_body_id_is_a_400_and_stores_nothing(fhir: httpx.AsyncClient) -> None:
     response = await fhir.put("/Patient/noid", json=patient())
-    assert response.status_code == 201
-    assert response.json()["id"] == "noid"
+    body = assert_outcome(response, 400, "invalid")
+    assert '"id": "noid"' in body["issue"][0]["diagnostics"]
+    assert (await fhir.get("/Patient/noid")).status_code == 404
 
 
 async def test_put_rejects_a_resource_type_that_differs_from_the_url(
@@ -183,7 +184,13 @@ async def test_delete_is_idempotent_but_deleting_what_never_existed_is_404(
 async def test_noop_put_keeps_version_id_and_last_updated(fhir: httpx.AsyncClient) -> None:
     first = (await fhir.put("/Patient/p1", json=patient("p1", gender="male"))).json()
     # Same content, keys in another order, stale server meta echoed back: not a change.
-    echoed = {"gender": "male", "meta": first["meta"], "active": True, "resourceType": "Patient"}
+    echoed = {
+        "gender": "male",
+        "meta": first["meta"],
+        "active": True,
+        "id": "p1",
+        "resourceType": "Patient",
+    }
     second = await fhir.put("/Patient/p1", json=echoed)
     assert second.status_code == 200
     assert second.json()["meta"] == first["meta"]
@@ -332,10 +339,10 @@ async def test_unknown_resource_type_is_404(fhir: httpx.AsyncClient) -> None:
 
 
 async def test_unsupported_method_is_405_with_allow(fhir: httpx.AsyncClient) -> None:
-    response = await fhir.patch("/Patient/p1", json=[])
+    response = await fhir.post("/Patient/p1", json=patient("p1"))
     assert_outcome(response, 405, "not-supported")
-    assert "PUT" in response.headers["allow"]
-    assert_outcome(await fhir.delete("/Patient"), 405)
+    assert "PUT" in response.headers["allow"] and "PATCH" in response.headers["allow"]
+    assert_outcome(await fhir.post("/Patient/p1/_history"), 405)
 
 
 async def test_body_over_the_limit_is_413(fhir: httpx.AsyncClient) -> None:

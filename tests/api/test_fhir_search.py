@@ -235,9 +235,10 @@ async def test_search_by_url_and_version_is_exact(fhir: httpx.AsyncClient) -> No
 
 
 async def test_name_matches_prefixes_ignoring_case_and_accents(fhir: httpx.AsyncClient) -> None:
-    await fhir.put("/ConceptMap/a", json={"resourceType": "ConceptMap", "name": "FumeAliases"})
-    await fhir.put("/ConceptMap/b", json={"resourceType": "ConceptMap", "name": "Fumé"})
-    await fhir.put("/ConceptMap/c", json={"resourceType": "ConceptMap", "name": "Other"})
+    for id, name in (("a", "FumeAliases"), ("b", "Fumé"), ("c", "Other")):
+        await fhir.put(
+            f"/ConceptMap/{id}", json={"resourceType": "ConceptMap", "id": id, "name": name}
+        )
     await fhir.put("/Patient/p", json=patient("p", name=[{"family": "Gómez", "given": ["Ana"]}]))
 
     async def ids(resource: str, **params: str) -> list[str]:
@@ -280,7 +281,8 @@ async def test_paging_also_works_for_residual_filters(fhir: httpx.AsyncClient) -
     for i in range(7):
         name = "Match" if i % 2 == 0 else "Other"
         await fhir.put(
-            f"/ConceptMap/m{i}", json={"resourceType": "ConceptMap", "name": f"{name}{i}"}
+            f"/ConceptMap/m{i}",
+            json={"resourceType": "ConceptMap", "id": f"m{i}", "name": f"{name}{i}"},
         )
     first = (await fhir.get("/ConceptMap", params={"name": "match", "_count": "2"})).json()
     assert first["total"] == 4

@@ -101,6 +101,29 @@ async def test_retention_runs_in_the_background(tmp_path: Path):
     await store.close()
 
 
+async def test_a_short_retention_is_honoured_within_about_its_period(tmp_path: Path):
+    from tidemark.core import ManualClock
+    from tidemark.store import open_store
+
+    clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
+    store = await open_store(tmp_path / "short.db", clock=clock)
+    app = create_app(store, ServerSettings(retain_changes=1))  # no retention_interval: derived
+    async with app.router.lifespan_context(app):
+        await store.upsert("schools", samples.school(1))
+        clock.advance(2)
+        await store.upsert("schools", samples.school(2))
+
+        async def oldest_is(version: int) -> bool:
+            return (await store.available_change_versions()).oldest == version
+
+        await async_wait_until(lambda: oldest_is(2), timeout=10, message="a first purge")
+        # a pass has run since; the next one comes a second later (was 60 s whatever the period)
+        clock.advance(2)
+        await store.upsert("schools", samples.school(3))
+        await async_wait_until(lambda: oldest_is(3), timeout=10, message="the next 1 s pass")
+    await store.close()
+
+
 def test_workers_need_postgresql():
     with pytest.raises(ConfigurationError, match="PostgreSQL"):
         ServerSettings(workers=2).check()

@@ -29,8 +29,15 @@ async def put(client: httpx.AsyncClient, key: str, body: object, **headers: str)
     return await client.put(f"{BASE}/blobs/{key}", content=orjson.dumps(body), headers=headers)
 
 
+async def create(
+    client: httpx.AsyncClient, key: str, body: object, **headers: str
+) -> httpx.Response:
+    """PUT that creates the key (``If-None-Match: *``, as the cloud tier sends it)."""
+    return await put(client, key, body, **{"If-None-Match": "*"}, **headers)
+
+
 async def test_put_creates_then_get_returns_the_blob_with_its_etag(client: httpx.AsyncClient):
-    created = await put(client, "app.k", blob())
+    created = await create(client, "app.k", blob())
     assert created.status_code == 201, created.text
     meta = created.json()
     assert meta["hash"] == canonical_hash(blob())
@@ -45,14 +52,14 @@ async def test_put_creates_then_get_returns_the_blob_with_its_etag(client: httpx
 
 
 async def test_rewriting_the_same_blob_keeps_its_etag(client: httpx.AsyncClient):
-    first = (await put(client, "app.k", blob())).json()
+    first = (await create(client, "app.k", blob())).json()
     again = await put(client, "app.k", blob(), **{"If-Match": first["etag"]})
     assert again.status_code == 200
     assert again.json()["etag"] == first["etag"]
 
 
 async def test_if_match_on_a_stale_etag_is_412_and_changes_nothing(client: httpx.AsyncClient):
-    first = (await put(client, "app.k", blob("a"))).json()
+    first = (await create(client, "app.k", blob("a"))).json()
     second = await put(client, "app.k", blob("b"), **{"If-Match": first["etag"]})
     assert second.status_code == 200
     stale = await put(client, "app.k", blob("c"), **{"If-Match": first["etag"]})
@@ -65,14 +72,14 @@ async def test_if_match_on_a_stale_etag_is_412_and_changes_nothing(client: httpx
 
 
 async def test_delete_honours_if_match_and_reports_absent_keys(client: httpx.AsyncClient):
-    etag = (await put(client, "app.k", blob())).json()["etag"]
+    etag = (await create(client, "app.k", blob())).json()["etag"]
     wrong = await client.delete(f"{BASE}/blobs/app.k", headers={"If-Match": '"999"'})
     assert wrong.status_code == 412
     assert (
         await client.delete(f"{BASE}/blobs/app.k", headers={"If-Match": etag})
     ).status_code == 204
     assert (await client.get(f"{BASE}/blobs/app.k")).status_code == 404
-    missing = await client.delete(f"{BASE}/blobs/app.k")
+    missing = await client.delete(f"{BASE}/blobs/app.k", headers={"If-Match": etag})
     assert missing.status_code == 404
     assert missing.json()["type"] == "urn:ed-fi:api:not-found"
 
@@ -81,8 +88,8 @@ async def test_metadata_lists_every_key_and_follows_updates_and_deletes(
     client: httpx.AsyncClient, api_store: Store
 ):
     assert (await client.get(f"{BASE}/metadata")).json()["keys"] == {}
-    etag_k = (await put(client, "app.k", blob("a"))).json()["etag"]
-    await put(client, "app.j", blob("j", OTHER))
+    etag_k = (await create(client, "app.k", blob("a"))).json()["etag"]
+    etag_j = (await create(client, "app.j", blob("j", OTHER))).json()["etag"]
     first = (await client.get(f"{BASE}/metadata")).json()
     assert set(first["keys"]) == {"app.j", "app.k"}
     assert first["keys"]["app.k"]["etag"] == etag_k
@@ -90,8 +97,8 @@ async def test_metadata_lists_every_key_and_follows_updates_and_deletes(
     parsed = TierMetadata.from_json(first)
     assert first["root_hash"] == parsed.root_hash
     assert first["updated_at"] == T1
-    await put(client, "app.k", blob("b"))
-    await client.delete(f"{BASE}/blobs/app.j")
+    await put(client, "app.k", blob("b"), **{"If-Match": etag_k})
+    await client.delete(f"{BASE}/blobs/app.j", headers={"If-Match": etag_j})
     second = (await client.get(f"{BASE}/metadata")).json()
     assert set(second["keys"]) == {"app.k"}
     assert second["keys"]["app.k"]["hash"] == canonical_hash(blob("b"))
@@ -108,10 +115,10 @@ async def test_metadata_lists_every_key_and_follows_updates_and_deletes(
 async def test_metadata_survives_a_purged_change_feed(
     client: httpx.AsyncClient, api_store: Store, clock: ManualClock
 ):
-    await put(client, "app.k", blob("a"))
+    etag = (await create(client, "app.k", blob("a"))).json()["etag"]
     assert set((await client.get(f"{BASE}/metadata")).json()["keys"]) == {"app.k"}
-    await put(client, "app.j", blob("j", OTHER))
-    await client.delete(f"{BASE}/blobs/app.k")
+    await create(client, "app.j", blob("j", OTHER))
+    await client.delete(f"{BASE}/blobs/app.k", headers={"If-Match": etag})
     clock.advance(3600)
     assert await api_store.purge_changes(clock.now() + timedelta(seconds=1)) > 0
     after = (await client.get(f"{BASE}/metadata")).json()
@@ -119,7 +126,7 @@ async def test_metadata_survives_a_purged_change_feed(
 
 
 async def test_namespaces_are_separate(client: httpx.AsyncClient):
-    await put(client, "app.k", blob())
+    await create(client, "app.k", blob())
     other = await client.get("/sync/v1/ns2/metadata")
     assert other.json()["keys"] == {}
     assert (await client.get("/sync/v1/ns2/blobs/app.k")).status_code == 404
@@ -144,17 +151,21 @@ async def test_bad_keys_and_namespaces_are_rejected(
 
 
 async def test_bad_bodies_get_clear_problems_and_store_nothing(client: httpx.AsyncClient):
-    malformed = await client.put(f"{BASE}/blobs/app.k", content=b'{"Note": ')
+    malformed = await client.put(
+        f"{BASE}/blobs/app.k", content=b'{"Note": ', headers={"If-None-Match": "*"}
+    )
     assert malformed.status_code == 400
     assert malformed.json()["type"] == "urn:ed-fi:api:bad-request:malformed-body"
-    invalid = await put(client, "app.k", {"Note": {"not-an-id": {}}})
+    invalid = await create(client, "app.k", {"Note": {"not-an-id": {}}})
     assert invalid.status_code == 400
     assert invalid.json()["type"] == "urn:ed-fi:api:bad-request:data-validation-failed"
     assert "$.Note.not-an-id" in invalid.json()["validationErrors"]
-    empty = await put(client, "app.k", {})
+    empty = await create(client, "app.k", {})
     assert empty.status_code == 400
     not_json = await client.put(
-        f"{BASE}/blobs/app.k", content=b"x", headers={"Content-Type": "text/plain"}
+        f"{BASE}/blobs/app.k",
+        content=b"x",
+        headers={"Content-Type": "text/plain", "If-None-Match": "*"},
     )
     assert not_json.status_code == 415
     assert (await client.get(f"{BASE}/metadata")).json()["keys"] == {}
@@ -162,7 +173,7 @@ async def test_bad_bodies_get_clear_problems_and_store_nothing(client: httpx.Asy
 
 async def test_an_oversized_body_is_413(client: httpx.AsyncClient, settings: ServerSettings):
     huge = blob("x" * (settings.max_body_bytes + 1))
-    response = await put(client, "app.k", huge)
+    response = await create(client, "app.k", huge)
     assert response.status_code == 413
     assert response.json()["type"] == "urn:ed-fi:api:bad-request:payload-too-large"
 
@@ -174,7 +185,7 @@ async def test_sync_routes_sit_behind_the_servers_access_control(api_store: Stor
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as http:
         assert (await http.get(f"{BASE}/metadata")).status_code == 401
-        assert (await put(http, "app.k", blob())).status_code == 401
+        assert (await create(http, "app.k", blob())).status_code == 401
         basic = base64.b64encode(b"device:s3cret").decode()
         token = (
             await http.post(
@@ -184,5 +195,63 @@ async def test_sync_routes_sit_behind_the_servers_access_control(api_store: Stor
             )
         ).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
-        assert (await put(http, "app.k", blob(), **auth)).status_code == 201
+        assert (await create(http, "app.k", blob(), **auth)).status_code == 201
         assert set((await http.get(f"{BASE}/metadata", headers=auth)).json()["keys"]) == {"app.k"}
+
+
+def stamped(stamp: object, entity_id: str = ID) -> dict:
+    return {"Note": {entity_id: {"id": entity_id, "title": "t", "updated_at": stamp}}}
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "message"),
+    [
+        (stamped("9999-12-31T23:59:59.999999Z"), f"$.Note.{ID}.updated_at", "check the writing"),
+        (stamped("2025-03-01T14:00:00Z"), f"$.Note.{ID}.updated_at", "later than"),
+        (stamped("not a time"), f"$.Note.{ID}.updated_at", "not an ISO-8601 date-time"),
+        (stamped(20240101), f"$.Note.{ID}.updated_at", "not an ISO-8601 date-time"),
+        (
+            {"deleted": {"Note": {ID: "9999-12-31T23:59:59.999999Z"}}},
+            f"$.deleted.Note.{ID}",
+            "later than",
+        ),
+    ],
+)
+async def test_a_stamp_that_is_not_a_time_or_beyond_the_clock_skew_is_400(
+    client: httpx.AsyncClient, body: dict, path: str, message: str
+):
+    # The server clock is 2025-03-01T12:00Z; the default skew allows one hour ahead.
+    response = await create(client, "app.k", body)
+    assert response.status_code == 400, response.text
+    problem = response.json()
+    assert problem["type"] == "urn:ed-fi:api:bad-request:data-validation-failed"
+    assert "clock" in problem["detail"]
+    assert any(message in text for text in problem["validationErrors"][path])
+    assert (await client.get(f"{BASE}/metadata")).json()["keys"] == {}
+
+
+async def test_stamps_up_to_the_configured_skew_are_accepted(api_store: Store):
+    app = create_app(api_store, ServerSettings(sync_max_clock_skew=60))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as http:
+        inside = await create(http, "app.a", stamped("2025-03-01T12:00:59.999999Z"))
+        assert inside.status_code == 201, inside.text
+        beyond = await create(http, "app.b", stamped("2025-03-01T12:01:00.000001Z"))
+        assert beyond.status_code == 400
+        assert "at most 60 s ahead" in beyond.json()["detail"]
+
+
+async def test_unconditional_sync_writes_are_428_and_change_nothing(client: httpx.AsyncClient):
+    created = await put(client, "app.k", blob("a"))
+    assert created.status_code == 428
+    problem = created.json()
+    assert problem["type"] == "urn:ed-fi:api:precondition-required"
+    assert "If-None-Match: *" in problem["detail"] and "If-Match" in problem["detail"]
+    etag = (await create(client, "app.k", blob("a"))).json()["etag"]
+    overwrite = await put(client, "app.k", blob("b"), **{"If-Match": "  "})
+    assert overwrite.status_code == 428
+    deleted = await client.delete(f"{BASE}/blobs/app.k")
+    assert deleted.status_code == 428
+    got = await client.get(f"{BASE}/blobs/app.k")
+    assert got.json() == blob("a") and got.headers["etag"] == etag

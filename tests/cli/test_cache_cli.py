@@ -1,3 +1,4 @@
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from tests.schemas.builders import (
 )
 from tests.support import require_data
 from tidemark.cli import app
+from tidemark.core import content_hash
 
 from .schema_cli_support import config_fixture, runner_fixture  # noqa: F401  (fixtures)
 
@@ -160,3 +162,80 @@ def test_import_of_a_missing_file_is_a_clear_error(runner, config, tmp_path):
         app, ["cache", "import", str(tmp_path / "absent.zip"), "-c", str(config)]
     )
     assert result.exit_code == 1 and "error:" in result.stderr
+
+
+def _archive_with(tmp_path, members: dict[str, bytes], entries: list[dict]) -> Path:
+    manifest = json.dumps(
+        {
+            "format": "tidemark-schema-cache",
+            "version": 1,
+            "created": "2025-01-01T00:00:00Z",
+            "entries": entries,
+        }
+    ).encode()
+    path = tmp_path / "crafted.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", manifest)
+        archive.writestr("manifest.sha256", hashlib.sha256(manifest).hexdigest())
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_import_refuses_members_that_expand_beyond_the_configured_cap(runner, config, tmp_path):
+    # Three schemas of 9 MB each in an archive of a few hundred KB (a zip bomb in miniature).
+    members, entries = {}, []
+    for n in range(3):
+        url = f"http://example.org/StructureDefinition/Big{n}"
+        data = json.dumps({"url": url, "pad": "a" * (9 * 1024 * 1024)}).encode()
+        name = f"schemas/{content_hash(url)}.json"
+        members[name] = data
+        entries.append(
+            {
+                "key": url,
+                "file": name,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "metadata": {
+                    "canonical_url": url,
+                    "source_hash": "0" * 32,
+                    "size_bytes": 100,
+                    "conversion_time": "2025-01-01T00:00:00Z",
+                },
+            }
+        )
+    crafted = _archive_with(tmp_path, members, entries)
+    assert crafted.stat().st_size < 1024 * 1024
+    result = runner.invoke(app, ["cache", "import", str(crafted), "-c", str(config)])
+    assert result.exit_code == 1
+    assert "larger than the limit of 8 MB per file ([storage] max_import_schema_mb)" in " ".join(
+        result.stderr.split()
+    )
+    assert _listed(runner, config) == []
+
+
+def test_convert_reconverts_schemas_imported_without_a_content_hash(
+    runner, converted, profiles_dir, tmp_path
+):
+    # An archive from before content hashes were recorded, edited on the way: imported as it
+    # stands (checksums match), then repaired by the next conversion of its package.
+    archive = tmp_path / "backup.zip"
+    runner.invoke(app, ["cache", "export", str(archive), "-c", str(converted)])
+    with zipfile.ZipFile(archive) as source:
+        members = {info.filename: source.read(info) for info in source.infolist()}
+    manifest = json.loads(members.pop("manifest.json"))
+    members.pop("manifest.sha256")
+    for entry in manifest["entries"]:
+        entry["metadata"].pop("schema_hash")
+        if entry["key"].startswith(f"{EXAMPLE}/NamedPatient"):
+            gutted = {**json.loads(members[entry["file"]]), "elements": {}}
+            members[entry["file"]] = json.dumps(gutted).encode()
+            entry["sha256"] = hashlib.sha256(members[entry["file"]]).hexdigest()
+    crafted = _archive_with(tmp_path, members, manifest["entries"])
+    runner.invoke(app, ["cache", "clear", "-c", str(converted)])
+    imported = runner.invoke(app, ["cache", "import", str(crafted), "-c", str(converted)])
+    assert imported.exit_code == 0, imported.output
+    assert "signature not checked" in imported.stdout
+    again = runner.invoke(app, ["schemas", "convert", str(profiles_dir), "-c", str(converted)])
+    assert again.exit_code == 0, again.output
+    row = next(line for line in again.stdout.splitlines() if "example.profiles" in line)
+    assert row.split("│")[3].strip() == "2"  # both converted again: neither had a content hash

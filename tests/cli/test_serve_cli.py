@@ -14,7 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import PG_ADMIN_DSN, free_port, tidemark_command, wait_until
+from tests.support import (
+    PG_ADMIN_DSN,
+    ServerProcess,
+    free_port,
+    require_data,
+    tidemark_command,
+    wait_until,
+)
 
 
 def serve(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -235,3 +242,39 @@ def test_with_workers_the_serving_line_comes_once_a_worker_serves(
         pass
     assert "workers=2" in line
     assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+
+
+def test_a_database_of_another_model_is_refused_with_exit_code_4(tmp_path: Path, store_url: str):
+    import asyncio
+
+    from tests.store import samples
+    from tidemark.store import open_store
+
+    async def write_a_school() -> None:
+        store = await open_store(store_url)  # the bundled sample model
+        await store.upsert("schools", samples.school(1))
+        await store.close()
+
+    asyncio.run(write_a_school())
+    ds51 = str(require_data("edfi/ds-5.1-api-schema.json"))
+    port = str(free_port())
+    refused = serve("--port", port, "--db", store_url, "--api-schema", ds51, cwd=tmp_path)
+    assert refused.returncode == 4
+    line = one_line(refused.stderr)
+    assert line.startswith("error: this database holds documents of Ed-Fi 5.1.0 from tidemark")
+    assert "--migrate-model" in line
+    # Started deliberately, it serves the new model from then on.
+    with ServerProcess(
+        "--db", store_url, "--api-schema", ds51, "--migrate-model", cwd=tmp_path
+    ) as server:
+        discovery = httpx.get(server.base_url + "/metadata/openapi.json", timeout=30).json()
+        assert "/ed-fi/studentSchoolAssociations" in " ".join(discovery["paths"])
+    again = subprocess.run(
+        [*tidemark_command(), "serve", "--port", port, "--db", store_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert again.returncode == 4  # the sample model is now the foreign one

@@ -1,10 +1,12 @@
 """`tidemark sync metadata` and `tidemark sync run`: thin shells over the sync library."""
 
 import asyncio
+import subprocess
 
 import orjson
 from typer.testing import CliRunner
 
+from tests.support import tidemark_command
 from tidemark.cli import app
 from tidemark.sync import FolderTier, SqliteTier, new_id
 
@@ -44,3 +46,21 @@ def test_cli_reports_a_missing_source_clearly(tmp_path):
     result = CliRunner().invoke(app, ["sync", "metadata", str(tmp_path / "nope.db")])
     assert result.exit_code == 2
     assert "no such file or folder" in result.stderr
+
+
+def test_metadata_is_read_only_and_names_the_corrupt_files_it_skips(tmp_path):
+    _seed(FolderTier(tmp_path))
+    (tmp_path / "app.torn.json").write_bytes(b'{"Note": ')
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = subprocess.run(
+        [*tidemark_command(), "sync", "metadata", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(orjson.loads(result.stdout)["keys"]) == {"app.k"}
+    assert str(tmp_path / "app.torn.json") in result.stderr  # named, and left where it was
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # no index written, nothing moved to .quarantine

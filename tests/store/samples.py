@@ -25,7 +25,7 @@ def session(
 ) -> dict[str, Any]:
     return {
         "schoolReference": {"schoolId": school_id},
-        "schoolYear": year,
+        "schoolYearTypeReference": {"schoolYear": year},
         "sessionName": name,
         "beginDate": f"{year - 1}-08-20",
         "endDate": f"{year - 1}-12-20",

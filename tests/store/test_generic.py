@@ -55,17 +55,17 @@ async def test_bad_collection_and_id_are_refused(store: Store):
 async def test_timestamp_horizon_is_never_after_now_and_later_writes_are_stamped_after_it(
     store: Store, clock: ManualClock
 ):
-    horizon = store.timestamp_horizon()
+    horizon = await store.timestamp_horizon()
     assert horizon <= clock.now()
     # A write within the same millisecond as a horizon handed out is stamped after it, so a
     # poller passing the horizon back with ``gt`` sees that write once, in its next poll.
     doc = (await store.put("fhir:Patient", "p", {"resourceType": "Patient"})).document
     assert doc.content_last_modified_at > horizon
-    assert store.timestamp_horizon() >= doc.content_last_modified_at
+    assert await store.timestamp_horizon() >= doc.content_last_modified_at
     later = (await store.put("fhir:Patient", "q", {"resourceType": "Patient"})).document
     assert later.content_last_modified_at > doc.content_last_modified_at
     clock.advance(1)
-    assert store.timestamp_horizon() >= later.content_last_modified_at
+    assert await store.timestamp_horizon() >= later.content_last_modified_at
 
 
 async def test_timestamp_horizon_stays_below_a_write_in_flight(store: Store, clock: ManualClock):
@@ -85,8 +85,8 @@ async def test_timestamp_horizon_stays_below_a_write_in_flight(store: Store, clo
     pending = asyncio.ensure_future(store.put("fhir:Patient", "p", {"resourceType": "Patient"}))
     assert await asyncio.to_thread(entered.wait, 5)
     clock.advance(5)
-    in_flight_horizon = store.timestamp_horizon()
+    in_flight_horizon = await store.timestamp_horizon()
     release.set()
     doc = (await pending).document
     assert in_flight_horizon < doc.content_last_modified_at
-    assert store.timestamp_horizon() >= doc.content_last_modified_at
+    assert await store.timestamp_horizon() >= doc.content_last_modified_at

@@ -24,7 +24,7 @@ from .helpers import count, tombstones
 async def test_schema_errors_list_every_problem_with_its_path(store: Store):
     body = {
         "schoolReference": {"schoolId": "one"},
-        "schoolYear": 2025,
+        "schoolYearTypeReference": {"schoolYear": 2025},
         "beginDate": "2024-13-01",
         "extra": True,
     }

@@ -111,3 +111,44 @@ def test_purge_removes_only_tombstones_older_than_the_horizon():
     assert removed == 1
     assert purged == {**live("a", T1), "deleted": {"Note": {young: T3}}}
     assert blob["deleted"]["Note"][old] == T1  # the input is untouched
+
+
+FUTURE = "9999-12-31T23:59:59.999999Z"
+HORIZON = "2024-01-01T01:00:00.000000Z"  # the local clock plus the allowed skew
+
+
+def test_a_version_stamped_beyond_the_skew_never_wins_and_is_reported():
+    result = both_orders(live("poison", FUTURE, 2), live("edit", T2, 2), not_after=HORIZON)
+    assert result.blob == live("edit", T2, 2)
+    [quarantined] = result.quarantined
+    assert (quarantined.entity_id, quarantined.stamp, quarantined.fault) == (ID, FUTURE, "ahead")
+    assert quarantined.version["title"] == "poison"  # reported whole: nothing lost silently
+    forward = merge_blobs(live("poison", FUTURE), live("edit", T2), not_after=HORIZON)
+    assert forward.changed_a and not forward.changed_b  # the side holding it is rewritten
+    assert forward.quarantined[0].side == "a"
+
+
+def test_a_quarantined_version_without_a_rival_leaves_both_sides():
+    result = merge_blobs(live("poison", FUTURE), None, not_after=HORIZON)
+    assert result.blob == {}
+    assert result.changed_a and not result.changed_b
+    assert [q.fault for q in result.quarantined] == ["ahead"]
+
+
+def test_stamps_that_are_not_times_are_quarantined_but_missing_ones_are_not():
+    garbage = merge_blobs(live("x", "yesterday"), live("y", T1), not_after=HORIZON)
+    assert garbage.blob == live("y", T1)
+    assert [(q.stamp, q.fault) for q in garbage.quarantined] == [("yesterday", "invalid")]
+    unstamped = {"Note": {ID: {"id": ID, "title": "old data"}}}
+    kept = merge_blobs(unstamped, None, not_after=HORIZON)
+    assert kept.blob == unstamped and kept.quarantined == ()
+
+
+def test_a_tombstone_beyond_the_skew_is_quarantined_too():
+    result = both_orders(dead(FUTURE), live("kept", T1), not_after=HORIZON)
+    assert result.blob == live("kept", T1)
+    assert result.quarantined[0].version == FUTURE
+
+
+def test_without_a_horizon_the_merge_is_unchanged():
+    assert merge_blobs(live("poison", FUTURE), live("edit", T2)).blob == live("poison", FUTURE)

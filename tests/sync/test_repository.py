@@ -3,7 +3,12 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from tidemark.core import DataValidationError, ManualClock, ParameterValidationError
+from tidemark.core import (
+    MAX_JSON_DEPTH,
+    DataValidationError,
+    ManualClock,
+    ParameterValidationError,
+)
 from tidemark.sync import (
     DataOrchestrator,
     DateKeyStrategy,
@@ -167,6 +172,16 @@ async def test_observe_all_emits_the_matching_list_on_each_change_that_alters_it
             await asyncio.wait_for(anext(stream), 0.05)
 
 
+async def test_an_entity_too_deep_to_sync_is_refused_at_save(orchestrator):
+    notes = orchestrator.repo("Note")
+    deep: object = "leaf"
+    for _ in range(MAX_JSON_DEPTH - 2):
+        deep = [deep]
+    assert await notes.save({"title": "fits", "x": deep[0]})  # type: ignore[index]
+    with pytest.raises(DataValidationError, match="too deeply"):
+        await notes.save({"title": "too deep", "x": deep})
+
+
 async def test_observers_see_changes_that_arrive_by_sync(clock):
     local = MemoryStore("local")
     device = await DataOrchestrator.load(prefix="app", local=local, clock=clock, start=False)
@@ -180,7 +195,7 @@ async def test_observers_see_changes_that_arrive_by_sync(clock):
         blob["Note"][entity_id] = {
             **blob["Note"][entity_id],
             "title": "remote",
-            "updated_at": "2030-01-01T00:00:00.000000Z",
+            "updated_at": "2024-05-01T12:00:30.000000Z",  # a later device, within the skew
         }
         await local.store("app.global", blob)
         await device.flush()

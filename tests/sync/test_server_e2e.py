@@ -103,6 +103,25 @@ async def test_the_cloud_tier_speaks_to_a_real_server(server: Serve, namespace: 
     await cloud.close()
 
 
+async def test_unconditional_writes_reach_a_server_that_demands_preconditions(
+    server: Serve, namespace: str
+):
+    # The server answers 428 to a write without If-Match / If-None-Match; the cloud tier sends
+    # the precondition of the version it knows of and, when another client changed the key
+    # meanwhile, learns the new version and writes again.
+    one, two = CloudTier(server.url, namespace), CloudTier(server.url, namespace)
+    assert await one.store("app.k", blob("a"))
+    assert await two.store("app.k", blob("b"))
+    assert await one.store("app.k", blob("c"))  # its ETag is stale: 412, then a retry
+    assert await two.load("app.k") == blob("c")
+    assert await two.clear("app.k")
+    assert await one.load("app.k") is None
+    assert await one.clear("app.k")  # absent already: nothing to do
+    assert one.counters["preconditions_failed"] >= 1
+    await one.close()
+    await two.close()
+
+
 async def test_two_devices_sync_through_a_real_server(
     server: Serve, namespace: str, tmp_path: Path
 ):

@@ -1,10 +1,12 @@
+import logging
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tidemark.core import CorruptDataError, DataValidationError, canonical_hash
+from tidemark.core import ConfigurationError, CorruptDataError, DataValidationError, canonical_hash
 from tidemark.sync import ABSENT, BlobTier, FolderTier, MemoryStore, SqliteTier, StoreTier, new_id
 
 ID = new_id("k")
@@ -223,4 +225,71 @@ async def test_folder_ignores_files_that_are_not_keys(tmp_path):
     (tmp_path / "bad..key.json").write_text("{}")
     (tmp_path / "sub").mkdir()
     assert set(await tier.metadata()) == set()
+    await tier.close()
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+async def test_a_quarantine_warning_names_the_file_and_where_it_went(tmp_path, caplog):
+    tier = FolderTier(tmp_path)
+    (tmp_path / "app.k.json").write_bytes(b'{"Note": ')
+    with caplog.at_level(logging.WARNING, logger="tidemark.sync"):
+        assert await tier.load("app.k") is None
+    [moved] = list((tmp_path / ".quarantine").iterdir())
+    [message] = [r.getMessage() for r in caplog.records if "quarantined" in r.getMessage()]
+    assert str(tmp_path / "app.k.json") in message and str(moved) in message
+    await tier.close()
+
+
+async def test_a_read_only_folder_changes_nothing_and_names_corrupt_files(tmp_path, caplog):
+    writer = FolderTier(tmp_path)
+    await writer.store("app.j", blob("j"))
+    await writer.close()
+    (tmp_path / ".tidemark-index.json").unlink(missing_ok=True)
+    (tmp_path / "app.k.json").write_bytes(b'{"Note": ')
+    (tmp_path / "app.deep.json").write_bytes(b'{"Note":' + b"[" * 70 + b"]" * 70 + b"}")
+    before = _snapshot(tmp_path)
+    reader = FolderTier(tmp_path, read_only=True)
+    with caplog.at_level(logging.WARNING, logger="tidemark.sync"):
+        assert set(await reader.metadata()) == {"app.j"}
+        assert await reader.load("app.k") is None
+    with pytest.raises(ConfigurationError, match="read-only"):
+        await reader.store("app.x", blob())
+    await reader.close()
+    assert _snapshot(tmp_path) == before  # no index, no quarantine, nothing moved
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert str(tmp_path / "app.k.json") in messages
+    assert str(tmp_path / "app.deep.json") in messages and "levels deep" in messages
+
+
+async def test_a_read_only_sqlite_tier_writes_nothing(tmp_path):
+    path = tmp_path / "local.db"
+    writer = SqliteTier(path)
+    await writer.store("app.k", blob())
+    await writer.close()
+    before = path.read_bytes()
+    reader = SqliteTier(path, read_only=True)
+    assert set(await reader.metadata()) == {"app.k"}
+    assert await reader.load("app.k") == blob()
+    with pytest.raises(ConfigurationError, match="read-only"):
+        await reader.store("app.x", blob())
+    await reader.close()
+    assert path.read_bytes() == before
+    with pytest.raises(ConfigurationError, match="not a sync tier"):
+        empty = tmp_path / "empty.db"
+        sqlite3.connect(empty).close()
+        await SqliteTier(empty, read_only=True).metadata()
+
+
+async def test_a_blob_file_nested_too_deeply_is_quarantined(tmp_path):
+    tier = FolderTier(tmp_path)
+    deep = blob()
+    deep["Note"][ID]["x"] = orjson.Fragment(b"[" * 70 + b"]" * 70)
+    (tmp_path / "app.k.json").write_bytes(orjson.dumps(deep))
+    assert await tier.load("app.k") is None
+    assert tier.counters["corrupt_quarantined"] == 1
     await tier.close()

@@ -16,7 +16,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tidemark import __version__
 from tidemark.core import (
     SYSTEM_CLOCK,
     Clock,
@@ -28,8 +27,9 @@ from tidemark.core import (
 from tidemark.schemas import SchemaStore, StorageSettings, load_packages
 from tidemark.store import Store, open_store
 
-from . import _edfi, _fhir, _sync
-from ._auth import BearerAuthMiddleware, TokenIssuer, token_endpoint
+from . import _discovery, _edfi, _fhir, _fhir_bundle, _fhir_validate, _fhir_writes, _sync
+from ._auth import BearerAuthMiddleware, TokenIssuer, token_endpoint, token_info_endpoint
+from ._fhir_model import FHIR_JSON, error_outcome
 from ._metrics import metrics_endpoint, record_request, record_store_count, route_templates
 from ._openapi import openapi_document
 from ._responses import FastJSONResponse, correlation_id, problem
@@ -39,27 +39,6 @@ log = get_logger("api")
 access_log = get_logger("access")
 
 RouteGroup = Callable[[], Sequence[BaseRoute]]
-
-
-async def discovery(request: Request) -> Response:
-    """``GET /``: version, data models and the URLs of the APIs."""
-    store: Store = request.app.state.store
-    base = str(request.base_url).rstrip("/")
-    return FastJSONResponse(
-        {
-            "version": __version__,
-            "applicationName": "tidemark",
-            "dataModels": [
-                {"name": name, "version": version}
-                for name, version in sorted(store.model.projects.items())
-            ],
-            "urls": {
-                "dataManagementApi": f"{base}/data/",
-                "openApiMetadata": f"{base}/metadata/openapi.json",
-                "changeQueries": f"{base}/changeQueries/v1/",
-            },
-        }
-    )
 
 
 async def health(request: Request) -> Response:
@@ -97,7 +76,7 @@ async def _retention_loop(store: Store, settings: ServerSettings) -> None:
                 log.info("retention pass", rows=removed)
         except TidemarkError as error:
             log.warning("retention pass failed; retrying", error=error.detail)
-        await asyncio.sleep(settings.retention_interval)
+        await asyncio.sleep(settings.retention_pass_interval)
 
 
 async def openapi(request: Request) -> Response:
@@ -153,12 +132,20 @@ class RequestObserver:
             )
 
 
+def _error(request: Request, error: TidemarkError) -> Response:
+    """An error answer: an OperationOutcome under ``/fhir``, problem+json elsewhere."""
+    path = request.url.path
+    if path == "/fhir" or path.startswith("/fhir/"):
+        return FastJSONResponse(error_outcome(error), error.status, media_type=FHIR_JSON)
+    return problem(request, error)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return problem(request, NotFoundError("The specified data could not be found."))
+        return _error(request, NotFoundError("The specified data could not be found."))
     if exc.status_code == 405:
-        return problem(
+        return _error(
             request, MethodNotAllowedError(f"The method {request.method} is not allowed here.")
         )
     return Response(status_code=exc.status_code, content=exc.detail)
@@ -166,7 +153,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _tidemark_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TidemarkError)
-    return problem(request, exc)
+    return _error(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -179,7 +166,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     error = TidemarkError(
         "An unexpected error occurred; quote the correlationId when reporting it."
     )
-    return problem(request, error)
+    return _error(request, error)
 
 
 def create_app(
@@ -213,7 +200,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = None
         if getattr(app.state, "store", None) is None:
-            owned = await open_store(settings.db, model=settings.api_schema)
+            owned = await open_store(
+                settings.db, model=settings.api_schema, migrate_model=settings.migrate_model
+            )
             attach(owned)
         owned_schemas = None
         if schema_store is None and settings.fhir_packages:
@@ -235,16 +224,21 @@ def create_app(
                 await owned.close()
 
     routes: list[BaseRoute] = [
-        Route("/", discovery, methods=["GET"], name="discovery"),
+        *_discovery.routes(),
         Route("/metadata/openapi.json", openapi, methods=["GET"], name="openapi"),
         Route("/health", health, methods=["GET"], name="health"),
         Route("/metrics", metrics_endpoint, methods=["GET"], name="metrics"),
         Route("/oauth/token", token_endpoint, methods=["POST"], name="oauth_token"),
+        Route("/oauth/token_info", token_info_endpoint, methods=["POST"], name="oauth_token_info"),
     ]
     for group in extra_routes:
         routes.extend(group())
     routes.extend(_sync.routes())
     routes.extend(_edfi.routes())
+    # before the facade's catch-all routes for the same paths
+    routes.extend(_fhir_writes.routes())
+    routes.extend(_fhir_bundle.routes())
+    routes.extend(_fhir_validate.routes())
     routes.extend(_fhir.routes())
     handlers: dict[Any, Any] = {
         HTTPException: _http_error,
@@ -257,6 +251,7 @@ def create_app(
     app.add_middleware(RequestObserver, templates=route_templates(routes))
     app.state.settings = settings
     app.state.token_issuer = issuer
+    app.state.edfi_openapi = {}
     app.state.store = None
     if store is not None:
         attach(store)

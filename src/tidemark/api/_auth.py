@@ -19,7 +19,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tidemark.core import (
+    MAX_JSON_DEPTH,
     SYSTEM_CLOCK,
+    BadRequestError,
     Clock,
     ConfigurationError,
     UnauthorizedError,
@@ -28,12 +30,16 @@ from tidemark.core import (
     parse_json,
 )
 
+from ._fhir_model import FHIR_JSON, error_outcome
 from ._responses import FastJSONResponse, problem
 
 log = get_logger("auth")
 
-#: Paths anyone may call: discovery, the API description, health, metrics and the token endpoint.
-OPEN_PATHS = frozenset({"/", "/metadata/openapi.json", "/health", "/metrics", "/oauth/token"})
+#: Paths anyone may call: discovery, the FHIR CapabilityStatement, health, metrics and the token
+#: endpoint.
+OPEN_PATHS = frozenset({"/", "/metadata", "/fhir/metadata", "/health", "/metrics", "/oauth/token"})
+#: Path prefixes anyone may call: the API descriptions and the dependency order.
+OPEN_PREFIXES = ("/metadata/",)
 
 
 def _b64(data: bytes) -> str:
@@ -78,6 +84,11 @@ class TokenIssuer:
 
     def verify(self, token: str) -> str:
         """The client key of a valid token; raises :class:`UnauthorizedError` otherwise."""
+        return self.inspect(token)[0]
+
+    def inspect(self, token: str) -> tuple[str, int]:
+        """The client key and expiry (Unix seconds) of a valid token; raises
+        :class:`UnauthorizedError` otherwise."""
         body, sep, signature = token.partition(".")
         expected = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
         if not sep or not hmac.compare_digest(expected, signature):
@@ -91,7 +102,7 @@ class TokenIssuer:
             raise UnauthorizedError("The access token's client is no longer configured.")
         if self.clock.now().timestamp() >= expires:
             raise UnauthorizedError("The access token has expired; request a new one.")
-        return key
+        return key, int(expires)
 
 
 def _oauth_error(
@@ -124,7 +135,7 @@ async def token_endpoint(request: Request) -> Response:
     grant = None
     if content_type == "application/json":
         try:
-            parsed = parse_json(raw) if raw else {}
+            parsed = parse_json(raw, max_depth=MAX_JSON_DEPTH) if raw else {}
         except ValueError:
             parsed = {}
         grant = parsed.get("grant_type") if isinstance(parsed, dict) else None
@@ -141,15 +152,80 @@ async def token_endpoint(request: Request) -> Response:
     )
 
 
+async def token_info_endpoint(request: Request) -> Response:
+    """``POST /oauth/token_info`` (form or JSON field ``token``): what the token grants, as
+    ODS/API answers (RFC 7662 introspection of the caller's own token).
+
+    Every tidemark client may read and write every resource, so ``resources`` lists them all
+    with every operation. A token other than the caller's bearer token is a 400.
+    """
+    issuer: TokenIssuer = request.app.state.token_issuer
+    raw = (await request.body())[:8192]
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    token: object = None
+    if content_type == "application/json":
+        try:
+            parsed = parse_json(raw) if raw else {}
+        except ValueError:
+            parsed = {}
+        token = parsed.get("token") if isinstance(parsed, dict) else None
+    else:
+        tokens = parse_qs(raw.decode("utf-8", "replace")).get("token") or []
+        token = tokens[0] if tokens else None
+    if not isinstance(token, str) or not token:
+        return problem(
+            request,
+            BadRequestError("An invalid token was provided", errors=["The token was not present."]),
+        )
+    if not issuer.enabled:
+        return FastJSONResponse({"active": False})
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(bearer.strip(), token):
+        return problem(
+            request,
+            BadRequestError(
+                "The authentication token and the token to inspect must match.",
+                errors=["The authentication token (header) and the token in the body must match."],
+            ),
+        )
+    key, expires = issuer.inspect(token)
+    model = request.app.state.store.model
+    resources = sorted(f"/{spec.project_endpoint}/{spec.endpoint}" for spec in model)
+    return FastJSONResponse(
+        {
+            "active": True,
+            "client_id": key,
+            "scope": "",
+            "exp": expires,
+            "namespace_prefixes": [],
+            "education_organizations": [],
+            "assigned_profiles": [],
+            "claim_set": {"name": "tidemark (all resources)"},
+            "resources": [
+                {"resource": path, "operations": ["Create", "Read", "Update", "Delete"]}
+                for path in resources
+            ],
+            "services": [],
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 class BearerAuthMiddleware:
-    """Requires a valid bearer token on every path but :data:`OPEN_PATHS` when clients exist."""
+    """Requires a valid bearer token on every path but :data:`OPEN_PATHS` and
+    :data:`OPEN_PREFIXES` when clients exist."""
 
     def __init__(self, app: ASGIApp, issuer: TokenIssuer) -> None:
         self.app = app
         self.issuer = issuer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.issuer.enabled or scope["path"] in OPEN_PATHS:
+        if (
+            scope["type"] != "http"
+            or not self.issuer.enabled
+            or scope["path"] in OPEN_PATHS
+            or scope["path"].startswith(OPEN_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -161,7 +237,15 @@ class BearerAuthMiddleware:
             scope.setdefault("state", {})["client_key"] = self.issuer.verify(token.strip())
         except UnauthorizedError as error:
             challenge = 'Bearer realm="tidemark", error="invalid_token"'
-            response = problem(request, error, headers={"WWW-Authenticate": challenge})
+            headers = {"WWW-Authenticate": challenge}
+            response: Response
+            if scope["path"] == "/fhir" or scope["path"].startswith("/fhir/"):
+                # FHIR clients read errors as OperationOutcomes, this one included.
+                response = FastJSONResponse(
+                    error_outcome(error), status_code=401, media_type=FHIR_JSON, headers=headers
+                )
+            else:
+                response = problem(request, error, headers=headers)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -1,13 +1,14 @@
-"""Ed-Fi data API routes: ``/data/{project}/{endpoint}[/{id}[/history]]``."""
+"""Ed-Fi data API routes, in the ODS/API layout ``/data/v3/{project}/{endpoint}…`` and the Data
+Management Service layout ``/data/{project}/{endpoint}…``."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
-import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from tidemark.core import (
     get_logger,
     iso_utc,
 )
-from tidemark.store import Page, ResourceSpec, StoredDocument
+from tidemark.store import Cursor, Page, ResourceSpec, StoredDocument
 
 from ._responses import FastJSONResponse, app_settings, app_store, problem, read_json_body
 from ._settings import ServerSettings
@@ -32,12 +33,18 @@ log = get_logger("api")
 Handler = Callable[[Request], Awaitable[Response]]
 
 PAGING_PARAMETERS = ("limit", "offset", "totalCount")
+CURSOR_PARAMETERS = ("pageToken", "pageSize")
 WINDOW_PARAMETERS = ("minChangeVersion", "maxChangeVersion")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Where the data routes live: the ODS/API layout first (``/data/v3/ed-fi/…`` would otherwise
+#: read as project ``v3``), then the Data Management Service layout.
+DATA_ROOTS = ("/data/v3", "/data")
+#: The header that carries the token of the next page of a cursor walk (ODS/API 7.3).
+NEXT_PAGE_HEADER = "Next-Page-Token"
+#: How many partitions ``/partitions`` may be asked for (as ODS/API).
+MAX_PARTITIONS = 200
 #: Numbers the databases can compare (64-bit signed integers).
 MAX_INTEGER = 2**63 - 1
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
-_TIME = re.compile(r"^\d{2}:\d{2}:\d{2}$")
 
 
 def edfi_errors(handler: Handler) -> Handler:
@@ -68,13 +75,81 @@ def etag_header(document: StoredDocument) -> dict[str, str]:
     return {"ETag": document.etag.header()}
 
 
+def data_root(request: Request) -> str:
+    """The data root of the request's layout: ``/data/v3`` (ODS/API) or ``/data`` (DMS)."""
+    root: str = request.scope.get("tidemark.data_root", "/data")
+    return root
+
+
+def item_location(request: Request, spec: ResourceSpec, id: str) -> str:
+    """The absolute URL of a document, in the layout of the request."""
+    base = str(request.base_url).rstrip("/")
+    return f"{base}{data_root(request)}/{spec.project_endpoint}/{spec.endpoint}/{id}"
+
+
+def single_parameters(request: Request, errors: list[str]) -> dict[str, str]:
+    """The query parameters, each once; a repeated one appends an Ed-Fi message to ``errors``."""
+    values: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name in values:
+            message = f"The query parameter '{name}' must be given only once."
+            if message not in errors:
+                errors.append(message)
+            continue
+        values[name] = value
+    return values
+
+
+def reject_parameters(params: Mapping[str, str], known: tuple[str, ...], errors: list[str]) -> None:
+    """Append one Ed-Fi message to ``errors`` per parameter of ``params`` not in ``known``."""
+    errors.extend(
+        f"The query parameter '{name}' is not supported here."
+        for name in params
+        if name not in known
+    )
+
+
+def encode_page_token(cursor: Cursor) -> str:
+    """The opaque ``pageToken`` of a cursor: base64url (unpadded) of ``first,last`` storage keys
+    as ODS/API writes it, or ``cv:first,last`` change versions for a change-version walk."""
+    prefix = "cv:" if cursor.order == "change" else ""
+    text = f"{prefix}{cursor.after + 1},{cursor.through}"
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def decode_page_token(token: str, errors: list[str]) -> Cursor | None:
+    """The cursor of a ``pageToken``; ``None`` (and an Ed-Fi message) when it is not one of ours."""
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    order, _, bounds = text.rpartition(":") if text.startswith("cv:") else ("", "", text)
+    first, _, last = bounds.partition(",")
+    if _DIGITS.match(first) and _DIGITS.match(last) and int(first) <= int(last) <= MAX_INTEGER:
+        return Cursor("change" if order == "cv" else "key", int(first) - 1, int(last))
+    errors.append("The page token provided was invalid.")
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Paging:
-    """Validated ``limit`` / ``offset`` / ``totalCount``."""
+    """Validated paging: ``limit`` / ``offset`` / ``totalCount``, or a cursor walk's page
+    (``walk`` true; ``cursor`` ``None`` for its first page, which takes ``limit``)."""
 
     limit: int
     offset: int
     total_count: bool
+    walk: bool = False
+    cursor: Cursor | None = None
+
+
+def _page_number(raw: str, name: str, settings: ServerSettings, errors: list[str]) -> int:
+    if _DIGITS.match(raw) and int(raw) <= settings.max_page_size:
+        return int(raw)
+    errors.append(
+        f"{name} must be omitted or set to a numeric value between 0 and {settings.max_page_size}."
+    )
+    return settings.default_page_size
 
 
 def parse_paging(params: Mapping[str, str], settings: ServerSettings, errors: list[str]) -> Paging:
@@ -83,13 +158,7 @@ def parse_paging(params: Mapping[str, str], settings: ServerSettings, errors: li
     offset = 0
     total_count = False
     if "limit" in params:
-        raw = params["limit"]
-        if _DIGITS.match(raw) and 0 <= int(raw) <= settings.max_page_size:
-            limit = int(raw)
-        else:
-            errors.append(
-                f"Limit must be omitted or set to a numeric value between 0 and {settings.max_page_size}."
-            )
+        limit = _page_number(params["limit"], "Limit", settings, errors)
     if "offset" in params:
         raw = params["offset"]
         if _DIGITS.match(raw) and int(raw) <= MAX_INTEGER:
@@ -103,6 +172,41 @@ def parse_paging(params: Mapping[str, str], settings: ServerSettings, errors: li
         else:
             errors.append("TotalCount must be a boolean value.")
     return Paging(limit, offset, total_count)
+
+
+def parse_collection_paging(
+    params: Mapping[str, str], settings: ServerSettings, errors: list[str]
+) -> Paging:
+    """Paging of a collection GET, as ODS/API 7.3 reads it: ``offset`` pages by offset; a
+    ``pageToken`` (with ``pageSize``) continues a cursor walk; neither starts one."""
+    paging = parse_paging(params, settings, errors)
+    token = params.get("pageToken")
+    if token is None:
+        if "pageSize" in params:
+            errors.append(
+                "Use limit instead of pageSize when using limit/offset paging."
+                if "offset" in params
+                else "PageToken is required when pageSize is specified."
+            )
+        if "offset" in params:
+            return paging
+        return Paging(paging.limit, 0, paging.total_count, walk=True)
+    if "offset" in params:
+        errors.append(
+            "Both offset and pageToken parameters were provided, but they support alternative "
+            "paging approaches and cannot be used together."
+        )
+    if "limit" in params and "pageSize" not in params:
+        errors.append("Use pageSize instead of limit when using cursor paging with pageToken.")
+    if paging.total_count:
+        errors.append(
+            "Total count cannot be determined while using cursor paging (when pageToken is "
+            "specified)."
+        )
+    size = settings.default_page_size
+    if "pageSize" in params:
+        size = _page_number(params["pageSize"], "PageSize", settings, errors)
+    return Paging(size, 0, False, walk=True, cursor=decode_page_token(token, errors))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,44 +242,12 @@ def parse_window(params: Mapping[str, str], errors: list[str]) -> Window:
     return Window(low, high)
 
 
-def _query_value(name: str, kind: str, raw: str, errors: list[str]) -> Any:
-    if kind == "number":
-        try:
-            number: int | float = int(raw)
-        except ValueError:
-            try:
-                number = float(raw)
-            except ValueError:
-                number = float("nan")
-        if math.isnan(number) or abs(number) > MAX_INTEGER:  # NaN, infinities and huge values
-            errors.append(f"The value '{raw[:40]}' is not valid for {name}: a number is required.")
-            return None
-        return number
-    if kind == "boolean":
-        if raw.lower() in ("true", "false"):
-            return raw.lower() == "true"
-        errors.append(f"The value '{raw}' is not valid for {name}: true or false is required.")
-        return None
-    if kind == "date":
-        try:
-            if not _DATE.match(raw):
-                raise ValueError(raw)
-            date.fromisoformat(raw)
-        except ValueError:
-            errors.append(
-                f"The value '{raw}' is not valid for {name}: a date (YYYY-MM-DD) is required."
-            )
-            return None
-    if kind == "time" and not _TIME.match(raw):
-        errors.append(f"The value '{raw}' is not valid for {name}: a time (HH:MM:SS) is required.")
-        return None
-    return raw
-
-
 def parse_query_fields(
     spec: ResourceSpec, params: Mapping[str, str], known: tuple[str, ...], errors: list[str]
 ) -> dict[str, Any]:
-    """Map query parameters to JSON-path filters; unknown parameters are errors."""
+    """Map query parameters to query-field filters, each value coerced to the type the
+    ApiSchema gives the field's paths (``schoolYear=2025`` is the integer 2025); unknown
+    parameters and values that cannot be coerced are errors, one message each."""
     where: dict[str, Any] = {}
     for name, raw in params.items():
         if name in known:
@@ -184,9 +256,10 @@ def parse_query_fields(
         if field is None:
             errors.append(f"The query parameter '{name}' is not supported by /{spec.endpoint}.")
             continue
-        value = _query_value(name, field.type, raw, errors)
-        if value is not None:
-            where[field.paths[0].text] = value
+        try:
+            where[name] = field.coerce(raw)
+        except ValueError as exc:
+            errors.append(f"The value '{raw[:40]}' is not valid for {name}: {exc}.")
     return where
 
 
@@ -200,16 +273,30 @@ def _raise_parameter_errors(errors: list[str]) -> None:
 @edfi_errors
 async def list_or_create(request: Request) -> Response:
     spec = resolve_resource(request)
-    if request.method == "POST":
-        return await _create(request, spec)
     settings = app_settings(request)
     errors: list[str] = []
-    params = request.query_params
-    paging = parse_paging(params, settings, errors)
+    params = single_parameters(request, errors)
+    if request.method == "POST":
+        reject_parameters(params, (), errors)
+        _raise_parameter_errors(errors)
+        return await _create(request, spec)
+    paging = parse_collection_paging(params, settings, errors)
     window = parse_window(params, errors)
-    where = parse_query_fields(spec, params, PAGING_PARAMETERS + WINDOW_PARAMETERS, errors)
+    known = PAGING_PARAMETERS + CURSOR_PARAMETERS + WINDOW_PARAMETERS
+    where = parse_query_fields(spec, params, known, errors)
     _raise_parameter_errors(errors)
     store = app_store(request)
+    if paging.walk:
+        walked = await store.walk(
+            spec.collection,
+            cursor=paging.cursor,
+            limit=paging.limit,
+            where=where,
+            min_version=window.low,
+            max_version=window.high,
+            total_count=paging.total_count,
+        )
+        return _page_response(walked, [d.representation() for d in walked.items])
     if window.requested:
         page = await store.changes(
             spec.collection,
@@ -237,12 +324,7 @@ async def _create(request: Request, spec: ResourceSpec) -> Response:
         spec, body, if_none_match=request.headers.get("if-none-match")
     )
     document = outcome.document
-    location = str(
-        request.url_for(
-            "edfi_item", project=spec.project_endpoint, endpoint=spec.endpoint, id=document.id
-        )
-    )
-    headers = {**etag_header(document), "Location": location}
+    headers = {**etag_header(document), "Location": item_location(request, spec, document.id)}
     log.info(
         "upsert",
         resource=spec.endpoint,
@@ -254,10 +336,17 @@ async def _create(request: Request, spec: ResourceSpec) -> Response:
     return Response(status_code=201 if outcome.created else 200, headers=headers)
 
 
+def _no_parameters(request: Request) -> None:
+    errors: list[str] = []
+    reject_parameters(single_parameters(request, errors), (), errors)
+    _raise_parameter_errors(errors)
+
+
 @edfi_errors
 async def item(request: Request) -> Response:
     spec = resolve_resource(request)
     id = request.path_params["id"]
+    _no_parameters(request)
     store = app_store(request)
     if request.method in ("GET", "HEAD"):
         document = await store.get(spec.collection, id)
@@ -292,6 +381,7 @@ async def item(request: Request) -> Response:
 async def item_history(request: Request) -> Response:
     spec = resolve_resource(request)
     id = request.path_params["id"]
+    _no_parameters(request)
     store = app_store(request)
     entries = await store.history(spec.collection, id)
     if not entries and await store.get(spec.collection, id) is None:
@@ -319,22 +409,44 @@ async def item_history(request: Request) -> Response:
 
 def _feed_parameters(request: Request) -> tuple[Paging, Window]:
     errors: list[str] = []
-    params = request.query_params
+    params = single_parameters(request, errors)
     paging = parse_paging(params, app_settings(request), errors)
     window = parse_window(params, errors)
-    known = PAGING_PARAMETERS + WINDOW_PARAMETERS
-    errors.extend(
-        f"The query parameter '{name}' is not supported here."
-        for name in params
-        if name not in known
-    )
+    reject_parameters(params, PAGING_PARAMETERS + WINDOW_PARAMETERS, errors)
     _raise_parameter_errors(errors)
     return paging, window
 
 
 def _page_response(page: Page[Any], rows: list[Any]) -> Response:
-    headers = {"Total-Count": str(page.total)} if page.total is not None else None
-    return FastJSONResponse(rows, headers=headers)
+    headers: dict[str, str] = {}
+    if page.total is not None:
+        headers["Total-Count"] = str(page.total)
+    if page.next is not None:
+        headers[NEXT_PAGE_HEADER] = encode_page_token(page.next)
+    return FastJSONResponse(rows, headers=headers or None)
+
+
+@edfi_errors
+async def partitions(request: Request) -> Response:
+    """``GET …/{endpoint}/partitions?number=N``: page tokens that split the (filtered) collection
+    into up to N ranges of about equal size, for walking them in parallel (ODS/API 7.3)."""
+    spec = resolve_resource(request)
+    errors: list[str] = []
+    params = single_parameters(request, errors)
+    number = 1
+    if "number" in params:
+        raw = params["number"]
+        if _DIGITS.match(raw) and 1 <= int(raw) <= MAX_PARTITIONS:
+            number = int(raw)
+        else:
+            errors.append(f"Number of partitions must be between 1 and {MAX_PARTITIONS}.")
+    window = parse_window(params, errors)
+    where = parse_query_fields(spec, params, ("number", *WINDOW_PARAMETERS), errors)
+    _raise_parameter_errors(errors)
+    cursors = await app_store(request).partitions(
+        spec.collection, number, where=where, min_version=window.low, max_version=window.high
+    )
+    return FastJSONResponse({"pageTokens": [encode_page_token(c) for c in cursors]})
 
 
 @edfi_errors
@@ -382,46 +494,50 @@ async def item_key_changes(request: Request) -> Response:
 
 @edfi_errors
 async def available_change_versions(request: Request) -> Response:
+    _no_parameters(request)
     versions = await app_store(request).available_change_versions()
     return FastJSONResponse(
         {"oldestChangeVersion": versions.oldest, "newestChangeVersion": versions.newest}
     )
 
 
+def _in_layout(handler: Handler, root: str) -> Handler:
+    # Marks the request with its data root, so that locations and tokens follow its layout.
+    @functools.wraps(handler)
+    async def handle(request: Request) -> Response:
+        request.scope["tidemark.data_root"] = root
+        return await handler(request)
+
+    return handle
+
+
 def routes() -> list[BaseRoute]:
-    """The Ed-Fi data API routes (mounted by :func:`tidemark.api.create_app`)."""
-    return [
+    """The Ed-Fi data API routes, in both layouts (mounted by :func:`tidemark.api.create_app`)."""
+    table: list[BaseRoute] = [
         Route(
             "/changeQueries/v1/availableChangeVersions",
             available_change_versions,
             methods=["GET"],
             name="available_change_versions",
-        ),
-        Route(
-            "/data/{project}/{endpoint}/deletes", item_deletes, methods=["GET"], name="edfi_deletes"
-        ),
-        Route(
-            "/data/{project}/{endpoint}/keyChanges",
-            item_key_changes,
-            methods=["GET"],
-            name="edfi_key_changes",
-        ),
-        Route(
-            "/data/{project}/{endpoint}",
-            list_or_create,
-            methods=["GET", "POST"],
-            name="edfi_collection",
-        ),
-        Route(
-            "/data/{project}/{endpoint}/{id}/history",
-            item_history,
-            methods=["GET"],
-            name="edfi_history",
-        ),
-        Route(
-            "/data/{project}/{endpoint}/{id}",
-            item,
-            methods=["GET", "PUT", "DELETE"],
-            name="edfi_item",
-        ),
+        )
     ]
+    pieces: list[tuple[str, Handler, list[str], str]] = [
+        ("/deletes", item_deletes, ["GET"], "edfi_deletes"),
+        ("/keyChanges", item_key_changes, ["GET"], "edfi_key_changes"),
+        ("/partitions", partitions, ["GET"], "edfi_partitions"),
+        ("", list_or_create, ["GET", "POST"], "edfi_collection"),
+        ("/{id}/history", item_history, ["GET"], "edfi_history"),
+        ("/{id}", item, ["GET", "PUT", "DELETE"], "edfi_item"),
+    ]
+    for root in DATA_ROOTS:
+        suffix = "_v3" if root == "/data/v3" else ""
+        table.extend(
+            Route(
+                f"{root}/{{project}}/{{endpoint}}{tail}",
+                _in_layout(handler, root),
+                methods=methods,
+                name=name + suffix,
+            )
+            for tail, handler, methods, name in pieces
+        )
+    return table

@@ -18,7 +18,7 @@ import inspect
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, quote
 
@@ -47,6 +47,7 @@ from tidemark.core import (
 from tidemark.fhir.search import SearchParameterSet, SearchQuery, parse_search
 from tidemark.store import HistoryEntry, Store, StoredDocument
 
+from ._fhir_criteria import parse_criteria
 from ._fhir_model import (
     FHIR_JSON,
     ID_PATTERN,
@@ -62,7 +63,7 @@ from ._fhir_model import (
     representation,
     stored_body,
 )
-from ._fhir_search import find, included, parse_date_range, search_parameters, shape
+from ._fhir_search import DateRange, find, included, parse_date_range, search_parameters, shape
 from ._responses import app_settings, app_store, read_json_body
 
 log = get_logger("fhir")
@@ -317,7 +318,7 @@ async def metadata(request: Request) -> Response:
 @fhir_errors
 async def type_level(request: Request) -> Response:
     """``GET /fhir/{type}`` (search) and ``POST /fhir/{type}`` (create with a server id)."""
-    _allow(request, "GET", "HEAD", "POST")
+    _allow(request, "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
     resource_type = _type(request)
     _media_type(request)
     if request.method == "POST":
@@ -358,7 +359,7 @@ async def type_history(request: Request) -> Response:
 @fhir_errors
 async def instance(request: Request) -> Response:
     """``/fhir/{type}/{id}``: read (GET/HEAD), update or create (PUT), delete (DELETE)."""
-    _allow(request, "GET", "HEAD", "PUT", "DELETE")
+    _allow(request, "GET", "HEAD", "PUT", "PATCH", "DELETE")
     resource_type = _type(request)
     id = _id(request)
     _media_type(request)
@@ -412,10 +413,19 @@ async def _create(request: Request, resource_type: str) -> Response:
     )
     store = app_store(request)
     condition = request.headers.get("if-none-exist")
-    if condition:
-        existing = await _conditional_match(request, resource_type, condition)
-        if existing is not None:
-            return _write_response(request, resource_type, existing, created=False)
+    query = criteria_query(request)
+    if condition is not None and query:
+        raise BadRequestError(
+            "Give conditional-create criteria once: in If-None-Exist or in the query, not both."
+        )
+    if condition is not None or query:
+        # Criteria in the query of a POST are a conditional create too (as fhirpy's
+        # get_or_create sends them); without any, a POST always creates.
+        what = "If-None-Exist" if condition is not None else f"POST {resource_type}?…"
+        criteria = parse_criteria(condition if condition is not None else query, what)
+        matches = await find_matches(request, resource_type, criteria, what)
+        if matches:
+            return _write_response(request, resource_type, matches[0], created=False)
     id = str(uuid.uuid4())
     body = stored_body(resource)
     await _validate(request, {**resource, "id": id})
@@ -424,19 +434,27 @@ async def _create(request: Request, resource_type: str) -> Response:
     return _write_response(request, resource_type, outcome.document, created=True)
 
 
-async def _conditional_match(
-    request: Request, resource_type: str, condition: str
-) -> StoredDocument | None:
-    query = condition.strip()
-    if "?" in query:
-        query = query.split("?", 1)[1]
-    items = parse_qsl(query, keep_blank_values=True)
-    documents, total = await conditional_matches(request, resource_type, items)
+def criteria_query(request: Request) -> str:
+    """The raw query of ``request`` without the format parameters, as conditional criteria."""
+    parts = request.url.query.split("&") if request.url.query else []
+    return "&".join(p for p in parts if p.split("=", 1)[0] not in ("_format", "_pretty"))
+
+
+async def find_matches(
+    request: Request, resource_type: str, criteria: Sequence[tuple[str, str]], what: str
+) -> list[StoredDocument]:
+    """The resource that conditional ``criteria`` select: an empty list or a list of one.
+
+    Raises 400 for criteria the search does not understand (never lenient) and 412 when more
+    than one resource matches.
+    """
+    documents, total = await conditional_matches(request, resource_type, criteria)
     if total > 1:
         raise PreconditionFailedError(
-            f"If-None-Exist matched {total} resources; it must match at most one."
+            f"{what} matched {total} {resource_type} resources; it must match at most one.",
+            data={"issue_code": "multiple-matches"},
         )
-    return documents[0] if documents else None
+    return documents[:1]
 
 
 async def conditional_matches(
@@ -457,14 +475,35 @@ async def _update(request: Request, resource_type: str, id: str) -> Response:
     resource = check_resource(
         await _read_resource(request), resource_type, id, require_id_match=True
     )
+    if "id" not in resource:
+        raise BadRequestError(
+            f'The resource has no id; a PUT to {resource_type}/{id} needs "id": "{id}" '
+            "in the body (FHIR update).",
+        )
+    return await put_resource(
+        request,
+        resource_type,
+        id,
+        resource,
+        if_match=request.headers.get("if-match"),
+        if_none_match=request.headers.get("if-none-match"),
+    )
+
+
+async def put_resource(
+    request: Request,
+    resource_type: str,
+    id: str,
+    resource: dict[str, Any],
+    *,
+    if_match: str | None,
+    if_none_match: str | None = None,
+) -> Response:
+    """Validate and store ``resource`` as ``resource_type/id``; the update response."""
     body = stored_body(resource)
     await _validate(request, {**resource, "id": id})
     outcome = await app_store(request).put(
-        collection_of(resource_type),
-        id,
-        body,
-        if_match=request.headers.get("if-match"),
-        if_none_match=request.headers.get("if-none-match"),
+        collection_of(resource_type), id, body, if_match=if_match, if_none_match=if_none_match
     )
     document = outcome.document
     log.info(
@@ -479,9 +518,15 @@ async def _update(request: Request, resource_type: str, id: str) -> Response:
 
 
 async def _delete(request: Request, resource_type: str, id: str) -> Response:
+    return await delete_resource(request, resource_type, id, request.headers.get("if-match"))
+
+
+async def delete_resource(
+    request: Request, resource_type: str, id: str, if_match: str | None
+) -> Response:
+    """Delete ``resource_type/id`` (idempotent: deleting a deleted resource is a 204)."""
     store = app_store(request)
     collection = collection_of(resource_type)
-    if_match = request.headers.get("if-match")
     try:
         tombstone = await store.delete(collection, id, if_match=if_match)
     except NotFoundError:
@@ -538,7 +583,11 @@ async def _search(
     parameters = fhir_parameters(request)
     # Taken before the query: every write stamped at or before it is visible to the query, so a
     # client polling with _lastUpdated=gt<this> misses nothing.
-    server_time = store.timestamp_horizon()
+    server_time = await store.timestamp_horizon()
+    if any(op == "ge" for op, _moment in query.modified):
+        # A poll (a _lastUpdated lower bound) answers as of server_time: a write stamped after
+        # it (in flight when it was taken) comes in the next poll, so each comes exactly once.
+        query.modified.append(("lt", server_time + timedelta(milliseconds=1)))
     result = await find(store, parameters, query)
     base = _base(request)
     entries: list[dict[str, Any]] = [
@@ -600,25 +649,27 @@ async def _history(request: Request, resource_type: str, id: str) -> Response:
     collection = collection_of(resource_type)
     settings = app_settings(request)
     params = request.query_params
-    unknown = sorted(set(params.keys()) - {"_count", "_offset", "_since", "_format", "_pretty"})
+    known = {"_count", "_offset", "_since", "_at", "_format", "_pretty"}
+    unknown = sorted(set(params.keys()) - known)
     if unknown:
         raise BadRequestError(f"Unknown history parameter(s): {', '.join(unknown)}.")
+    repeated = sorted(name for name in known if len(params.getlist(name)) > 1)
+    if repeated:
+        raise BadRequestError(f"History parameter(s) given more than once: {', '.join(repeated)}.")
     count = _int_param(params.get("_count"), settings.default_page_size, "_count")
     count = min(count, settings.max_page_size)
     offset = _int_param(params.get("_offset"), 0, "_offset")
-    since = None
-    if params.get("_since"):
-        try:
-            since = parse_date_range(params["_since"].replace(" ", "+")).start
-        except ValueError as exc:
-            raise BadRequestError(f"Invalid _since: {exc}.") from exc
+    since = _history_time(params.get("_since"), "_since")
+    at = _history_time(params.get("_at"), "_at")
     current = await store.get(collection, id)
     entries = await store.history(collection, id)
     if current is None and not entries:
         raise NotFoundError(f"{resource_type}/{id} does not exist.")
     versions = _versions(current, entries)
     if since is not None:
-        versions = [v for v in versions if v["at"] >= since]
+        versions = [v for v in versions if v["at"] >= since.start]
+    if at is not None:
+        versions = _current_during(versions, at.start, at.end)
     total = len(versions)
     base = _base(request)
     bundle_entries = [
@@ -626,19 +677,56 @@ async def _history(request: Request, resource_type: str, id: str) -> Response:
         for version in versions[offset : offset + count]
     ]
     url = f"{base}/{resource_type}/{id}/_history"
-    links = [{"relation": "self", "url": f"{url}?_count={count}&_offset={offset}"}]
+    # Every filter travels in the paging links, so following "next" keeps the same selection.
+    kept = [(name, params[name]) for name in ("_since", "_at") if params.get(name)]
+
+    def link(relation: str, page_offset: int) -> dict[str, str]:
+        query = [*kept, ("_count", str(count)), ("_offset", str(page_offset))]
+        return {"relation": relation, "url": f"{url}?{_query_string(query)}"}
+
+    links = [link("self", offset)]
     if count and offset + count < total:
-        links.append({"relation": "next", "url": f"{url}?_count={count}&_offset={offset + count}"})
-    bundle = {
+        links.append(link("next", offset + count))
+    if count and offset > 0:
+        links.append(link("previous", max(0, offset - count)))
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
-        "meta": {"lastUpdated": instant(store.timestamp_horizon())},
+        "meta": {"lastUpdated": instant(await store.timestamp_horizon())},
         "type": "history",
         "total": total,
         "link": links,
-        "entry": bundle_entries,
     }
+    if bundle_entries:
+        bundle["entry"] = bundle_entries
     return _respond(request, bundle)
+
+
+def _history_time(raw: str | None, name: str) -> DateRange | None:
+    if not raw:
+        return None
+    try:
+        # A '+' of an unencoded offset arrives as a space; no date value contains one.
+        return parse_date_range(raw.replace(" ", "+"))
+    except ValueError as exc:
+        raise BadRequestError(f"Invalid {name}: {exc}.") from exc
+
+
+def _current_during(
+    versions: Sequence[dict[str, Any]], start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """The live versions that were current at some moment of ``[start, end)`` (``_at``).
+
+    ``versions`` is newest first: each version is current from its own time until the time of
+    the version before it in the list (a deletion ends the one after it).
+    """
+    kept: list[dict[str, Any]] = []
+    until: datetime | None = None
+    for version in versions:
+        if version["body"] is not None and version["at"] < end and (until is None or until > start):
+            kept.append(version)
+        until = version["at"]
+    return kept
 
 
 def _int_param(raw: str | None, default: int, name: str) -> int:

@@ -147,7 +147,37 @@ def check_resource(
         raise BadRequestError(
             f"The id in the body ({resource['id']!r}) does not match the id in the URL ({url_id!r})."
         )
+    empty = empty_member(resource, resource_type)
+    if empty is not None:
+        raise BadRequestError(
+            f"{empty} is empty; FHIR resources leave out members without content "
+            "(no empty arrays, objects or strings, no null members)."
+        )
     return resource
+
+
+def empty_member(value: Any, path: str) -> str | None:
+    """The path of the first member of ``value`` that FHIR JSON forbids: an empty array, object
+    or string, or a ``null`` outside an array (where it pairs with a ``_name`` extension)."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        current, where = stack.pop()
+        if isinstance(current, dict):
+            if not current:
+                return where
+            for key, child in current.items():
+                if child is None or child == "":
+                    return f"{where}.{key}"
+                stack.append((child, f"{where}.{key}"))
+        elif isinstance(current, list):
+            if not current:
+                return where
+            stack.extend(
+                (child, f"{where}[{index}]")
+                for index, child in enumerate(current)
+                if child is not None
+            )
+    return None
 
 
 def operation_outcome(

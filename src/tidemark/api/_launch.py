@@ -80,7 +80,9 @@ def _url_host(host: str) -> str:
 
 async def _check_resources(settings: ServerSettings) -> None:
     """Open and close what the app's lifespan opens, so that a failure is raised here."""
-    store = await open_store(settings.db, model=settings.api_schema)
+    store = await open_store(
+        settings.db, model=settings.api_schema, migrate_model=settings.migrate_model
+    )
     await store.close()
     if settings.fhir_packages:
         schemas = await open_schema_store(settings.fhir_packages)

@@ -1,4 +1,5 @@
-"""An OpenAPI 3.1 document generated from the loaded resource model."""
+"""An OpenAPI 3.1 document of the whole server, generated from the loaded resource model (the
+data routes in the Data Management Service layout; the ODS/API layout ``/data/v3`` is the same)."""
 
 from __future__ import annotations
 
@@ -98,10 +99,19 @@ def _paths_for(spec: ResourceSpec, max_page_size: int) -> dict[str, Any]:
         {"name": "maxChangeVersion", "in": "query", "schema": {"type": "integer", "minimum": 0}},
     ]
     feed_params = list_params + window_params
-    list_params = feed_params + [
+    field_params = [
         {"name": qf.name, "in": "query", "schema": _QUERY_TYPES.get(qf.type, {"type": "string"})}
         for qf in spec.query_fields.values()
     ]
+    cursor_params: list[dict[str, Any]] = [
+        {"name": "pageToken", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "pageSize",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0, "maximum": max_page_size},
+        },
+    ]
+    list_params = feed_params + cursor_params + field_params
     tag = [spec.endpoint]
     return {
         base: {
@@ -113,7 +123,10 @@ def _paths_for(spec: ResourceSpec, max_page_size: int) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "A page of documents",
-                        "headers": {"Total-Count": {"schema": {"type": "integer"}}},
+                        "headers": {
+                            "Total-Count": {"schema": {"type": "integer"}},
+                            "Next-Page-Token": {"schema": {"type": "string"}},
+                        },
                         "content": {
                             "application/json": {
                                 "schema": {"type": "array", "items": representation}
@@ -179,6 +192,29 @@ def _paths_for(spec: ResourceSpec, max_page_size: int) -> dict[str, Any]:
                     "200": {
                         "description": "Deletions",
                         "content": {"application/json": {"schema": {"type": "array"}}},
+                    },
+                    **_problem_responses(400, 401, 404, 410),
+                },
+            }
+        },
+        f"{base}/partitions": {
+            "get": {
+                "operationId": f"get_{name}_partitions",
+                "tags": tag,
+                "summary": f"Page tokens splitting {spec.resource_name} documents for parallel walks",
+                "parameters": [
+                    {
+                        "name": "number",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                    *window_params,
+                    *field_params,
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Page tokens",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
                     },
                     **_problem_responses(400, 401, 404, 410),
                 },

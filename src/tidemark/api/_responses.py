@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tidemark.core import (
+    MAX_JSON_DEPTH,
+    JsonDepthError,
     MalformedBodyError,
     PayloadTooLargeError,
     TidemarkError,
@@ -77,7 +79,9 @@ async def read_json_body(request: Request, limit: int) -> Any:
     """Read and parse a JSON body of at most ``limit`` bytes.
 
     Raises 413 when larger (without reading more than ``limit + 1`` bytes), 415 for a non-JSON
-    content type, 400 for an empty or malformed body.
+    content type, 400 for an empty or malformed body, and 400 for arrays and objects nested
+    more than :data:`~tidemark.core.MAX_JSON_DEPTH` levels deep (measured before parsing, so a
+    deep body costs a linear scan and nothing else). Every route that reads JSON reads it here.
     """
     content_type = (
         request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -100,6 +104,11 @@ async def read_json_body(request: Request, limit: int) -> Any:
     if not raw.strip():
         raise MalformedBodyError("The request body is empty; a JSON object is required.")
     try:
-        return parse_json(raw)
+        return parse_json(raw, max_depth=MAX_JSON_DEPTH)
+    except JsonDepthError:
+        raise MalformedBodyError(
+            f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+            f"the limit is {MAX_JSON_DEPTH}. Send a flatter document."
+        ) from None
     except ValueError as exc:
         raise MalformedBodyError(f"The request body is not valid JSON: {exc}") from exc

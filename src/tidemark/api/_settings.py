@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from tidemark.core import ConfigurationError
+from tidemark.sync import DEFAULT_MAX_CLOCK_SKEW
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -38,9 +39,14 @@ class ServerSettings:
     """How ``tidemark serve`` runs. Defaults are safe: loopback only, SQLite file, sample model.
 
     Durations (``token_lifetime``, ``retain_changes``, ``retention_interval``) are seconds or
-    strings such as ``90d`` / ``1h``; ``retain_changes=None`` keeps every change.
+    strings such as ``90d`` / ``1h``; ``retain_changes=None`` keeps every change. Without a
+    ``retention_interval`` the purge pass runs as often as the retention period (at least every
+    second, at most every minute): see :attr:`retention_pass_interval`.
     ``fhir_packages`` (paths or ``name#version``) turns on FHIRSchema validation of ``/fhir``
-    writes; the schema caches follow the ``[storage]`` settings.
+    writes; the schema caches follow the ``[storage]`` settings. ``sync_max_clock_skew``: how
+    far ahead of the server clock a sync blob's stamps may be (400 beyond). ``migrate_model``:
+    open a database whose recorded Ed-Fi model differs from ``api_schema`` and record the new
+    one (without it the server refuses to start).
     """
 
     host: str = "127.0.0.1"
@@ -54,11 +60,13 @@ class ServerSettings:
     token_secret: str | None = None
     token_lifetime: float = 3600.0
     retain_changes: float | None = None
-    retention_interval: float = 60.0
+    retention_interval: float | None = None
     workers: int = 1
     fhir_packages: list[str] = field(default_factory=list)
     log_json: bool = True
     log_level: str = "INFO"
+    sync_max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW
+    migrate_model: bool = False
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings (raises :class:`ConfigurationError`)."""
@@ -75,8 +83,10 @@ class ServerSettings:
             raise ConfigurationError("default_page_size must be between 1 and max_page_size")
         if self.retain_changes is not None and self.retain_changes <= 0:
             raise ConfigurationError("retain_changes must be a positive duration")
-        if self.retention_interval <= 0:
+        if self.retention_interval is not None and self.retention_interval <= 0:
             raise ConfigurationError("retention_interval must be positive")
+        if self.sync_max_clock_skew <= 0:
+            raise ConfigurationError("sync_max_clock_skew must be a positive duration")
         if self.workers < 1:
             raise ConfigurationError("workers must be at least 1")
         if self.workers > 1 and not self.db.startswith(("postgresql://", "postgres://")):
@@ -84,3 +94,11 @@ class ServerSettings:
                 "--workers needs PostgreSQL: SQLite runs in one server process (use --db postgresql://…)"
             )
         parse_clients(self.clients)
+
+    @property
+    def retention_pass_interval(self) -> float:
+        """Seconds between purge passes: ``retention_interval`` when set, otherwise the retention
+        period bounded to [1 s, 60 s], so a short retention is honoured promptly."""
+        if self.retention_interval is not None:
+            return self.retention_interval
+        return min(max(self.retain_changes or 60.0, 1.0), 60.0)

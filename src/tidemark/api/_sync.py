@@ -4,9 +4,12 @@
 
     GET    /sync/v1/{namespace}/metadata      every key's hash, newest stamp, counts and ETag
     GET    /sync/v1/{namespace}/blobs/{key}   the blob, with its ETag (304 on If-None-Match)
-    PUT    /sync/v1/{namespace}/blobs/{key}   If-Match / If-None-Match; 201 or 200 with the key's
-                                              metadata, 412 when the blob changed meanwhile
-    DELETE /sync/v1/{namespace}/blobs/{key}   If-Match; 204, 404, 412
+    PUT    /sync/v1/{namespace}/blobs/{key}   If-Match / If-None-Match (428 without either); 201
+                                              or 200 with the key's metadata, 412 when the blob
+                                              changed meanwhile, 400 for a malformed blob or a
+                                              stamp that is not a date-time or lies beyond the
+                                              allowed clock skew
+    DELETE /sync/v1/{namespace}/blobs/{key}   If-Match (428 without it); 204, 404, 412
 
 Each key is one document of the generic collection ``sync:<namespace>`` (id: the hash of the
 key; body: the key, the blob and its metadata), so blobs get the store's stamps, ETags, history
@@ -32,13 +35,22 @@ from tidemark.core import (
     GoneError,
     NotFoundError,
     ParameterValidationError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
     canonical_bytes,
     content_hash,
     etag_matches,
     get_logger,
 )
 from tidemark.store import Store, StoredDocument
-from tidemark.sync import KeyMetadata, TierMetadata, validate_blob, validate_key
+from tidemark.sync import (
+    KeyMetadata,
+    TierMetadata,
+    skew_horizon,
+    stamp_problems,
+    validate_blob,
+    validate_key,
+)
 
 from ._responses import FastJSONResponse, app_store, read_json_body
 from ._settings import ServerSettings
@@ -227,10 +239,25 @@ async def get_blob(request: Request) -> Response:
     )
 
 
+def _condition(request: Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    return value if value is not None and value.strip() else None
+
+
+def _require_condition(request: Request, *names: str) -> None:
+    # An unconditional write would overwrite whatever another device stored meanwhile.
+    if all(_condition(request, name) is None for name in names):
+        raise PreconditionRequiredError(
+            "Sync writes must be conditional: send If-None-Match: * to create a key, or "
+            "If-Match with the key's ETag (from the metadata or a GET) to replace or delete it."
+        )
+
+
 async def put_blob(request: Request) -> Response:
     """``PUT /sync/v1/{namespace}/blobs/{key}`` (``If-Match`` / ``If-None-Match``)."""
     collection = collection_of(request.path_params["namespace"])
     key = _key(request)
+    _require_condition(request, "if-match", "if-none-match")
     settings: ServerSettings = request.app.state.settings
     blob = validate_blob(await read_json_body(request, settings.max_body_bytes))
     if not blob:  # normalized: no entities and no tombstones
@@ -238,14 +265,33 @@ async def put_blob(request: Request) -> Response:
             "an empty blob is not stored; DELETE the key instead",
             validation_errors={"$": ["no entities and no tombstones"]},
         )
+    store = app_store(request)
+    problems = stamp_problems(blob, skew_horizon(store.clock, settings.sync_max_clock_skew))
+    if problems:
+        raise DataValidationError(
+            "The blob carries stamps this server does not accept: every updated_at and "
+            f"deleted_at must be a date-time at most {settings.sync_max_clock_skew:g} s ahead of "
+            "the server clock. Fix the writing device's clock, then save the entities again.",
+            validation_errors=problems,
+        )
     meta = KeyMetadata.of(blob)
-    outcome = await app_store(request).put(
-        collection,
-        document_id(key),
-        {"key": key, "blob": blob, "meta": meta.to_json()},
-        if_match=request.headers.get("if-match"),
-        if_none_match=request.headers.get("if-none-match"),
-    )
+    try:
+        outcome = await store.put(
+            collection,
+            document_id(key),
+            {"key": key, "blob": blob, "meta": meta.to_json()},
+            if_match=_condition(request, "if-match"),
+            if_none_match=_condition(request, "if-none-match"),
+        )
+    except DataValidationError as error:
+        # The store names paths in the document that wraps the blob; the client sent the blob.
+        raise DataValidationError(
+            error.detail,
+            validation_errors={
+                path.replace("$.blob", "$", 1): messages
+                for path, messages in error.validation_errors.items()
+            },
+        ) from None
     etag = outcome.document.etag.header()
     log.info(
         "sync blob stored",
@@ -266,12 +312,17 @@ async def delete_blob(request: Request) -> Response:
     """``DELETE /sync/v1/{namespace}/blobs/{key}`` (``If-Match``)."""
     collection = collection_of(request.path_params["namespace"])
     key = _key(request)
+    _require_condition(request, "if-match")
+    store = app_store(request)
     try:
-        await app_store(request).delete(
-            collection, document_id(key), if_match=request.headers.get("if-match")
-        )
+        await store.delete(collection, document_id(key), if_match=_condition(request, "if-match"))
     except NotFoundError:
         raise NotFoundError(f"The key {key!r} does not exist in this namespace.") from None
+    except PreconditionFailedError:
+        # No representation fails any If-Match; the client needs to know the key is gone.
+        if await store.get(collection, document_id(key)) is None:
+            raise NotFoundError(f"The key {key!r} does not exist in this namespace.") from None
+        raise
     log.info("sync blob deleted", collection=collection, key=key)
     return Response(status_code=204)
 

@@ -222,12 +222,19 @@ def export_command(
     file: Path = typer.Argument(..., metavar="FILE", help="The archive to write.", dir_okay=False),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Write the cached schemas and metadata to one checksummed archive."""
+    """Write the cached schemas and metadata to one checksummed archive.
+
+    With [storage] archive_key set the archive is signed (HMAC-SHA256), so an import with the
+    same key detects any edit.
+    """
     quiet_logging()
     with reported_errors():
         summary = asyncio.run(_export(config, file))
+    signed = "signed" if summary.signed else "not signed: no [storage] archive_key"
     out.print(
-        f"exported {summary.entries} schema(s) to {summary.path} ({human_bytes(summary.size_bytes)})"
+        f"exported {summary.entries} schema(s) to {summary.path} "
+        f"({human_bytes(summary.size_bytes)}, {signed})",
+        markup=False,
     )
 
 
@@ -245,15 +252,25 @@ def import_command(
 ) -> None:
     """Verify an archive, then load its schemas into the cache.
 
-    The whole archive is checked first: a damaged or edited one is refused and nothing is
-    imported (exit code 1).
+    The whole archive is checked first, each file counted against [storage]
+    max_import_schema_mb and max_import_total_mb while it is decompressed: a damaged, oversized
+    or edited one is refused and nothing is imported (exit code 1). Edits that recompute every
+    checksum are detected only with [storage] archive_key (the archive must then be signed
+    with the same key).
     """
     quiet_logging()
     with reported_errors():
         summary = asyncio.run(_import(config, file))
+    signature = (
+        "signature verified"
+        if summary.signed
+        else "signature not checked (no [storage] archive_key): checksums detect damage, "
+        "not deliberate edits"
+    )
     out.print(
         f"imported {summary.stored} schema(s) from {summary.path}; "
-        f"{summary.unchanged} already cached unchanged"
+        f"{summary.unchanged} already cached unchanged; {signature}",
+        markup=False,
     )
 
 

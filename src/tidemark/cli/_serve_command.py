@@ -52,6 +52,12 @@ def serve(
         help="FHIR package (.tgz, folder or name#version) that /fhir writes are validated "
         "against (repeatable).",
     ),
+    migrate_model: bool = typer.Option(
+        False,
+        "--migrate-model",
+        help="Open a database written with another Ed-Fi model and record this one as its "
+        "model (documents are not rewritten). Without it such a start-up fails with exit code 4.",
+    ),
     config: Path | None = config_option("server"),
     log_text: bool = log_text_option(),
 ) -> None:
@@ -74,6 +80,7 @@ def serve(
             workers=workers,
             fhir_packages=fhir_package or None,
             log_json=False if log_text else None,
+            migrate_model=migrate_model or None,
         )
         configure_logging(settings.log_level, json=settings.log_json)
         run_server(settings, on_ready=lambda url: _announce(settings, url))

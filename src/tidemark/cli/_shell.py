@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from tidemark.core import (
     ConfigurationError,
+    ModelMismatchError,
     SourceUnavailableError,
     TidemarkError,
     parse_duration,
@@ -33,6 +34,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     USAGE = 2
     UNAVAILABLE = 3
+    INCOMPATIBLE = 4
 
 
 EXIT_CODE_MEANINGS = {
@@ -43,6 +45,8 @@ EXIT_CODE_MEANINGS = {
     "input file that is missing or unreadable",
     ExitCode.UNAVAILABLE: "unavailable: a database, server, folder or port cannot be reached "
     "or used; retrying may succeed",
+    ExitCode.INCOMPATIBLE: "incompatible data: the database holds documents of another Ed-Fi "
+    "model; start with that model, or migrate deliberately (tidemark serve --migrate-model)",
 }
 
 
@@ -58,6 +62,8 @@ def exit_codes_help() -> str:
 
 def exit_code_for(error: BaseException) -> ExitCode:
     """The exit code that an error of this kind means (see :data:`EXIT_CODE_MEANINGS`)."""
+    if isinstance(error, ModelMismatchError):
+        return ExitCode.INCOMPATIBLE
     if isinstance(error, ConfigurationError):
         return ExitCode.USAGE
     if isinstance(error, SourceUnavailableError):

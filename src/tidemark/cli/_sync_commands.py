@@ -20,7 +20,7 @@ TOKEN_OPTION = typer.Option(
 
 
 async def _metadata(spec: str, token: str | None) -> dict[str, Any]:
-    tier = open_tier(spec, token=token, create=False)
+    tier = open_tier(spec, token=token, read_only=True)
     try:
         return (await tier.metadata()).to_json()
     finally:
@@ -42,7 +42,11 @@ def metadata(
     tier: str = typer.Argument(..., metavar="TIER", help=TIER_HELP),
     token: str | None = TOKEN_OPTION,
 ) -> None:
-    """Print a tier's metadata as JSON (per key: hash, stamp, counts)."""
+    """Print a tier's metadata as JSON (per key: hash, stamp, counts).
+
+    Read-only: a local tier is left exactly as it was (no index written, corrupt files only
+    named in a warning, never moved).
+    """
     with reported_errors():
         print_json(asyncio.run(_metadata(tier, token)))
 

@@ -149,6 +149,15 @@ class PreconditionFailedError(TidemarkError):
     title = "Optimistic Lock Failed"
 
 
+class PreconditionRequiredError(TidemarkError):
+    """The route only accepts conditional writes and the request sent neither ``If-Match`` nor
+    ``If-None-Match``."""
+
+    code = "precondition-required"
+    status = 428
+    title = "Precondition Required"
+
+
 class PayloadTooLargeError(TidemarkError):
     """The body exceeds the configured size limit."""
 
@@ -196,3 +205,11 @@ class ConfigurationError(TidemarkError):
     code = "configuration-error"
     status = 500
     title = "Configuration Error"
+
+
+class ModelMismatchError(ConfigurationError):
+    """A database holds documents written under another data model than the one it was opened
+    with; open it with that model, or migrate to the new one deliberately."""
+
+    code = "configuration-error:model-mismatch"
+    title = "Model Mismatch"

@@ -11,8 +11,9 @@
   and plugging into the FHIRSchema validator (:meth:`SchemaStore.resolver`,
   :meth:`SchemaStore.validate`).
 - :class:`StorageSettings`: the ``[storage]`` settings (TOML plus ``TIDEMARK_STORAGE_*``).
-- :func:`export_archive` / :func:`import_archive`: one checksummed file with every schema and
-  its metadata; import refuses a damaged or tampered file.
+- :func:`export_archive` / :func:`import_archive`: one checksummed (with ``archive_key``:
+  signed) file with every schema and its metadata; import refuses a damaged, oversized or
+  naively edited file, and any edit when the archive is signed.
 - :func:`load_packages`: the FHIR packages named by paths or ``name#version`` specs.
 """
 

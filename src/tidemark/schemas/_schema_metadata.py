@@ -33,6 +33,9 @@ class SchemaMetadata:
     cheaper first check) are known when the schema was converted from a package.
     ``memory_bytes`` is the footprint in memory of the parsed schema and this metadata,
     measured once when it was converted; the memory tier's byte limit counts it.
+    ``schema_hash`` is ``content_hash`` of the schema's canonical JSON when it was converted:
+    converting its package again replaces a cached schema that no longer matches it (or that
+    has none: converted before content hashes were recorded).
     """
 
     canonical_url: str
@@ -45,6 +48,7 @@ class SchemaMetadata:
     conversion_seconds: float = 0.0
     source_file_hash: str | None = None
     memory_bytes: int = 0
+    schema_hash: str | None = None
 
     @property
     def key(self) -> str:
@@ -64,6 +68,7 @@ class SchemaMetadata:
             "conversion_seconds": self.conversion_seconds,
             "source_file_hash": self.source_file_hash,
             "memory_bytes": self.memory_bytes,
+            "schema_hash": self.schema_hash,
         }
 
     @classmethod
@@ -88,6 +93,9 @@ class SchemaMetadata:
             memory = data.get("memory_bytes") or 0
             if not isinstance(memory, int):
                 raise TypeError("memory_bytes must be an integer")
+            schema_hash = data.get("schema_hash")
+            if schema_hash is not None and not isinstance(schema_hash, str):
+                raise TypeError("schema_hash must be a string")
             return cls(
                 canonical_url=url,
                 version=version,
@@ -99,6 +107,7 @@ class SchemaMetadata:
                 conversion_seconds=float(seconds),
                 source_file_hash=file_hash if isinstance(file_hash, str) else None,
                 memory_bytes=memory,
+                schema_hash=schema_hash,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptDataError(f"unusable schema metadata: {exc}") from exc

@@ -41,6 +41,7 @@ from tidemark.fhir.schema import (
     ConversionError,
     FHIRSchema,
     SchemaResolver,
+    Terminology,
     ValidationResult,
     Validator,
     convert,
@@ -316,16 +317,29 @@ class SchemaStore:
         *,
         memory_checked: bool = False,
         searched: bool = False,
+        verify_content: bool = False,
     ) -> tuple[FHIRSchema, SchemaMetadata, Outcome] | None:
         """Find ``key`` in the tiers and make sure it matches its source (converting when it
         does not, or when no tier has it). ``searched``: the caller already looked in every
-        tier and found ``cached``."""
+        tier and found ``cached``. ``verify_content``: also convert again when the cached
+        schema no longer has the content hash recorded at its conversion (or has none)."""
         if cached is None and not searched:
             cached = await self.cache.get(key, memory=not memory_checked)
         previous = None if cached is None else await self.storage.unpack(key, cached)
         if source is None:
             return None if previous is None else (previous[0], previous[1], "reused")
         old = None if previous is None else previous[1]
+        if (
+            verify_content
+            and previous is not None
+            and not content_intact(previous[0], previous[1].schema_hash)
+        ):
+            # Edited (or stored before content hashes were recorded): never trusted again.
+            _log.warning(
+                "cached schema does not match its recorded content hash; converting it again",
+                key=key,
+            )
+            old = None
         try:
             fresh = await asyncio.to_thread(self._check_and_convert, old, *source)
         except (ConversionError, CorruptDataError):
@@ -370,6 +384,7 @@ class SchemaStore:
             conversion_seconds=round(seconds, 6),
             source_file_hash=file_hash,
         )
+        metadata = dataclasses.replace(metadata, schema_hash=content_hash(encoded))
         # Measured once here, so that loading it later (from disk) need not walk it again.
         footprint = deep_sizeof(schema) + deep_sizeof(metadata.to_dict())
         return schema, dataclasses.replace(metadata, memory_bytes=footprint), encoded
@@ -439,8 +454,10 @@ class SchemaStore:
     ) -> ConversionReport:
         """Make sure every StructureDefinition of ``package`` is converted and stored.
 
-        Definitions whose schema is already stored with the same source hash are reused, not
-        converted. Failures are reported, not raised. The package joins the sources.
+        Definitions whose schema is already stored with the same source hash, and whose stored
+        content still has the hash recorded at its conversion, are reused, not converted; an
+        edited schema (or one stored without a content hash) is converted again. Failures are
+        reported, not raised. The package joins the sources.
         """
         self._bind_loop()
         self.add_packages(package)
@@ -452,7 +469,9 @@ class SchemaStore:
         for done, (key, entry) in enumerate(zip(keys, entries, strict=True), start=1):
             outcome: Outcome
             try:
-                found = await self._ensure(key, (package, entry), known.get(key), searched=True)
+                found = await self._ensure(
+                    key, (package, entry), known.get(key), searched=True, verify_content=True
+                )
             except (ConversionError, CorruptDataError) as exc:
                 report.failed[key] = str(exc)
                 outcome = "failed"
@@ -621,7 +640,9 @@ class SchemaStore:
         """A validator over this store, rebuilt whenever :attr:`generation` moves on."""
         with self._validator_lock:
             if self._validator is None or self._validator[0] != self.generation:
-                self._validator = (self.generation, Validator(self.resolver()))
+                terminology = Terminology(self.packages.resource)
+                validator = Validator(self.resolver(), terminology=terminology)
+                self._validator = (self.generation, validator)
             return self._validator[1]
 
     async def validate(self, resource: Any, *, profiles: Sequence[str] = ()) -> ValidationResult:
@@ -647,6 +668,12 @@ class SchemaStore:
             await asyncio.to_thread(
                 merge_persisted_stats, self.disk.root, stats.tiers, stats.counters
             )
+
+
+def content_intact(schema: FHIRSchema, schema_hash: object) -> bool:
+    """Whether a schema still has the content hash recorded when it was converted (``False``
+    when none was recorded)."""
+    return isinstance(schema_hash, str) and content_hash(canonical_bytes(schema)) == schema_hash
 
 
 def _matches(

@@ -30,6 +30,10 @@ class StorageSettings:
     * ``write_behind``: disk (and Redis) writes happen in the background; closing the store
       waits for them.
     * ``redis_url`` / ``redis_prefix``: an optional shared tier below the others.
+    * ``archive_key``: signs exported archives (HMAC-SHA256) and makes a valid signature
+      mandatory on import; without it an archive's checksums detect damage, not deliberate
+      edits. ``max_import_schema_mb`` / ``max_import_total_mb``: caps on each schema and on a
+      whole archive, counted while it is decompressed.
     """
 
     strategy: str = "memory-disk"
@@ -42,6 +46,9 @@ class StorageSettings:
     write_behind: bool = True
     redis_url: str | None = None
     redis_prefix: str = "tidemark:schemas:"
+    archive_key: str | None = field(default=None, repr=False)  # a secret: never in logs
+    max_import_schema_mb: float = 8.0
+    max_import_total_mb: float = 512.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -58,6 +65,10 @@ class StorageSettings:
             raise ValueError("max_disk_size_gb must be > 0 (leave it out for no cap)")
         if not self.redis_prefix:
             raise ValueError("redis_prefix must not be empty")
+        if self.max_import_schema_mb <= 0 or self.max_import_total_mb <= 0:
+            raise ValueError("max_import_schema_mb and max_import_total_mb must be > 0")
+        if self.archive_key is not None and len(self.archive_key) < 16:
+            raise ValueError("archive_key must be at least 16 characters")
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: object) -> StorageSettings:

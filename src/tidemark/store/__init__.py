@@ -4,12 +4,29 @@ Ed-Fi resources (natural keys, references, identity cascades) and generic collec
 facade, the sync server) in one store on SQLite or PostgreSQL. Every document carries
 representation stamps (``ContentVersion``/``IdentityVersion`` from one global change-version
 sequence, and their timestamps); every change appends a journal row and keeps the previous
-representation in history; every delete leaves a tombstone; no-op writes allocate nothing.
+representation in history; every delete leaves a tombstone; no-op writes allocate nothing. A
+search index (entries from indexers per collection prefix, written with each document) answers
+query-field filters and searches with index lookups.
 """
 
+from ._index import (
+    AnyOf,
+    Condition,
+    IndexEntry,
+    Indexer,
+    IndexOrder,
+    IndexStatus,
+    KeyContains,
+    KeyEntry,
+    KeyIn,
+    KeyPrefix,
+    Missing,
+    Not,
+    RangeEntry,
+    RangeMatch,
+)
 from ._model import (
     DescriptorReferenceSpec,
-    QueryField,
     ReferenceSpec,
     ResourceModel,
     ResourceSpec,
@@ -18,12 +35,16 @@ from ._model import (
     referential_id,
 )
 from ._paths import JsonPath, parse_path
+from ._query_fields import QueryField
 from ._store import Store, open_store
 from ._types import (
     ChangeVersions,
+    Cursor,
+    DeleteDocument,
     HistoryEntry,
     KeyChange,
     Page,
+    PutDocument,
     StoredDocument,
     Tombstone,
     WriteOutcome,
@@ -31,13 +52,30 @@ from ._types import (
 )
 
 __all__ = [
+    "AnyOf",
     "ChangeVersions",
+    "Condition",
+    "Cursor",
+    "DeleteDocument",
     "DescriptorReferenceSpec",
     "HistoryEntry",
+    "IndexEntry",
+    "IndexOrder",
+    "IndexStatus",
+    "Indexer",
     "JsonPath",
     "KeyChange",
+    "KeyContains",
+    "KeyEntry",
+    "KeyIn",
+    "KeyPrefix",
+    "Missing",
+    "Not",
     "Page",
+    "PutDocument",
     "QueryField",
+    "RangeEntry",
+    "RangeMatch",
     "ReferenceSpec",
     "ResourceModel",
     "ResourceSpec",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -58,6 +59,12 @@ class Transaction(Protocol):
         """The next value of the global change-version sequence (unique, increasing)."""
         ...
 
+    def announce_stamp(self) -> datetime:
+        """This transaction's timestamp from the database's clock, announced first as a floor
+        that :meth:`Engine.stamp_horizon` of every process stays below until it ends (engines
+        with ``shared_clock`` only)."""
+        ...
+
     def json_value(self, column: str, path: Sequence[str]) -> str:
         """SQL for the JSON value at ``path`` inside a JSON text ``column``, comparable with
         :meth:`json_param` values."""
@@ -76,6 +83,8 @@ class Engine(Protocol):
     """A database: runs functions inside transactions on worker threads."""
 
     name: str
+    #: True when the database has a clock every process stamps with (:meth:`stamp_horizon`).
+    shared_clock: bool
 
     async def write(
         self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
@@ -97,6 +106,12 @@ class Engine(Protocol):
     async def newest_safe_version(self) -> int:
         """The largest change version V such that every version <= V is committed or rolled
         back: the newest version a watermark client may safely store."""
+        ...
+
+    async def stamp_horizon(self) -> datetime:
+        """A time T (millisecond precision) such that every write stamped at or before T has
+        committed or rolled back, and every write not yet announced will be stamped after T
+        (engines with ``shared_clock`` only)."""
         ...
 
     async def close(self) -> None: ...

@@ -180,6 +180,61 @@ _POSTGRES_V1 = [
     FOR EACH ROW EXECUTE FUNCTION tidemark_document_changed()""",
 ]
 
-#: (version, statements) in order. Both engines share version numbers and meaning.
-SQLITE_MIGRATIONS: list[tuple[int, list[str]]] = [(1, _SQLITE_V1)]
-POSTGRES_MIGRATIONS: list[tuple[int, list[str]]] = [(1, _POSTGRES_V1)]
+# Version 2: keyset walks (cursor paging) read one collection in storage-key order, a range
+# scan of this index whatever the depth of the page.
+_SQLITE_V2 = ["CREATE INDEX documents_walk ON documents (collection, doc_pk)"]
+_POSTGRES_V2 = ["CREATE INDEX documents_walk ON documents (collection, doc_pk)"]
+
+# Version 3: the search index. Entries are written by the write path in the document's
+# transaction (see _index_sql); a prefix's entries are rebuilt in the background when its
+# indexer's fingerprint (in store_settings) changes.
+_SQLITE_V3 = [
+    """CREATE TABLE index_keys (
+        collection TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        doc_pk INTEGER NOT NULL,
+        PRIMARY KEY (collection, name, key, doc_pk)) WITHOUT ROWID""",
+    "CREATE INDEX index_keys_doc ON index_keys (doc_pk, name, key)",
+    """CREATE TABLE index_ranges (
+        collection TEXT NOT NULL,
+        name TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        low REAL NOT NULL,
+        high REAL NOT NULL,
+        doc_pk INTEGER NOT NULL,
+        PRIMARY KEY (collection, name, unit, low, high, doc_pk)) WITHOUT ROWID""",
+    "CREATE INDEX index_ranges_high ON index_ranges (collection, name, unit, high)",
+    "CREATE INDEX index_ranges_doc ON index_ranges (doc_pk, name)",
+]
+
+_POSTGRES_V3 = [
+    # Keys compare byte-wise (COLLATE "C"), so a prefix is a range of the b-tree.
+    """CREATE TABLE index_keys (
+        collection TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key TEXT COLLATE "C" NOT NULL,
+        doc_pk BIGINT NOT NULL,
+        PRIMARY KEY (collection, name, key, doc_pk))""",
+    "CREATE INDEX index_keys_doc ON index_keys (doc_pk, name, key)",
+    """CREATE TABLE index_ranges (
+        collection TEXT NOT NULL,
+        name TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        low DOUBLE PRECISION NOT NULL,
+        high DOUBLE PRECISION NOT NULL,
+        doc_pk BIGINT NOT NULL,
+        PRIMARY KEY (collection, name, unit, low, high, doc_pk))""",
+    "CREATE INDEX index_ranges_high ON index_ranges (collection, name, unit, high, low, doc_pk)",
+    "CREATE INDEX index_ranges_doc ON index_ranges (doc_pk, name)",
+]
+
+#: (version, statements) in order. Both engines share version numbers and meaning. A store
+#: applies every version it has not applied yet, in this order (not only those above its
+#: highest), so versions added on parallel branches apply whichever lands first.
+SQLITE_MIGRATIONS: list[tuple[int, list[str]]] = [(1, _SQLITE_V1), (2, _SQLITE_V2), (3, _SQLITE_V3)]
+POSTGRES_MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, _POSTGRES_V1),
+    (2, _POSTGRES_V2),
+    (3, _POSTGRES_V3),
+]

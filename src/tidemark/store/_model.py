@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,10 +21,194 @@ from tidemark.core import (
     parse_json,
 )
 
+from ._index import IndexEntry
 from ._paths import MISSING, JsonPath, iter_locations, parse_path
+from ._query_fields import QueryField, query_fields_of
 
 #: Members that a client may send but that the server owns; removed before validation.
 SERVER_MEMBERS = ("id", "_etag", "_lastModifiedDate", "link")
+
+#: The integers the store keeps exactly (and both engines can filter on): signed 64-bit.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: The largest magnitude below which every integer is exact as a double: a number written with
+#: a fraction or exponent (``5.0``, ``1e3``) is taken as an integer only up to this size.
+_EXACT_DOUBLE_INTEGER = 2**53
+
+_Path = tuple[str | int, ...]
+
+
+def _path_text(path: _Path) -> str:
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+
+
+def _is_integer_schema(schema: Mapping[str, Any] | None) -> bool:
+    kind = schema.get("type") if schema is not None else None
+    return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
+
+
+def _child_schema(schema: Mapping[str, Any] | None, member: str | int) -> Mapping[str, Any] | None:
+    if schema is None:
+        return None
+    if isinstance(member, int):
+        items = schema.get("items")
+        return items if isinstance(items, Mapping) else None
+    found = schema.get("properties", {}).get(member)
+    if found is None:
+        extra = schema.get("additionalProperties")
+        found = extra if isinstance(extra, Mapping) else None
+    return found if isinstance(found, Mapping) else None
+
+
+def integer_nodes(schema: Mapping[str, Any]) -> frozenset[int]:
+    """The ids of the nodes of ``schema`` whose subtree declares an ``integer`` (walked once per
+    resource, so a body's walk can skip every member that cannot hold an integer)."""
+    found: set[int] = set()
+    order: list[Mapping[str, Any]] = []
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(
+            child
+            for child in (*node.get("properties", {}).values(), node.get("items"))
+            if isinstance(child, Mapping)
+        )
+        extra = node.get("additionalProperties")
+        if isinstance(extra, Mapping):
+            stack.append(extra)
+    for node in reversed(order):  # children before their parents
+        children = [*node.get("properties", {}).values(), node.get("items")]
+        extra = node.get("additionalProperties")
+        children.append(extra)
+        if _is_integer_schema(node) or any(id(c) in found for c in children if c is not None):
+            found.add(id(node))
+    return frozenset(found)
+
+
+def check_numbers(
+    schema: Mapping[str, Any], body: Any, *, only: frozenset[int] | None = None
+) -> tuple[list[tuple[_Path, int]], dict[str, list[str]]]:
+    """The numbers of ``body`` the store cannot keep exactly, and the integral numbers written
+    with a fraction or exponent where ``schema`` expects an integer.
+
+    Returns ``(replacements, problems)``: ``replacements`` are ``(path, int)`` for values such
+    as ``5.0`` at an ``integer`` location (JSON Schema 2020-12 counts them as integers; they are
+    stored as ``5``, never as a float); ``problems`` map JSON paths to messages for integers
+    outside the signed 64-bit range, and for integral numbers at ``integer`` locations too
+    large to be exact as a double (``1e308``, ``123456789012345678901234567890``). With
+    ``only`` (:func:`integer_nodes`) only members that can hold an integer are visited, and
+    out-of-range integers elsewhere go unnoticed. Iterative, so any depth is safe.
+    """
+    replacements: list[tuple[_Path, int]] = []
+    problems: dict[str, list[str]] = {}
+    stack: list[tuple[Mapping[str, Any] | None, Any, _Path]] = [(schema, body, ())]
+    while stack:
+        node, value, path = stack.pop()
+        if only is not None and (node is None or id(node) not in only):
+            continue
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                problems.setdefault(_path_text(path), []).append(
+                    f"{value} is outside the range of a 64-bit integer "
+                    f"({INT64_MIN} to {INT64_MAX})."
+                )
+        elif isinstance(value, float):
+            if _is_integer_schema(node) and value.is_integer():
+                if abs(value) <= _EXACT_DOUBLE_INTEGER:
+                    replacements.append((path, int(value)))
+                else:
+                    problems.setdefault(_path_text(path), []).append(
+                        f"{value!r} is not an integer this API can store exactly: write integers "
+                        f"without a fraction or exponent, between {INT64_MIN} and {INT64_MAX}."
+                    )
+        elif isinstance(value, dict):
+            for member, child in value.items():
+                stack.append((_child_schema(node, member), child, (*path, member)))
+        elif isinstance(value, list):
+            for index, child in enumerate(value):
+                stack.append((_child_schema(node, index), child, (*path, index)))
+    return replacements, problems
+
+
+# Canonical JSON text that may hold a number the store cannot keep exactly: an integer of 19 or
+# more digits (beyond 64 bits is possible), or a number with a fraction or exponent. A number
+# follows ":", "," or "["; a string that happens to look alike only costs a walk of the body.
+_LONG_INTEGER = re.compile(rb"[:,\[]-?[0-9]{19}")
+_FRACTION = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
+
+
+def _replaced(body: dict[str, Any], replacements: list[tuple[_Path, int]]) -> dict[str, Any]:
+    """A copy of ``body`` with the values at the given paths replaced (containers on those
+    paths are copied, the rest shared)."""
+    result = dict(body)
+    copied: set[_Path] = {()}
+    for path, new in replacements:
+        container: Any = result
+        for depth, step in enumerate(path[:-1]):
+            prefix = path[: depth + 1]
+            child = container[step]
+            if prefix not in copied:
+                child = dict(child) if isinstance(child, dict) else list(child)
+                container[step] = child
+                copied.add(prefix)
+            container = child
+        container[path[-1]] = new
+    return result
+
+
+def nul_problems(body: Any) -> dict[str, list[str]]:
+    """JSON paths of strings (and member names) in ``body`` that contain ``\\u0000``.
+
+    The store refuses them on both engines: PostgreSQL's JSON cannot hold the NUL character, so
+    a stored one would make every filtered read of the collection fail. Iterative.
+    """
+    problems: dict[str, list[str]] = {}
+    stack: list[tuple[Any, _Path]] = [(body, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                problems.setdefault(_path_text(path), []).append(
+                    "The value contains the NUL character (\\u0000), which is not accepted; "
+                    "remove it."
+                )
+        elif isinstance(value, dict):
+            for member, child in value.items():
+                if "\x00" in member:
+                    problems.setdefault(_path_text((*path, member)), []).append(
+                        "The member name contains the NUL character (\\u0000), which is not "
+                        "accepted; remove it."
+                    )
+                stack.append((child, (*path, member)))
+        elif isinstance(value, list):
+            stack.extend((child, (*path, index)) for index, child in enumerate(value))
+    return problems
+
+
+def _canonical_text(body: Any) -> str:
+    """The canonical JSON of ``body``; ``""`` when JSON cannot express it (the validation that
+    follows names the offending value)."""
+    try:
+        return canonical_bytes(body).decode()
+    except TypeError:
+        return ""
+
+
+def generic_facts(body: dict[str, Any]) -> Facts:
+    """The :class:`Facts` of a body for a generic collection (FHIR, sync): any JSON object
+    without NUL characters. Raises :class:`DataValidationError` naming each path with one."""
+    facts = Facts.of(None, dict(body))
+    if "\\u0000" in facts.text:  # canonical JSON escapes NUL; a match may be a literal "\\u0000"
+        problems = nul_problems(body)
+        if problems:
+            raise DataValidationError(
+                "Data validation failed. See 'validationErrors' for details.",
+                validation_errors=problems,
+            )
+    return facts
+
 
 SAMPLE_MODEL = "sample-api-schema.json"
 
@@ -137,15 +322,6 @@ class ResolvedReference(NamedTuple):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class QueryField:
-    """A query parameter of a resource and the path(s) it filters on."""
-
-    name: str
-    paths: tuple[JsonPath, ...]
-    type: str
-
-
 @dataclass
 class ResourceSpec:
     """Everything the store needs to know about one resource of the model."""
@@ -165,6 +341,7 @@ class ResourceSpec:
     superclass: tuple[str, str, JsonPath | None] | None = None
     _validator: Any = field(default=None, repr=False)
     _key_name_cache: tuple[tuple[JsonPath, str], ...] | None = field(default=None, repr=False)
+    _integer_nodes: frozenset[int] | None = field(default=None, repr=False)
     _validator_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -261,13 +438,17 @@ class ResourceSpec:
         ``_etag``, ``_lastModifiedDate``, ``link``).
 
         Raises :class:`MalformedBodyError` unless ``body`` is a JSON object, and
-        :class:`DataValidationError` listing every problem when it is not valid.
+        :class:`DataValidationError` listing every problem when it is not valid. Integral
+        numbers written with a fraction at ``integer`` locations (``5.0``) are stored as
+        integers (``5``).
         """
         if not isinstance(body, dict):
             raise MalformedBodyError("The request body must be a JSON object.")
         clean = {k: v for k, v in body.items() if k not in SERVER_MEMBERS}
-        self.validate(clean)
-        return Facts.of(self, clean)
+        replacements = self.validate(clean, text := _canonical_text(clean))
+        if replacements:
+            clean, text = _replaced(clean, replacements), ""
+        return Facts.of(self, clean, text)
 
     # -- validation --------------------------------------------------------------------------
     def _compiled(self) -> Any:
@@ -278,10 +459,13 @@ class ResourceSpec:
                 )
             return self._validator
 
-    def validate(self, body: Mapping[str, Any]) -> None:
-        """Check ``body`` against ``jsonSchemaForInsert`` and ``equalityConstraints``.
+    def validate(self, body: Mapping[str, Any], text: str | None = None) -> list[tuple[_Path, int]]:
+        """Check ``body`` against ``jsonSchemaForInsert``, ``equalityConstraints``, the numbers
+        the store can keep exactly (:func:`check_numbers`) and NUL characters
+        (:func:`nul_problems`). ``text``: the body's canonical JSON, when already known.
 
-        Raises :class:`DataValidationError` listing every problem by JSON path.
+        Raises :class:`DataValidationError` listing every problem by JSON path. Returns the
+        integral floats at ``integer`` locations, to be stored as integers.
         """
         validator = self._compiled()
         problems: dict[str, list[str]] = {}
@@ -289,6 +473,23 @@ class ResourceSpec:
             for error in validator.iter_errors(body):
                 path, message = _describe(error)
                 problems.setdefault(path, []).append(message)
+        if text is None:
+            text = _canonical_text(body)
+        encoded = text.encode()
+        replacements: list[tuple[_Path, int]] = []
+        found: dict[str, list[str]] = {}
+        # The walks run only when the text shows they may find something (see the patterns);
+        # no text (a value JSON cannot express, such as an integer beyond 64 bits): walk it all.
+        if not encoded or _LONG_INTEGER.search(encoded):
+            replacements, found = check_numbers(self.json_schema, body)
+        elif _FRACTION.search(encoded):
+            if self._integer_nodes is None:
+                self._integer_nodes = integer_nodes(self.json_schema)
+            replacements, found = check_numbers(self.json_schema, body, only=self._integer_nodes)
+        if b"\\u0000" in encoded:
+            found = {**found, **nul_problems(body)}
+        for path, messages in found.items():
+            problems.setdefault(path, []).extend(messages)
         for source, target in self.equality_constraints:
             values = source.values(body) + target.values(body)
             distinct = {canonical_hash(v) for v in values}
@@ -304,6 +505,7 @@ class ResourceSpec:
                 "Data validation failed. See 'validationErrors' for details.",
                 validation_errors=problems,
             )
+        return replacements
 
 
 def _describe(error: Any) -> tuple[str, str]:
@@ -323,8 +525,8 @@ def _describe(error: Any) -> tuple[str, str]:
 class Facts:
     """A body and what the model says about it, computed once (outside the writer, where
     possible): its canonical text, identity, the referential ids of its natural keys (its own
-    first) with the resource names they stand for, the key values Change Queries report, and
-    the references by referential id."""
+    first) with the resource names they stand for, the key values Change Queries report, the
+    references by referential id, and its search-index entries."""
 
     body: dict[str, Any]
     text: str
@@ -333,6 +535,8 @@ class Facts:
     alias_names: list[str] = field(default_factory=list)
     key_values: str | None = None
     references: dict[str, ResolvedReference] = field(default_factory=dict)
+    #: The body's search-index entries, when the store computed them (outside the writer).
+    index: frozenset[IndexEntry] | None = None
 
     @property
     def referential_id(self) -> str | None:
@@ -340,10 +544,11 @@ class Facts:
         return self.alias_ids[0] if self.alias_ids else None
 
     @classmethod
-    def of(cls, spec: ResourceSpec | None, body: dict[str, Any]) -> Facts:
+    def of(cls, spec: ResourceSpec | None, body: dict[str, Any], text: str | None = None) -> Facts:
         """The facts of ``body`` as it stands (not validated); ``spec`` ``None`` for a generic
-        collection, whose body has only a canonical text."""
-        text = canonical_bytes(body).decode()
+        collection, whose body has only a canonical text (pass ``text`` when already known)."""
+        if not text:
+            text = canonical_bytes(body).decode()
         if spec is None:
             return cls(body, text)
         identity = spec.identity(body)
@@ -363,11 +568,23 @@ class ResourceModel:
     """All resources of one or more ApiSchema projects, by endpoint and by resource name."""
 
     def __init__(
-        self, specs: list[ResourceSpec], source: str, projects: Mapping[str, str] | None = None
+        self,
+        specs: list[ResourceSpec],
+        source: str,
+        projects: Mapping[str, str] | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         self.source = source
         #: Project name → version (``{"Ed-Fi": "5.1.0"}``), as the ApiSchema declares them.
         self.projects = dict(projects or {})
+        #: The content hash of the ApiSchema (or of the resources, for a model built in code): a
+        #: store records it and refuses to open with a different model by accident.
+        self.fingerprint = fingerprint or canonical_hash(
+            sorted(
+                [spec.collection, [p.text for p in spec.identity_paths], spec.json_schema]
+                for spec in specs
+            )
+        )
         self._by_endpoint: dict[tuple[str, str], ResourceSpec] = {}
         self._by_name: dict[tuple[str, str], ResourceSpec] = {}
         self._by_collection: dict[str, ResourceSpec] = {}
@@ -379,6 +596,11 @@ class ResourceModel:
 
     def __len__(self) -> int:
         return len(self._by_collection)
+
+    def describe(self) -> str:
+        """The model in a few words: ``Ed-Fi 5.1.0 from <source> (340 resources)``."""
+        projects = ", ".join(f"{name} {version}".strip() for name, version in self.projects.items())
+        return f"{projects or 'a model'} from {self.source} ({len(self)} resources)"
 
     def __iter__(self) -> Iterator[ResourceSpec]:
         return iter(self._by_collection.values())
@@ -482,14 +704,7 @@ def _project_specs(project_endpoint: str, project: dict[str, Any]) -> list[Resou
                     in_identity=any(rp.text in identity_set for rp in ref_paths),
                 )
             )
-        query_fields = {
-            name: QueryField(
-                name,
-                tuple(parse_path(entry["path"]) for entry in entries),
-                entries[0].get("type", "string") if entries else "string",
-            )
-            for name, entries in raw.get("queryFieldMapping", {}).items()
-        }
+        query_fields = query_fields_of(raw)
         superclass = None
         if raw.get("isSubclass") and raw.get("superclassResourceName"):
             super_path = raw.get("superclassIdentityJsonPath")
@@ -553,4 +768,4 @@ def load_model(source: str | Path | Mapping[str, Any] | None = None) -> Resource
             )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigurationError(f"{label}: malformed ApiSchema ({exc!r})") from exc
-    return ResourceModel(specs, label, versions)
+    return ResourceModel(specs, label, versions, canonical_hash(data))

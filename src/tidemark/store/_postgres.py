@@ -7,18 +7,47 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from tidemark.core import ConflictError, SourceUnavailableError, get_logger
 
 from ._engine import RetryTransaction, Row, Transaction
 from ._migrations import POSTGRES_MIGRATIONS
+from ._types import stamp_moment
 
 T = TypeVar("T")
 log = get_logger("store")
 
 #: Advisory-lock keys of in-flight writers: ``tag * 2**48 + floor`` (see PostgresEngine).
 _LOCK_SHIFT = 2**48
+_STAMP_STEP = timedelta(milliseconds=1)
+
+# A writer's stamp floor: the database clock in epoch milliseconds, published as a shared
+# two-key advisory lock (objsubid 2, apart from the one-key version floors) whose first key
+# carries the store's tag and the high 16 bits of the milliseconds, the second key the low 32
+# bits. The stamp itself is read from the clock after the lock is visible (outer query), so a
+# horizon reader that does not see the lock yet is earlier than the stamp.
+_ANNOUNCE_STAMP = """
+SELECT s.floor_ms, s.locked, clock_timestamp() FROM (
+    SELECT a.floor_ms, pg_advisory_xact_lock_shared(
+        (%s * 65536 + (a.floor_ms >> 32))::int,
+        ((a.floor_ms & 4294967295) - CASE WHEN (a.floor_ms & 4294967295) >= 2147483648
+                                          THEN 4294967296 ELSE 0 END)::int
+    ) AS locked
+    FROM (SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS floor_ms) a
+    OFFSET 0
+) s
+"""
+_STAMP_FLOORS = (
+    "SELECT min(((l.classid::bigint & 65535) << 32) | l.objid::bigint) FROM pg_locks l "
+    "WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND (l.classid::bigint >> 16) = %s "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def _epoch_ms(ms: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
 
 
 class _PostgresTransaction:
@@ -72,6 +101,10 @@ class _PostgresTransaction:
         row = self._conn.execute("SELECT nextval('change_version_seq')", prepare=True).fetchone()
         return int(row[0])
 
+    def announce_stamp(self) -> datetime:
+        row = self._conn.execute(_ANNOUNCE_STAMP, (self._lock_tag,), prepare=True).fetchone()
+        return max(_epoch_ms(int(row[0])), stamp_moment(row[2]))
+
     def json_value(self, column: str, path: Sequence[str]) -> str:
         return f"({column}::jsonb #> ?::text[])"
 
@@ -97,6 +130,20 @@ def _run_then(
 
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
+#: Server states that end a session (administrator shutdown or termination, crash shutdown).
+_SESSION_ENDED_SQLSTATES = {"57P01", "57P02", "57P03"}
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection itself is gone (server restarted, backend
+    terminated, network cut) rather than a statement failing on a live connection."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    if not isinstance(exc, psycopg.OperationalError) or isinstance(exc, PoolTimeout):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _SESSION_ENDED_SQLSTATES
 
 
 class PostgresEngine:
@@ -104,9 +151,17 @@ class PostgresEngine:
 
     Serialization failures, deadlocks and unique-key races between concurrent writers are retried
     (the whole transaction function runs again), so callers see either success or a real error.
+
+    A lost connection (PostgreSQL restarted, backends terminated) is detected when it is used:
+    the pool then tests its idle connections and replaces the dead ones at once, and the
+    transaction runs once more on a fresh connection — a read always, a write only when it
+    failed before its commit was sent (one lost during the commit may have been applied, so it
+    is reported as 503 instead). So a restart costs at most one failed request, not one per
+    pooled connection.
     """
 
     name = "postgresql"
+    shared_clock = True
 
     def __init__(self, dsn: str, *, pool_size: int = 8, retries: int = 8) -> None:
         self.dsn = dsn
@@ -144,11 +199,11 @@ class PostgresEngine:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
-            current = conn.execute(
-                "SELECT coalesce(max(version), 0) FROM schema_migrations"
-            ).fetchone()[0]
+            applied = {
+                int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations").fetchall()
+            }
             for version, statements in POSTGRES_MIGRATIONS:
-                if version <= current:
+                if version in applied:
                     continue
                 for statement in statements:
                     conn.execute(statement)
@@ -156,6 +211,31 @@ class PostgresEngine:
                 log.info("migration applied", engine="postgresql", version=version)
             tag = conn.execute("SELECT value FROM store_settings WHERE key = 'lock_tag'").fetchone()
             self.lock_tag = int(tag[0])
+
+    def _replace_lost_connections(self, exc: BaseException) -> None:
+        log.warning(
+            "PostgreSQL connection lost; replacing the pool's dead connections", error=str(exc)
+        )
+        try:
+            self._pool.check()
+        except Exception as check_error:  # the server may still be down: the retry will say so
+            log.warning("PostgreSQL pool check failed", error=str(check_error))
+
+    def _once_more_if_lost(self, read: Callable[[], T]) -> T:
+        """Run a read-only ``read``; after a lost connection, replace dead connections and run
+        it once more. Raises :class:`SourceUnavailableError` when it still fails."""
+        import psycopg
+
+        try:
+            return read()
+        except psycopg.OperationalError as exc:
+            if not _lost_connection(exc):
+                raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
+            self._replace_lost_connections(exc)
+        try:
+            return read()
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
 
     def newest_safe_version_sync(self) -> int:
         """The largest change version V such that every version <= V is committed or rolled back.
@@ -165,6 +245,9 @@ class PostgresEngine:
         before it allocates, so any allocation counted in L by a transaction still running is at
         or above a floor seen in the second step; the answer is min(L, smallest floor - 1).
         """
+        return self._once_more_if_lost(self._newest_safe_version)
+
+    def _newest_safe_version(self) -> int:
         with self._pool.connection() as conn:
             conn.autocommit = True
             try:
@@ -189,21 +272,68 @@ class PostgresEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.newest_safe_version_sync)
 
+    def stamp_horizon_sync(self) -> datetime:
+        """The newest time every writer stamped at or before has ended (see
+        :meth:`Store.timestamp_horizon`).
+
+        Fresh reads, in this order: the database clock T, the clock again until it has passed
+        the millisecond of T (at most a millisecond's wait), then the stamp floors of writers in
+        flight. A writer whose floor is not seen yet reads its stamp after that, so it is stamped
+        after T's millisecond; a writer that committed before is stamped at or before it. The
+        answer is T to the millisecond, kept below the smallest floor.
+        """
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                now = stamp_moment(conn.execute("SELECT clock_timestamp()").fetchone()[0])
+                boundary = now + _STAMP_STEP
+                while True:
+                    later = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+                    if later >= boundary:
+                        break
+                    time.sleep((boundary - later).total_seconds())
+                row = conn.execute(_STAMP_FLOORS, (self.lock_tag,)).fetchone()
+            finally:
+                conn.autocommit = False
+        horizon = now
+        if row and row[0] is not None:
+            horizon = min(horizon, _epoch_ms(int(row[0])) - _STAMP_STEP)
+        return horizon
+
+    async def stamp_horizon(self) -> datetime:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.stamp_horizon_sync)
+
     def write_sync(self, fn: Callable[[Transaction], T]) -> T:
         import psycopg
 
         attempt = 0
+        reconnected = False
         while True:
             attempt += 1
+            committing = False
             try:
                 with self._pool.connection() as conn, conn.transaction():
-                    return fn(_PostgresTransaction(conn, self.lock_tag))
+                    result = fn(_PostgresTransaction(conn, self.lock_tag))
+                    committing = True  # leaving the block commits
+                return result
             except RetryTransaction as retry:
                 if attempt < self._retries:
                     time.sleep(random.uniform(0, 0.002 * attempt))
                     continue
                 raise retry.error from None
             except psycopg.Error as exc:
+                if _lost_connection(exc):
+                    self._replace_lost_connections(exc)
+                    if committing:
+                        raise SourceUnavailableError(
+                            "The connection to PostgreSQL was lost while the write was being "
+                            "committed; it may or may not have been applied. Read it back "
+                            f"before retrying. ({exc})"
+                        ) from exc
+                    if not reconnected:
+                        reconnected = True  # nothing was committed: run it on a fresh connection
+                        continue
                 state = exc.sqlstate
                 if state in _RETRYABLE_SQLSTATES and attempt < self._retries:
                     # Another writer won a race (same natural key, lock order): run again on
@@ -219,14 +349,12 @@ class PostgresEngine:
                 raise
 
     def _read_sync(self, fn: Callable[[Transaction], T]) -> T:
-        import psycopg
-
-        try:
+        def read() -> T:
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 return fn(_PostgresTransaction(conn))
-        except psycopg.OperationalError as exc:
-            raise SourceUnavailableError(f"PostgreSQL error: {exc}") from exc
+
+        return self._once_more_if_lost(read)
 
     async def write(
         self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None

@@ -8,10 +8,14 @@ from typing import Any
 
 from tidemark.core import GoneError, ParameterValidationError, parse_iso_utc, parse_json
 
+from . import _index_sql
 from ._engine import Transaction
+from ._index import Condition, Order
+from ._index_sql import Sql
 from ._paths import parse_path
 from ._rows import DOC_COLUMNS, DocRow
 from ._types import (
+    Cursor,
     HistoryEntry,
     KeyChange,
     Page,
@@ -20,18 +24,11 @@ from ._types import (
     stamp_text,
 )
 
-#: The orders a query can ask for, and how each sorts.
-ORDERS = {
-    "id": "doc_pk",
-    "content_version": "content_version",
-    "-content_version": "content_version DESC",
-    # Writes within one millisecond tie on the time; their change versions keep write order.
-    "last_modified": "content_modified_at, content_version",
-    "-last_modified": "content_modified_at DESC, content_version DESC",
-}
 _COMPARATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "="}
 _DOC_COLUMNS_D = ", ".join(f"d.{column}" for column in DOC_COLUMNS.split(", "))
 _NO_MAX = 2**62
+#: The open end of a walk: no storage key or change version reaches it.
+WALK_END = 2**63 - 1
 
 
 # -- documents ---------------------------------------------------------------------------------
@@ -70,37 +67,145 @@ def query(
     ids: Sequence[str] | None,
     where: Mapping[str, Any] | None,
     modified: Sequence[tuple[str, datetime]],
-    order: str,
+    orders: Sequence[Order],
     total_count: bool,
+    conditions: Sequence[Condition] = (),
 ) -> Page[StoredDocument]:
-    """A page of current documents (``order`` one of :data:`ORDERS`; ``limit``/``offset`` >= 0)."""
-    clauses = ["collection = ?"]
-    params: list[Any] = [collection]
+    """A page of current documents matching the index ``conditions`` and the other filters:
+    ``ids``, ``where`` (JSON path → value, read from the stored JSON) and ``modified``."""
+    tests: list[Sql] = []
     if ids is not None:
         if not ids:
             return Page([], 0 if total_count else None)
-        clauses.append(f"id IN ({', '.join('?' * len(ids))})")
-        params.extend(ids)
-    filters, filter_params = _json_filters(tx, where, "body")
-    clauses.extend(filters)
-    params.extend(filter_params)
+        tests.append(Sql(f"d.id IN ({', '.join('?' * len(ids))})", tuple(ids)))
+    tests += _json_filters(tx, where, "d.body")
     for op, moment in modified:
         if op not in _COMPARATORS:
             raise ParameterValidationError(f"unknown comparison {op!r}")
-        clauses.append(f"content_modified_at {_COMPARATORS[op]} ?")
-        params.append(stamp_text(moment))
-    where_sql = " AND ".join(clauses)
+        tests.append(Sql(f"d.content_modified_at {_COMPARATORS[op]} ?", (stamp_text(moment),)))
+    found = _index_sql.plan(tx, collection, conditions, tests, orders)
     rows, total = _paged(
         tx,
-        DOC_COLUMNS,
-        f"FROM documents WHERE {where_sql}",
-        params,
-        ORDERS[order],
+        _DOC_COLUMNS_D,
+        found.source.text,
+        list(found.source.params),
+        found.order.text,
         limit,
         offset,
         total_count,
+        list(found.order.params),
     )
     return Page([DocRow.from_row(r).document() for r in rows], total)
+
+
+def walk(
+    tx: Transaction,
+    collection: str,
+    cursor: Cursor | None,
+    limit: int,
+    where: Mapping[str, Any] | None,
+    min_version: int | None,
+    max_version: int | None,
+    total_count: bool,
+    conditions: Sequence[Condition] = (),
+) -> Page[StoredDocument]:
+    """One page of a keyset walk, with the cursor of the next page while rows remain.
+
+    Without a cursor the walk starts: in storage-key order, or in change-version order when a
+    window is given. Each page reads an index range that starts where the previous page ended,
+    so its cost does not grow with the depth of the walk. Storage keys never change, so a key
+    walk returns every document that exists throughout it exactly once, however many writes
+    happen meanwhile (documents created during the walk appear at most once).
+    """
+    windowed = min_version is not None or max_version is not None
+    if windowed:
+        low = _window_start(tx, min_version, max_version)
+    elif cursor is not None and cursor.order == "change":
+        # a change-version walk reads the journal from its cursor on: 410 once that is purged
+        low = _window_start(tx, max(cursor.after + 1, 0), None)
+    else:
+        low = 0
+    high = _NO_MAX if max_version is None else max_version
+    if cursor is None:
+        cursor = Cursor("change" if windowed else "key", -1, WALK_END)
+    tests = _json_filters(tx, where, "d.body") + [_index_sql.probe(tx, c) for c in conditions]
+    if cursor.order == "change":
+        base = (
+            "FROM journal j JOIN documents d "
+            "ON d.doc_pk = j.doc_pk AND d.content_version = j.change_version "
+            "WHERE j.collection = ? AND j.change_version >= ? AND j.change_version <= ?"
+        )
+        params: list[Any] = [collection, low, high]
+        position = "j.change_version"
+    else:
+        base = "FROM documents d WHERE d.collection = ?"
+        params = [collection]
+        if windowed:
+            base += " AND d.content_version >= ? AND d.content_version <= ?"
+            params += [low, high]
+        position = "d.doc_pk"
+    for test in tests:
+        base += f" AND {test.text}"
+        params += test.params
+    total = None
+    if total_count:
+        counted = tx.query_one(f"SELECT count(*) {base}", params)
+        total = int(counted[0]) if counted else 0
+    if limit <= 0:
+        return Page([], total)
+    rows = tx.query(
+        f"SELECT {_DOC_COLUMNS_D} {base} AND {position} > ? AND {position} <= ? "
+        f"ORDER BY {position} LIMIT ?",
+        [*params, cursor.after, cursor.through, limit + 1],
+    )
+    found = [DocRow.from_row(r) for r in rows]
+    following = None
+    if len(found) > limit:
+        found = found[:limit]
+        last = found[-1]
+        reached = last.content_version if cursor.order == "change" else last.pk
+        following = Cursor(cursor.order, int(reached), cursor.through)
+    return Page([row.document() for row in found], total, following)
+
+
+def partitions(
+    tx: Transaction,
+    collection: str,
+    count: int,
+    where: Mapping[str, Any] | None,
+    min_version: int | None,
+    max_version: int | None,
+    conditions: Sequence[Condition] = (),
+) -> list[Cursor]:
+    """Up to ``count`` key-order cursors that together cover the matching documents once, each
+    starting a walk over about the same number of them (none when nothing matches)."""
+    tests = _json_filters(tx, where, "body")
+    tests += [_index_sql.probe(tx, c, doc="doc_pk") for c in conditions]
+    clauses = ["collection = ?", *(test.text for test in tests)]
+    params: list[Any] = [collection, *(v for test in tests for v in test.params)]
+    if min_version is not None or max_version is not None:
+        clauses += ["content_version >= ?", "content_version <= ?"]
+        params += [
+            _window_start(tx, min_version, max_version),
+            _NO_MAX if max_version is None else max_version,
+        ]
+    where_sql = " AND ".join(clauses)
+    counted = tx.query_one(f"SELECT count(*) FROM documents WHERE {where_sql}", params)
+    matching = int(counted[0]) if counted else 0
+    if matching == 0:
+        return []
+    size = -(-matching // count)
+    starts = [
+        int(row[0])
+        for row in tx.query(
+            "SELECT doc_pk FROM (SELECT doc_pk, row_number() OVER (ORDER BY doc_pk) AS position "
+            f"FROM documents WHERE {where_sql}) numbered "
+            "WHERE (position - 1) / ? * ? = position - 1 ORDER BY doc_pk",
+            [*params, size, size],
+        )
+    ]
+    ends = [start - 1 for start in starts[1:]] + [WALK_END]
+    return [Cursor("key", start - 1, end) for start, end in zip(starts, ends, strict=True)]
 
 
 def history(tx: Transaction, collection: str, id: str) -> list[HistoryEntry]:
@@ -148,29 +253,46 @@ def live_changes(
     offset: int,
     where: Mapping[str, Any] | None,
     total_count: bool,
+    conditions: Sequence[Condition] = (),
 ) -> Page[StoredDocument]:
     """Current documents whose ContentVersion lies in [min_version, max_version], in change-version
-    order.
+    order, matching the index ``conditions`` and ``where`` (JSON path → value).
 
     Journal rows of the window are read in (change_version, doc) order and kept only when the
     document's current ContentVersion still equals them; the database stops reading as soon as
-    the page is full, so the cost follows the page (and offset), not the journal's size.
+    the page is full, so the cost follows the page (and offset), not the journal's size. When
+    an index condition matches fewer than ``SORT_LIMIT`` documents, those are read from the
+    index instead and the window applied to them.
     """
     low = _window_start(tx, min_version, max_version)
-    filters, filter_params = _json_filters(tx, where, "d.body")
-    sql_where = " AND ".join(
-        ["j.collection = ?", "j.change_version >= ?", "j.change_version <= ?", *filters]
-    )
-    params: list[Any] = [
-        collection,
-        low,
-        _NO_MAX if max_version is None else max_version,
-        *filter_params,
-    ]
+    high = _NO_MAX if max_version is None else max_version
+    tests = _json_filters(tx, where, "d.body")
+    best = _index_sql.best_driver(tx, collection, conditions)
+    if best is not None and best.fewer_than(tx, _index_sql.SORT_LIMIT):
+        # Few documents match: read them from the index, keep those in the window.
+        tests += [_index_sql.probe(tx, c) for c in conditions if c is not best.condition]
+        source = _index_sql.driven_by(
+            best.sql,
+            [Sql("d.content_version >= ? AND d.content_version <= ?", (low, high)), *tests],
+        )
+        rows, total = _paged(
+            tx,
+            _DOC_COLUMNS_D,
+            source.text,
+            list(source.params),
+            "d.content_version",
+            limit,
+            offset,
+            total_count,
+        )
+        return Page([DocRow.from_row(r).document() for r in rows], total)
+    tests += [_index_sql.probe(tx, c) for c in conditions]
     base = (
         "FROM journal j JOIN documents d ON d.doc_pk = j.doc_pk AND d.content_version = j.change_version "
-        f"WHERE {sql_where}"
+        "WHERE j.collection = ? AND j.change_version >= ? AND j.change_version <= ?"
+        + "".join(f" AND {t.text}" for t in tests)
     )
+    params: list[Any] = [collection, low, high, *(v for t in tests for v in t.params)]
     rows, total = _paged(
         tx, _DOC_COLUMNS_D, base, params, "j.change_version, j.doc_pk", limit, offset, total_count
     )
@@ -266,20 +388,25 @@ def _window_start(tx: Transaction, low: int | None, high: int | None) -> int:
 
 
 # -- SQL pieces --------------------------------------------------------------------------------
-def _json_filters(
-    tx: Transaction, where: Mapping[str, Any] | None, column: str
-) -> tuple[list[str], list[Any]]:
-    """SQL clauses and parameters for ``where`` (JSON path → required value) on ``column``."""
-    clauses: list[str] = []
-    params: list[Any] = []
+def _json_filters(tx: Transaction, where: Mapping[str, Any] | None, column: str) -> list[Sql]:
+    """SQL tests for ``where`` (JSON path → required value) on the JSON text ``column`` (a scan:
+    no index serves them)."""
+    tests: list[Sql] = []
     for path_text, value in (where or {}).items():
-        path = parse_path(path_text)
+        try:
+            path = parse_path(path_text)
+        except ValueError as exc:
+            raise ParameterValidationError(str(exc)) from None
         if path.has_wildcard:
             raise ParameterValidationError(f"cannot filter on array path {path_text}")
         steps = [name for name, _ in path.steps]
-        clauses.append(f"{tx.json_value(column, steps)} = ?")
-        params += [tx.json_path_param(steps), tx.json_param(value)]
-    return clauses, params
+        tests.append(
+            Sql(
+                f"{tx.json_value(column, steps)} = ?",
+                (tx.json_path_param(steps), tx.json_param(value)),
+            )
+        )
+    return tests
 
 
 def _paged(
@@ -291,10 +418,12 @@ def _paged(
     limit: int,
     offset: int,
     total_count: bool,
+    order_params: Sequence[Any] = (),
 ) -> tuple[list[tuple[Any, ...]], int | None]:
     """One page of ``SELECT columns base ORDER BY order`` and, when asked, the count of ``base``."""
     rows = tx.query(
-        f"SELECT {columns} {base} ORDER BY {order} LIMIT ? OFFSET ?", [*params, limit, offset]
+        f"SELECT {columns} {base} ORDER BY {order} LIMIT ? OFFSET ?",
+        [*params, *order_params, limit, offset],
     )
     total = None
     if total_count:

@@ -22,19 +22,27 @@ from tidemark.core import (
     MalformedBodyError,
     NotFoundError,
     ParameterValidationError,
+    TidemarkError,
     get_logger,
 )
 
-from . import _reads, _retention, _writes
+from . import _index_sql, _reads, _retention, _writes
 from ._engine import Engine, Transaction
-from ._model import Facts, ResourceModel, ResourceSpec, load_model
+from ._index import Condition, Indexer, IndexOrder, IndexStatus, Order, check_conditions
+from ._indexing import REINDEX_BATCH, Indexes, ensure_indexed
+from ._model import Facts, ResourceModel, ResourceSpec, generic_facts, load_model
+from ._model_record import check_model
 from ._postgres import PostgresEngine
+from ._query_fields import ModelIndexer, where_conditions
 from ._sqlite import SqliteEngine
 from ._types import (
     ChangeVersions,
+    Cursor,
+    DeleteDocument,
     HistoryEntry,
     KeyChange,
     Page,
+    PutDocument,
     StoredDocument,
     Tombstone,
     WriteOutcome,
@@ -76,6 +84,10 @@ class Store:
         self.engine = engine
         self.model = model
         self.clock = clock
+        # On an engine with a clock of its own (PostgreSQL) stamps and horizons come from the
+        # database, one clock for every process; a clock given by the caller (tests,
+        # simulations) takes over stamps and keeps the horizon to this process's writers.
+        self._database_clock = clock is SYSTEM_CLOCK and engine.shared_clock
         self._inflight_lock = threading.Lock()
         self._inflight: dict[int, datetime] = {}
         self._tokens = itertools.count()
@@ -84,8 +96,19 @@ class Store:
         self._horizon: datetime | None = None
         self._last_stamp: datetime | None = None
         #: Counters a user can read (and the server exports): change_versions_allocated,
-        #: journal_rows (representation changes), noop_writes (writes that changed nothing).
-        self.counters = Counters("change_versions_allocated", "journal_rows", "noop_writes")
+        #: journal_rows (representation changes), noop_writes (writes that changed nothing),
+        #: documents_reindexed (by background reindexes).
+        self.counters = Counters(
+            "change_versions_allocated", "journal_rows", "noop_writes", "documents_reindexed"
+        )
+        #: The search index's indexers by collection prefix: the model's query fields under each
+        #: project (``ed-fi:``), and those given to :meth:`register_indexer`.
+        self.indexes = Indexes()
+        self._index_status: dict[str, IndexStatus] = {}
+        self._index_tasks: dict[str, asyncio.Task[None]] = {}
+        for project in model.project_endpoints:
+            fields = {s.collection: s.query_fields for s in model if s.project_endpoint == project}
+            self.indexes.register(f"{project}:", ModelIndexer(fields))
 
     async def __aenter__(self) -> Store:
         return self
@@ -94,7 +117,12 @@ class Store:
         await self.close()
 
     async def close(self) -> None:
-        """Release connections and worker threads. The store cannot be used afterwards."""
+        """Stop background reindexes, release connections and worker threads. The store cannot
+        be used afterwards."""
+        tasks = list(self._index_tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.engine.close()
 
     async def _write(self, request: Callable[[_writes.ChangeSet], T]) -> T:
@@ -105,6 +133,11 @@ class Store:
         attempts: list[_writes.ChangeSet] = []
 
         def work(tx: Transaction) -> T:
+            if self._database_clock:
+                moment = tx.announce_stamp()
+                changes = _writes.ChangeSet(tx, self.model, stamp_text(moment), moment)
+                attempts.append(changes)
+                return request(changes)
             with self._inflight_lock:
                 moment = stamp_moment(self.clock.now())
                 if self._horizon is not None and moment <= self._horizon:
@@ -115,7 +148,7 @@ class Store:
                 token = next(self._tokens)
                 self._inflight[token] = moment
                 tokens.append(token)
-            changes = _writes.ChangeSet(tx, self.model, now, moment)
+            changes = _writes.ChangeSet(tx, self.model, now, moment, self.indexes)
             attempts.append(changes)
             return request(changes)
 
@@ -134,12 +167,18 @@ class Store:
             self.counters.increment("noop_writes")
         return result
 
-    def timestamp_horizon(self) -> datetime:
+    async def timestamp_horizon(self) -> datetime:
         """A time T such that every write stamped at or before T is visible to readers now, and
         every later write will be stamped after T. Use it as the server time of a search whose
-        results a client polls with ``_lastUpdated=gt<T>``. (In-process writers only: several
-        server processes on one PostgreSQL database need the shared horizon of Change Queries.)
+        results a client polls with ``_lastUpdated=gt<T>``.
+
+        On PostgreSQL (with the default clock) stamps come from the database's clock and T stays
+        below the stamp of every write in flight in any process on the database, as the Change
+        Queries watermark does; on SQLite, or with a clock given to :func:`open_store`, T
+        accounts for this process's writers.
         """
+        if self._database_clock:
+            return await self.engine.stamp_horizon()
         with self._inflight_lock:
             horizon = stamp_moment(self.clock.now())
             if self._last_stamp is not None and self._last_stamp > horizon:
@@ -176,7 +215,7 @@ class Store:
         ``id``, ``_etag`` and ``_lastModifiedDate`` in ``body`` are ignored.
         """
         spec = self.resource(resource)
-        facts = spec.client_facts(body)  # computed here, outside the writer's critical section
+        facts = self._facts(spec, body)  # computed here, outside the writer's critical section
         return await self._write(
             lambda changes: _writes.upsert(changes, spec, facts, if_none_match)
         )
@@ -202,10 +241,22 @@ class Store:
                 "The identifier in the body does not match the identifier in the URL.",
                 validation_errors={"$.id": ["Must match the id in the URL."]},
             )
-        facts = spec.client_facts(body)
+        facts = self._facts(spec, body)
         return await self._write(
             lambda changes: _writes.replace(changes, spec, id, facts, if_match, if_none_match)
         )
+
+    def _facts(self, spec: ResourceSpec, body: Any) -> Facts:
+        """A client body's validated facts with its index entries (outside the writer)."""
+        facts = spec.client_facts(body)
+        facts.index = self.indexes.entries_for(spec.collection, facts.body)
+        return facts
+
+    def _generic_facts(self, collection: str, body: dict[str, Any]) -> Facts:
+        """A generic collection's body facts (any JSON object without NUL) with its entries."""
+        facts = generic_facts(body)
+        facts.index = self.indexes.entries_for(collection, facts.body)
+        return facts
 
     # -- generic collections -----------------------------------------------------------------------
     async def put(
@@ -220,7 +271,8 @@ class Store:
         """Create or replace document ``id`` of ``collection``.
 
         On a model collection the model's rules apply (validation, references, identity); on a
-        generic collection the body is any JSON object. ``if_match`` / ``if_none_match`` take
+        generic collection the body is any JSON object without NUL characters (``\\u0000``:
+        400 naming each path, on both engines). ``if_match`` / ``if_none_match`` take
         raw header values; a failed precondition raises ``PreconditionFailedError`` (412).
         """
         _check_collection(collection)
@@ -228,12 +280,51 @@ class Store:
         if not isinstance(body, dict):
             raise MalformedBodyError("The document must be a JSON object.")
         spec = self.model.by_collection(collection)
-        facts = spec.client_facts(body) if spec is not None else Facts.of(None, dict(body))
+        facts = (
+            self._facts(spec, body) if spec is not None else self._generic_facts(collection, body)
+        )
         return await self._write(
             lambda changes: _writes.put(
                 changes, collection, id, spec, facts, if_match, if_none_match
             )
         )
+
+    async def write_many(
+        self, operations: Sequence[PutDocument | DeleteDocument]
+    ) -> list[WriteOutcome | Tombstone]:
+        """Run puts and deletes in one transaction, in order: all of them or none.
+
+        Each operation behaves as :meth:`put` / :meth:`delete` would, seeing the operations
+        before it; all documents written get the same timestamp. The first error rolls back
+        every operation and is raised with the failing operation's index in
+        ``error.data["operation"]``. Returns one :class:`WriteOutcome` (put) or
+        :class:`Tombstone` (delete) per operation.
+        """
+        planned: list[tuple[PutDocument | DeleteDocument, ResourceSpec | None, Facts | None]] = []
+        for index, operation in enumerate(operations):
+            try:
+                _check_collection(operation.collection)
+                _check_id(operation.id)
+                spec = self.model.by_collection(operation.collection)
+                if isinstance(operation, DeleteDocument):
+                    planned.append((operation, spec, None))
+                    continue
+                if not isinstance(operation.body, dict):
+                    raise MalformedBodyError("The document must be a JSON object.")
+                facts = (
+                    self._facts(spec, operation.body)
+                    if spec is not None
+                    else self._generic_facts(operation.collection, operation.body)
+                )
+            except TidemarkError as error:
+                error.data.setdefault("operation", index)
+                raise
+            planned.append((operation, spec, facts))
+        results = await self._write(lambda changes: _writes.write_many(changes, planned))
+        unchanged = sum(1 for r in results if isinstance(r, WriteOutcome) and not r.changed)
+        if unchanged:
+            self.counters.increment("noop_writes", unchanged)
+        return results
 
     async def delete(self, collection: str, id: str, *, if_match: str | None = None) -> Tombstone:
         """Delete a document. 404 when absent, 412 on a failed ``If-Match``, 409 when other
@@ -261,25 +352,159 @@ class Store:
         ids: Sequence[str] | None = None,
         where: Mapping[str, Any] | None = None,
         modified: Sequence[tuple[str, datetime]] = (),
-        order: str = "id",
+        order: Order | Sequence[Order] = "id",
         total_count: bool = False,
     ) -> Page[StoredDocument]:
         """A page of current documents.
 
-        ``where`` maps JSON paths (``$.schoolReference.schoolId``) to required values;
-        ``modified`` holds ``(op, moment)`` pairs on the last-modified time with op one of
-        ``lt le gt ge eq``; ``order`` one of ``id``, ``content_version``, ``-content_version``,
-        ``last_modified``, ``-last_modified``.
+        ``where`` maps query-field names (``schoolId``; a string value is coerced to the
+        field's type, 400 naming the field when it cannot be) or JSON paths
+        (``$.schoolReference.schoolId``, values as typed) to required values. On a model
+        collection, query fields and the JSON paths of single-path query fields are index
+        lookups; other JSON paths, and every ``where`` on a generic collection, filter the
+        stored JSON (a scan). ``modified`` holds ``(op, moment)`` pairs on the last-modified
+        time with op one of ``lt le gt ge eq``; ``order`` as :meth:`search` takes it.
         """
-        if order not in _reads.ORDERS:
-            raise ParameterValidationError(
-                f"unknown order {order!r}", errors=[f"order must be one of {sorted(_reads.ORDERS)}"]
-            )
+        return await self.search(
+            collection,
+            limit=limit,
+            offset=offset,
+            ids=ids,
+            where=where,
+            modified=modified,
+            order=order,
+            total_count=total_count,
+        )
+
+    async def search(
+        self,
+        collection: str,
+        conditions: Sequence[Condition] = (),
+        *,
+        order: Order | Sequence[Order] = "id",
+        limit: int = 25,
+        offset: int = 0,
+        total_count: bool = False,
+        ids: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        modified: Sequence[tuple[str, datetime]] = (),
+    ) -> Page[StoredDocument]:
+        """A page of the current documents of ``collection`` matching every condition (see
+        :class:`KeyIn`, :class:`KeyPrefix`, :class:`KeyContains`, :class:`Missing`,
+        :class:`RangeMatch`, :class:`Not`, :class:`AnyOf`), and ``ids``, ``where`` and
+        ``modified`` as :meth:`query` takes them.
+
+        ``order``: ``id`` (insertion order) or ``-id``, ``content_version``, ``last_modified``
+        (``-`` for descending), or :class:`IndexOrder` (several: ties broken by the next).
+        Cost: one exact key in id order reads about ``limit + offset`` index rows however many
+        documents match; other conditions are probed per document, and the condition matching
+        fewest documents drives; ranges, prefixes, several keys, other orders and
+        :class:`IndexOrder` may read every match, and ``total_count`` counts every match.
+        Entries are those of the prefix's indexer; while a background reindex runs (see
+        :meth:`index_status`), documents it has not reached yet match by their former entries.
+        """
+        orders = [order] if isinstance(order, str | IndexOrder) else list(order)
+        _index_sql.order_sql(orders)  # unknown orders fail before any I/O
         if limit < 0 or offset < 0:
             raise ParameterValidationError("limit and offset must be >= 0")
+        checked = list(check_conditions(conditions))
+        split = self._where(collection, where)
+        if split is None:
+            return Page([], 0 if total_count else None)
+        checked += split[0]
+        json_where = split[1]
         return await self.engine.read(
             lambda tx: _reads.query(
-                tx, collection, limit, offset, ids, where, modified, order, total_count
+                tx,
+                collection,
+                limit,
+                offset,
+                ids,
+                json_where,
+                modified,
+                orders,
+                total_count,
+                checked,
+            )
+        )
+
+    def _where(
+        self, collection: str, where: Mapping[str, Any] | None
+    ) -> tuple[list[Condition], dict[str, Any] | None] | None:
+        """``where`` split into index conditions and JSON-path filters (see :meth:`query`);
+        ``None`` when some condition can never match."""
+        spec = self.model.by_collection(collection)
+        if spec is None or not where:
+            return [], dict(where) if where else None
+        split = where_conditions(spec.query_fields, where)
+        if split is None:
+            return None
+        return list(split[0]), split[1] or None
+
+    async def walk(
+        self,
+        collection: str,
+        *,
+        cursor: Cursor | None = None,
+        limit: int = 25,
+        where: Mapping[str, Any] | None = None,
+        min_version: int | None = None,
+        max_version: int | None = None,
+        total_count: bool = False,
+    ) -> Page[StoredDocument]:
+        """One page of a keyset walk (cursor paging); ``page.next`` continues it, ``None`` once
+        no row remains.
+
+        Without ``cursor`` a walk starts: in storage-key order, or, when a change-version
+        window is given, in change-version order over the documents whose ContentVersion lies
+        in it. A cursor from :meth:`partitions` walks its key range (window applied to the
+        ContentVersion). The cost of a page does not depend on how deep the walk is, and a key
+        walk returns every document that exists throughout it exactly once, whatever is
+        written meanwhile. 410 when the window starts before the oldest retained version.
+        """
+        if limit < 0:
+            raise ParameterValidationError("limit must be >= 0")
+        if cursor is not None and cursor.order not in ("key", "change"):
+            raise ParameterValidationError(f"unknown cursor order {cursor.order!r}")
+        split = self._where(collection, where)
+        if split is None:
+            return Page([], 0 if total_count else None)
+        conditions, json_where = split
+        return await self.engine.read(
+            lambda tx: _reads.walk(
+                tx,
+                collection,
+                cursor,
+                limit,
+                json_where,
+                min_version,
+                max_version,
+                total_count,
+                conditions,
+            )
+        )
+
+    async def partitions(
+        self,
+        collection: str,
+        count: int,
+        *,
+        where: Mapping[str, Any] | None = None,
+        min_version: int | None = None,
+        max_version: int | None = None,
+    ) -> list[Cursor]:
+        """Split the matching documents into at most ``count`` key ranges of about equal size,
+        one cursor each, for walking them in parallel with :meth:`walk` (same ``where`` and
+        window). Empty when nothing matches."""
+        if count < 1:
+            raise ParameterValidationError("count must be >= 1")
+        split = self._where(collection, where)
+        if split is None:
+            return []
+        conditions, json_where = split
+        return await self.engine.read(
+            lambda tx: _reads.partitions(
+                tx, collection, count, json_where, min_version, max_version, conditions
             )
         )
 
@@ -312,10 +537,26 @@ class Store:
     ) -> Page[StoredDocument]:
         """Current documents whose ContentVersion is in [min_version, max_version] (inclusive,
         either open), ordered by change version. 410 when the window starts before the oldest
-        retained version."""
+        retained version. ``where`` as :meth:`query` takes it."""
+        conditions: list[Condition] = []
+        json_where: dict[str, Any] | None = dict(where) if where else None
+        spec = self.model.by_collection(collection)
+        if spec is not None and where:
+            split = where_conditions(spec.query_fields, where)
+            if split is None:
+                return Page([], 0 if total_count else None)
+            conditions, json_where = list(split[0]), split[1]
         return await self.engine.read(
             lambda tx: _reads.live_changes(
-                tx, collection, min_version, max_version, limit, offset, where, total_count
+                tx,
+                collection,
+                min_version,
+                max_version,
+                limit,
+                offset,
+                json_where,
+                total_count,
+                conditions,
             )
         )
 
@@ -353,6 +594,60 @@ class Store:
             )
         )
 
+    # -- the search index ----------------------------------------------------------------------
+    async def register_indexer(
+        self, prefix: str, indexer: Indexer, *, batch: int = REINDEX_BATCH
+    ) -> IndexStatus:
+        """Index the documents of every collection starting with ``prefix`` (``fhir:``) with
+        ``indexer`` from now on; register before writing to those collections.
+
+        When the fingerprint recorded for ``prefix`` differs from ``indexer.fingerprint`` (a new
+        indexer, new search parameters, a new model), the prefix's documents are reindexed in the
+        background while writes keep indexing themselves; the returned status tells the
+        progress (``await status.wait()`` until it is done). A reindex reads, indexes and
+        writes ``batch`` documents per transaction. A later registration for the same prefix
+        replaces this one and stops its reindex.
+        """
+        if batch < 1:
+            raise BadRequestError("batch must be at least 1")
+        self.indexes.register(prefix, indexer)
+        return self._start_reindex(prefix, indexer, batch)
+
+    def index_status(self, prefix: str) -> IndexStatus | None:
+        """The indexing status of ``prefix`` (``None`` when nothing indexes it, or before
+        :func:`open_store` starts indexing)."""
+        return self._index_status.get(prefix)
+
+    def _start_reindex(
+        self, prefix: str, indexer: Indexer, batch: int = REINDEX_BATCH
+    ) -> IndexStatus:
+        previous = self._index_tasks.pop(prefix, None)
+        if previous is not None:
+            previous.cancel()
+        status = IndexStatus(prefix, indexer.fingerprint)
+        self._index_status[prefix] = status
+        task = asyncio.create_task(
+            ensure_indexed(self.engine, self.indexes, prefix, self.counters, status, batch),
+            name=f"tidemark-reindex-{prefix}",
+        )
+        self._index_tasks[prefix] = task
+        task.add_done_callback(
+            lambda done: (
+                self._index_tasks.pop(prefix, None)
+                if self._index_tasks.get(prefix) is done
+                else None
+            )
+        )
+        return status
+
+    def _start_indexing(self) -> None:
+        # Check every registered prefix's fingerprint and start the reindexes it needs (in the
+        # background): open_store calls it once the store is migrated.
+        for prefix in self.indexes.prefixes():
+            indexer = self.indexes.get(prefix)
+            if indexer is not None and prefix not in self._index_status:
+                self._start_reindex(prefix, indexer)
+
     async def purge_changes(self, older_than: datetime, *, batch: int = 1000) -> int:
         """Forget journal, tombstone and key-change rows recorded before ``older_than``.
 
@@ -368,26 +663,41 @@ async def open_store(
     *,
     model: ResourceModel | str | Path | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    migrate_model: bool = False,
 ) -> Store:
-    """Open (creating or upgrading the schema on first use) the store at ``url``.
+    """Open (creating or upgrading the schema on first use) the store at ``url``, and start
+    indexing the model's query fields (in the background when the model changed: see
+    :meth:`Store.index_status`).
 
     ``url``: a SQLite file path, ``sqlite:///path`` or ``postgresql://…``. ``model``: a loaded
     :class:`ResourceModel`, a path to an Ed-Fi ApiSchema JSON file, or ``None`` for the bundled
     sample model. Raises ``ConfigurationError`` / ``SourceUnavailableError`` on bad settings or
     an unreachable database.
+
+    The database records the fingerprint of its model. Opening it with a different model
+    raises :class:`~tidemark.core.ModelMismatchError` while it holds documents of the recorded
+    one (generic collections — FHIR, sync — do not count), unless ``migrate_model`` adopts the
+    new model deliberately (documents are not rewritten).
     """
     resource_model = model if isinstance(model, ResourceModel) else load_model(model)
     engine = engine_for(url)
     if isinstance(engine, PostgresEngine):
         await asyncio.to_thread(engine.open)
-    await asyncio.to_thread(engine.migrate)
+    try:
+        await asyncio.to_thread(engine.migrate)
+        await engine.write(lambda tx: check_model(tx, resource_model, migrate=migrate_model))
+    except BaseException:
+        await engine.close()
+        raise
     log.info(
         "store opened",
         engine=engine.name,
         resources=len(resource_model),
         model=resource_model.source,
     )
-    return Store(engine, resource_model, clock)
+    store = Store(engine, resource_model, clock)
+    store._start_indexing()
+    return store
 
 
 def engine_for(url: str | Path) -> SqliteEngine | PostgresEngine:

@@ -74,6 +74,26 @@ class WriteOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class PutDocument:
+    """A create-or-replace of one document in :meth:`Store.write_many` (as :meth:`Store.put`)."""
+
+    collection: str
+    id: str
+    body: dict[str, Any]
+    if_match: str | None = None
+    if_none_match: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteDocument:
+    """A delete of one document in :meth:`Store.write_many` (as :meth:`Store.delete`)."""
+
+    collection: str
+    id: str
+    if_match: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tombstone:
     """What a delete leaves: the change version it allocated and the document's natural key."""
 
@@ -105,11 +125,29 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in a keyset walk of one collection (see :meth:`Store.walk`).
+
+    ``order`` is ``"key"`` for a walk in storage-key order (every current document, or those
+    of a change-version window) or ``"change"`` for a walk of a change-version window in
+    change-version order. The walk continues with rows whose position is greater than
+    ``after`` and at most ``through``. A cursor is plain data: the API encodes it as an
+    opaque page token.
+    """
+
+    order: str
+    after: int
+    through: int
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """One page of results, with the total count when it was asked for."""
+    """One page of results, with the total count when it was asked for and, for a walk, the
+    cursor of the next page (``None`` once no row remains)."""
 
     items: list[T]
     total: int | None = None
+    next: Cursor | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from tidemark.core import (
     KeyChangeNotSupportedError,
     NotFoundError,
     PreconditionFailedError,
+    TidemarkError,
     UnresolvedReferenceError,
     canonical_bytes,
     content_hash,
@@ -23,10 +25,13 @@ from tidemark.core import (
     version_etag,
 )
 
+from . import _index_sql
 from ._engine import RetryTransaction, Transaction
+from ._index import IndexEntry
+from ._indexing import Indexes
 from ._model import Facts, ResolvedReference, ResourceModel, ResourceSpec, referential_id
 from ._rows import DOC_COLUMNS, DocRow
-from ._types import StoredDocument, Tombstone, WriteOutcome
+from ._types import DeleteDocument, PutDocument, StoredDocument, Tombstone, WriteOutcome
 
 #: An identity cascade longer than this is a modelling error (a cycle), not a real workload.
 MAX_CASCADE_STEPS = 1_000_000
@@ -93,6 +98,50 @@ def delete(
     _check_preconditions(found, if_match, None)
     row = _require(found, f"{spec.resource_name if spec else collection} {id}")
     return changes.delete(row, spec)
+
+
+def write_many(
+    changes: ChangeSet,
+    operations: Sequence[tuple[PutDocument | DeleteDocument, ResourceSpec | None, Facts | None]],
+) -> list[WriteOutcome | Tombstone]:
+    """Several puts and deletes in one transaction, in order, each seeing the ones before it.
+
+    Each operation gets a change set of its own (a change set is finalised once) sharing the
+    transaction and its stamp. An error names the failing operation's index in
+    ``error.data["operation"]`` and, raised through the engine, rolls back every operation.
+    """
+    results: list[WriteOutcome | Tombstone] = []
+    for index, (operation, spec, facts) in enumerate(operations):
+        step = changes.fork()
+        try:
+            if isinstance(operation, DeleteDocument):
+                results.append(
+                    delete(step, operation.collection, operation.id, spec, operation.if_match)
+                )
+            else:
+                assert facts is not None
+                results.append(
+                    put(
+                        step,
+                        operation.collection,
+                        operation.id,
+                        spec,
+                        facts,
+                        operation.if_match,
+                        operation.if_none_match,
+                    )
+                )
+        except TidemarkError as error:
+            error.data.setdefault("operation", index)
+            raise
+        except RetryTransaction as retry:
+            if isinstance(retry.error, TidemarkError):
+                retry.error.data.setdefault("operation", index)
+            raise
+        finally:
+            changes.allocated += step.allocated
+            changes.journaled += step.journaled
+    return results
 
 
 def _replace_in(
@@ -182,7 +231,8 @@ class _Touched:
 
     ``body`` stays ``None`` while the stored body is unchanged (it is parsed only if needed);
     ``text`` is its canonical text when already known; ``reference_ids`` is read from
-    ``document_references`` the first time it is needed.
+    ``document_references`` the first time it is needed; ``index`` holds the new body's index
+    entries when they were computed before the transaction.
     """
 
     row: DocRow
@@ -192,6 +242,7 @@ class _Touched:
     referential_id: str | None = None
     key_values: str | None = None
     reference_ids: set[str] | None = None
+    index: frozenset[IndexEntry] | None = None
 
     def current_body(self) -> dict[str, Any]:
         if self.body is None:
@@ -207,15 +258,25 @@ class ChangeSet:
     changes (later cascade steps must find them), while stamps are written once per document in
     :meth:`finalize`, so a document reached twice in one cascade gets one new change version, and
     a change followed by its reversal allocates nothing. Journal, history and key-change rows are
-    written by database triggers whenever stamps move (see ``_migrations``).
+    written by database triggers whenever stamps move (see ``_migrations``). Search-index
+    entries are written with the document: all on insert, the differences from the stored ones
+    when a body changes (computed here only for bodies rewritten by a cascade), none left on
+    delete.
     """
 
     def __init__(
-        self, tx: Transaction, model: ResourceModel | None, now: str, moment: datetime | None = None
+        self,
+        tx: Transaction,
+        model: ResourceModel | None,
+        now: str,
+        moment: datetime | None = None,
+        indexes: Indexes | None = None,
     ) -> None:
-        """``now`` is the stamp text of this transaction; ``moment`` the same instant, parsed."""
+        """``now`` is the stamp text of this transaction; ``moment`` the same instant, parsed;
+        ``indexes`` the store's indexers."""
         self.tx = tx
         self.model = model
+        self.indexes = indexes
         self.now = now
         self._now_parsed = moment if moment is not None else parse_iso_utc(now)
         self._touched: dict[int, _Touched] = {}
@@ -223,6 +284,10 @@ class ChangeSet:
         #: Change versions allocated and representation changes (journal rows) written so far.
         self.allocated = 0
         self.journaled = 0
+
+    def fork(self) -> ChangeSet:
+        """A fresh change set in the same transaction, with the same stamp."""
+        return ChangeSet(self.tx, self.model, self.now, self._now_parsed)
 
     def _allocate(self) -> int:
         self.allocated += 1
@@ -340,6 +405,11 @@ class ChangeSet:
                 facts.referential_id,
             ),
         )
+        entries = facts.index
+        if entries is None and self.indexes is not None:
+            entries = self.indexes.entries_for(collection, facts.body)
+        if entries:
+            _index_sql.insert_entries(self.tx, collection, pk, entries)
         if spec is not None:
             self._claim_aliases(spec, facts, pk, inserting=True)
             if facts.references:
@@ -400,6 +470,7 @@ class ChangeSet:
         ``identity_may_change`` is false (a direct write to a resource without identity updates).
         """
         touched = self._working(row, spec)
+        touched.index = after.index
         if spec is None:
             touched.body, touched.text = after.body, after.text
             return
@@ -512,6 +583,7 @@ class ChangeSet:
                     row.pk,
                 ),
             )
+            self._reindex(touched)
             self.journaled += 1
             written.append(
                 self._document(
@@ -526,6 +598,19 @@ class ChangeSet:
                 )
             )
         return written
+
+    def _reindex(self, touched: _Touched) -> None:
+        """Write the differences between the stored index entries of a changed document and
+        those of its new body."""
+        collection = touched.row.collection
+        entries = touched.index
+        if entries is None:
+            if self.indexes is None or touched.body is None:
+                return
+            entries = self.indexes.entries_for(collection, touched.body)
+            if entries is None:
+                return  # a collection no indexer covers
+        _index_sql.replace_entries(self.tx, collection, touched.row.pk, entries)
 
     # -- deletes ---------------------------------------------------------------------------------
     def _resource_name(self, collection: str) -> str:
@@ -564,6 +649,7 @@ class ChangeSet:
             own_rid = row.referential_id
         version = self._allocate()
         self.tx.execute("DELETE FROM documents WHERE doc_pk = ?", (row.pk,))
+        _index_sql.delete_entries(self.tx, row.pk)
         self.tx.execute(
             "INSERT INTO tombstones (change_version, collection, id, referential_id, key_values, "
             "last_content_version, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

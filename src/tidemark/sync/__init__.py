@@ -5,10 +5,11 @@ An application works on its own copy of its entities through repositories
 local store (SQLite file or folder) and a cloud store on a tidemark server shared by many
 devices — in step, reading only the entity keys (partitions) whose hashes differ. Conflicts are
 resolved per entity, last writer wins under a total order (write stamp from a hybrid logical
-clock, then delete before update, then content hash), so replicas always converge.
+clock, then delete before update, then content hash), so replicas always converge. A version
+stamped further ahead than the allowed clock skew is quarantined and reported, never obeyed.
 """
 
-from ._blob import Blob, validate_blob
+from ._blob import Blob, stamp_problems, validate_blob
 from ._cloud_tier import CloudTier
 from ._folder_tier import FolderTier
 from ._ids import (
@@ -22,7 +23,7 @@ from ._ids import (
     validate_key,
 )
 from ._memory_tier import MemoryStore
-from ._merge import BlobMerge, Conflict, merge_blobs, purge_tombstones
+from ._merge import BlobMerge, Conflict, QuarantinedVersion, merge_blobs, purge_tombstones
 from ._metadata import EntityCounts, KeyMetadata, TierMetadata
 from ._open import open_tier
 from ._orchestrator import PURGE_JOB, DataOrchestrator, SyncPair
@@ -31,14 +32,21 @@ from ._repository import Repository
 from ._scheduler import SyncEvent, SyncScheduler, is_transient
 from ._settings import SyncSettings
 from ._sqlite_tier import SqliteTier
-from ._stamps import HybridClock, format_stamp, normalize_stamp
+from ._stamps import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    HybridClock,
+    format_stamp,
+    normalize_stamp,
+    skew_horizon,
+)
 from ._strategies import DateKeyStrategy, DateRange, KeyStrategy, LogicalKeyStrategy
 from ._streams import Observation
-from ._tier_sync import KeyConflict, SyncResult, sync_tiers
+from ._tier_sync import KeyConflict, StampQuarantine, SyncResult, sync_tiers
 from ._tiers import ABSENT, TIER_COUNTERS, BlobTier, EntityChange, StoreTier
 
 __all__ = [
     "ABSENT",
+    "DEFAULT_MAX_CLOCK_SKEW",
     "GLOBAL_LOGICAL_KEY",
     "PURGE_JOB",
     "RANDOM_ID_LENGTH",
@@ -61,9 +69,11 @@ __all__ = [
     "LogicalKeyStrategy",
     "MemoryStore",
     "Observation",
+    "QuarantinedVersion",
     "Query",
     "Repository",
     "SqliteTier",
+    "StampQuarantine",
     "StoreTier",
     "SyncEvent",
     "SyncPair",
@@ -83,6 +93,8 @@ __all__ = [
     "purge_tombstones",
     "run_query",
     "sanitize_logical_key",
+    "skew_horizon",
+    "stamp_problems",
     "sync_tiers",
     "validate_blob",
     "validate_key",

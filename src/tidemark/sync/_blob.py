@@ -19,7 +19,7 @@ from typing import Any
 from tidemark.core import DataValidationError
 
 from ._ids import DELETED_MEMBER, is_valid_entity_name, is_valid_id
-from ._stamps import normalize_stamp
+from ._stamps import normalize_stamp, stamp_fault
 
 #: A blob as plain JSON: ``{EntityName: {id: entity}, "deleted": {EntityName: {id: deleted_at}}}``.
 Blob = dict[str, Any]
@@ -124,6 +124,38 @@ def validate_blob(value: Any) -> Blob:
     if deleted_out:
         normalized[DELETED_MEMBER] = deleted_out
     return normalized
+
+
+def stamp_problems(blob: Mapping[str, Any], not_after: str) -> dict[str, list[str]]:
+    """The stamps of a normalized blob that a replica must not accept, by JSON path.
+
+    Every ``updated_at`` that is present and every ``deleted_at`` must be an ISO-8601 date-time
+    no later than ``not_after`` (the receiver's clock plus the allowed skew): a stamp in the far
+    future would win every later merge, so edits made after it would be silently reverted.
+    """
+    problems: dict[str, list[str]] = {}
+
+    def check(path: str, field: str, value: object) -> None:
+        fault = stamp_fault(value, not_after)
+        if fault == "invalid":
+            problems.setdefault(path, []).append(
+                f"{field} {value!r} is not an ISO-8601 date-time such as 2024-05-01T10:11:12.000000Z"
+            )
+        elif fault == "ahead":
+            problems.setdefault(path, []).append(
+                f"{field} {value} is later than {not_after}, the latest stamp this receiver "
+                "accepts (its clock plus the allowed skew); check the writing device's clock"
+            )
+
+    for name, members in blob.items():
+        if name == DELETED_MEMBER:
+            for deleted_name, deleted in members.items():
+                for entity_id, deleted_at in deleted.items():
+                    check(f"$.deleted.{deleted_name}.{entity_id}", "deleted_at", deleted_at)
+            continue
+        for entity_id, entity in members.items():
+            check(f"$.{name}.{entity_id}.updated_at", "updated_at", entity.get("updated_at"))
+    return problems
 
 
 def entity_names(blob: Mapping[str, Any]) -> set[str]:

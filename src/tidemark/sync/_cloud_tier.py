@@ -6,8 +6,9 @@ Protocol (served by ``tidemark serve``)::
                                            "updated_at", "entities", "etag"}}}
     GET    /sync/v1/{ns}/blobs/{key}   200 blob, ETag | 404
     PUT    /sync/v1/{ns}/blobs/{key}   If-Match: <etag> | If-None-Match: *   200/201 key metadata
-                                       (with "etag"), ETag | 412 when the precondition fails
-    DELETE /sync/v1/{ns}/blobs/{key}   If-Match: <etag>   204 | 404 | 412
+                                       (with "etag"), ETag | 412 when the precondition fails |
+                                       428 without a precondition
+    DELETE /sync/v1/{ns}/blobs/{key}   If-Match: <etag>   204 | 404 | 412 | 428 without it
 
 Errors are ``application/problem+json``.
 """
@@ -23,6 +24,7 @@ import httpx
 import orjson
 
 from tidemark.core import (
+    MAX_JSON_DEPTH,
     BadRequestError,
     Counters,
     DataValidationError,
@@ -35,6 +37,7 @@ from tidemark.core import (
     canonical_bytes,
     canonical_hash,
     get_logger,
+    parse_json,
 )
 
 from ._blob import Blob, is_empty, validate_blob
@@ -45,6 +48,9 @@ from ._tiers import ABSENT, TIER_COUNTERS
 _log = get_logger("sync")
 
 T = TypeVar("T")
+
+#: Attempts of an unconditional write (``if_hash=None``) racing other writers.
+UNCONDITIONAL_ATTEMPTS = 5
 
 #: HTTP statuses after which retrying later may succeed.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -58,8 +64,10 @@ class CloudTier:
     and auth are used; URLs are always built from ``base_url``). Conditional writes use the
     server's per-key ETags learned from the last metadata, load or store; a write whose expected
     hash the tier has not seen with an ETag is reported as a failed precondition, so the caller
-    retries it with fresh metadata instead of overwriting blindly. ``load_many`` and
-    ``store_many`` run up to ``concurrency`` requests at a time.
+    retries it with fresh metadata instead of overwriting blindly. Unconditional writes
+    (``if_hash=None``) are sent conditional on the version the tier knows of (the server refuses
+    any other), learning it with a GET and retrying when the key changed meanwhile.
+    ``load_many`` and ``store_many`` run up to ``concurrency`` requests at a time.
 
     Network failures, timeouts, 408/425/429/5xx and torn or malformed responses raise
     :class:`SourceUnavailableError` (transient); 401/403 and rejected requests raise their
@@ -123,38 +131,70 @@ class CloudTier:
         if is_empty(normalized):
             return await self.clear(key, if_hash=if_hash)
         body = canonical_bytes(normalized)
+        if if_hash is None:
+            return await self._unconditionally(key, lambda etag: self._put(key, body, etag))
         known = self._etags.get(key)
-        headers = {"content-type": "application/json"}
         if if_hash == ABSENT:
+            return await self._put(key, body, None)
+        if known is None or known[0] != if_hash:
+            self._counters.increment("preconditions_failed")
+            return False
+        return await self._put(key, body, known[1])
+
+    async def _put(self, key: str, body: bytes, etag: str | None) -> bool:
+        """PUT over the version tagged ``etag`` (``None``: only if the key is absent)."""
+        headers = {"content-type": "application/json"}
+        if etag is None:
             headers["if-none-match"] = "*"
-        elif if_hash is not None:
-            if known is None or known[0] != if_hash:
-                self._counters.increment("preconditions_failed")
-                return False
-            headers["if-match"] = known[1]
+        else:
+            headers["if-match"] = etag
         response = await self._request("PUT", f"/blobs/{key}", content=body, headers=headers)
         if response.status_code == 412:
             self._etags.pop(key, None)
             self._counters.increment("preconditions_failed")
             return False
         self._expect(response, 200, 201)
-        meta, etag = self._key_metadata_from(response)
-        self._etags[key] = (meta.hash, etag)
+        meta, new_etag = self._key_metadata_from(response)
+        self._etags[key] = (meta.hash, new_etag)
         self._counters.increment("blobs_written")
         return True
+
+    async def _unconditionally(
+        self, key: str, write: Callable[[str | None], Awaitable[bool]]
+    ) -> bool:
+        # The server takes conditional writes only (428 otherwise): write over the version this
+        # tier knows of, and when another writer got in between, learn the new one and retry.
+        for _ in range(UNCONDITIONAL_ATTEMPTS):
+            known = self._etags.get(key)
+            if await write(known[1] if known else None):
+                return True
+            await self.load(key)  # learns the current ETag (or that the key is absent)
+        raise SourceUnavailableError(
+            f"{self._name}: {key} changed on the server during each of "
+            f"{UNCONDITIONAL_ATTEMPTS} attempts to overwrite it; try again later"
+        )
 
     async def clear(self, key: str, *, if_hash: str | None = None) -> bool:
         validate_key(key)
         known = self._etags.get(key)
-        headers: dict[str, str] = {}
         if if_hash == ABSENT:
             return known is None
-        if if_hash is not None:
-            if known is None or known[0] != if_hash:
-                self._counters.increment("preconditions_failed")
-                return False
-            headers["if-match"] = known[1]
-        response = await self._request("DELETE", f"/blobs/{key}", headers=headers)
+        if if_hash is None:
+            if known is None:
+                await self.load(key)
+                if key not in self._etags:
+                    return True
+            return await self._unconditionally(key, lambda etag: self._delete(key, etag))
+        if known is None or known[0] != if_hash:
+            self._counters.increment("preconditions_failed")
+            return False
+        return await self._delete(key, known[1])
+
+    async def _delete(self, key: str, etag: str | None) -> bool:
+        """DELETE the version tagged ``etag`` (``None``: the key is absent, nothing to do)."""
+        if etag is None:
+            return True
+        response = await self._request("DELETE", f"/blobs/{key}", headers={"if-match": etag})
         if response.status_code == 412:
             self._etags.pop(key, None)
             self._counters.increment("preconditions_failed")
@@ -251,8 +291,8 @@ class CloudTier:
 
     def _json_from(self, response: httpx.Response) -> Any:
         try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
+            return parse_json(response.content, max_depth=MAX_JSON_DEPTH)
+        except ValueError as exc:
             raise self._torn(str(response.request.url.path), exc) from exc
 
     def _blob_from(self, response: httpx.Response) -> Blob:

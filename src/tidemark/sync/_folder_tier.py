@@ -14,6 +14,8 @@ from typing import ParamSpec, TypeVar
 import orjson
 
 from tidemark.core import (
+    MAX_JSON_DEPTH,
+    ConfigurationError,
     Counters,
     DataValidationError,
     SourceUnavailableError,
@@ -21,6 +23,7 @@ from tidemark.core import (
     content_hash,
     file_lock,
     get_logger,
+    parse_json,
 )
 
 from ._blob import Blob, is_empty, validate_blob
@@ -48,15 +51,21 @@ class FolderTier:
     Each write goes to a temporary file in the same folder, is flushed to disk and renamed over
     the target, so a reader sees the old or the new blob, never a mix. Metadata is kept in an
     index file validated against each file's (inode, size, mtime); a file that changed behind the
-    index is re-read. A torn or corrupt file (not JSON, not a blob) is moved to
-    ``<root>/.quarantine/`` and its key reads as absent, so a sync restores it from the other
+    index is re-read. A torn or corrupt file (not JSON, nested deeper than
+    :data:`~tidemark.core.MAX_JSON_DEPTH`, not a blob) is moved to ``<root>/.quarantine/`` (a
+    warning names both files) and its key reads as absent, so a sync restores it from the other
     tiers. Keys are validated, so every path stays inside ``root``. Writers in several processes
     serialize on a lock file (``fcntl``).
+
+    ``read_only`` opens the folder for reading only: nothing in it is created, moved or
+    rewritten (no index file, no quarantine; a corrupt file is skipped and named in a warning),
+    and writes raise :class:`~tidemark.core.ConfigurationError`.
     """
 
-    def __init__(self, root: str | Path, *, name: str = "folder") -> None:
+    def __init__(self, root: str | Path, *, name: str = "folder", read_only: bool = False) -> None:
         self._root = Path(root)
         self._name = name
+        self._read_only = read_only
         self._counters = Counters(*TIER_COUNTERS)
         self._worker = Worker(f"tidemark-sync-{name}")
         self._lock = threading.Lock()
@@ -121,6 +130,8 @@ class FolderTier:
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
+        if self._read_only:
+            raise ConfigurationError(f"{self._name}: folder {self._root} was opened read-only")
         self._root.mkdir(parents=True, exist_ok=True)
         with self._lock, file_lock(self._root / LOCK_FILE):
             yield
@@ -134,14 +145,22 @@ class FolderTier:
         except FileNotFoundError:
             return None
         try:
-            blob = validate_blob(orjson.loads(data))
-        except (orjson.JSONDecodeError, DataValidationError) as exc:
+            blob = validate_blob(parse_json(data, max_depth=MAX_JSON_DEPTH))
+        except (ValueError, DataValidationError) as exc:
             self._quarantine(key, path, str(exc))
             return None
         signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         return blob, content_hash(canonical_bytes(blob)), signature
 
     def _quarantine(self, key: str, path: Path, reason: str) -> None:
+        if self._read_only:
+            _log.warning(
+                f"corrupt blob file {path} skipped (read-only: left in place): {reason}",
+                tier=self._name,
+                key=key,
+                file=str(path),
+            )
+            return
         target_dir = self._root / QUARANTINE_DIR
         target_dir.mkdir(exist_ok=True)
         stamp = self._clock.now().replace(":", "").replace("-", "")
@@ -153,9 +172,10 @@ class FolderTier:
         self._forget(key)
         self._counters.increment("corrupt_quarantined")
         _log.warning(
-            "corrupt blob file quarantined",
+            f"corrupt blob file {path} quarantined as {target}: {reason}",
             tier=self._name,
             key=key,
+            file=str(path),
             reason=reason,
             moved_to=str(target),
         )
@@ -249,7 +269,7 @@ class FolderTier:
             changed = True
         if changed:
             self._snapshot = None
-        if changed or self._index_dirty:
+        if (changed or self._index_dirty) and not self._read_only:
             self._write_index()
             self._index_dirty = False
         if self._snapshot is None:

@@ -10,6 +10,11 @@ exchanges::
 :mod:`tidemark.sync._stamps`); a delete wins an exact tie with an update; two different updates
 with the same stamp are ordered by the hash of their canonical bytes, an arbitrary but identical
 choice on every replica.
+
+With ``not_after`` (the local clock plus the allowed skew) a version whose stamp is later than
+that, or is not a date-time at all, is *quarantined*: it takes no part in the merge (it cannot
+win, so it cannot revert later edits), the side that held it is rewritten without it, and the
+merge reports it with its full content so nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from tidemark.core import canonical_bytes, content_hash
 
 from ._blob import Blob, active, entity_names, tombstones
 from ._ids import DELETED_MEMBER
-from ._stamps import normalize_stamp
+from ._stamps import StampFault, normalize_stamp, stamp_fault
 
 Side = Literal["a", "b"]
 
@@ -47,12 +52,27 @@ class Conflict:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantinedVersion:
+    """A version the merge set aside because its stamp cannot be trusted: ``side`` held it,
+    ``stamp`` is its raw ``updated_at`` / ``deleted_at``, ``fault`` says why (``invalid`` or
+    ``ahead``), ``version`` is the entity (or the tombstone's stamp) as it was."""
+
+    entity_name: str
+    entity_id: str
+    side: Side
+    stamp: Any
+    fault: StampFault
+    version: Any
+
+
+@dataclass(frozen=True, slots=True)
 class BlobMerge:
     """The outcome of :func:`merge_blobs`.
 
     ``blob`` is the merged, normalized blob both sides should hold. ``changes_a`` / ``changes_b``
     count the entities and tombstones that differ between ``blob`` and each input (zero means
-    that side needs no write). ``expired_dropped`` counts expired tombstones not carried over.
+    that side needs no write). ``expired_dropped`` counts expired tombstones not carried over;
+    ``quarantined`` lists the versions set aside for their stamps.
     """
 
     blob: Blob
@@ -60,6 +80,7 @@ class BlobMerge:
     changes_b: int
     conflicts: tuple[Conflict, ...]
     expired_dropped: int
+    quarantined: tuple[QuarantinedVersion, ...] = ()
 
     @property
     def changed_a(self) -> bool:
@@ -114,11 +135,20 @@ def _choose(va: _Version, vb: _Version) -> tuple[Side | None, ConflictReason | N
     return ("a" if content_hash(bytes_a) > content_hash(bytes_b) else "b"), "same-stamp"
 
 
+def _quarantine(version: _Version | None, not_after: str | None) -> tuple[StampFault, Any] | None:
+    if version is None or not_after is None:
+        return None
+    raw = version[2].get("updated_at") if version[1] == 0 else version[2]
+    fault = stamp_fault(raw, not_after)
+    return None if fault is None else (fault, raw)
+
+
 def merge_blobs(
     a: Mapping[str, Any] | None,
     b: Mapping[str, Any] | None,
     *,
     expired_before: str | None = None,
+    not_after: str | None = None,
 ) -> BlobMerge:
     """Merge two normalized blobs (``None`` = the side does not hold the key).
 
@@ -126,6 +156,8 @@ def merge_blobs(
     ``expired_before`` (a stamp) enables tombstone expiry: a winning tombstone older than it is
     not copied to a side that never had the entity; it disappears from both sides instead, so a
     tombstone already purged elsewhere is not resurrected by a replica that still holds it.
+    ``not_after`` (a stamp) quarantines versions stamped later than it or not stamped with a
+    date-time (see the module docstring).
     """
     a = a or {}
     b = b or {}
@@ -133,6 +165,7 @@ def merge_blobs(
     merged_deleted: dict[str, dict[str, str]] = {}
     changes_a = changes_b = dropped = 0
     conflicts: list[Conflict] = []
+    quarantined: list[QuarantinedVersion] = []
     for name in sorted(entity_names(a) | entity_names(b)):
         live_a, dead_a = active(a, name), tombstones(a, name)
         live_b, dead_b = active(b, name), tombstones(b, name)
@@ -142,6 +175,24 @@ def merge_blobs(
         for entity_id in sorted(ids):
             va = _version_of(live_a, dead_a, entity_id)
             vb = _version_of(live_b, dead_b, entity_id)
+            held_a, held_b = va is not None, vb is not None
+            sides: tuple[tuple[Side, _Version | None], ...] = (("a", va), ("b", vb))
+            for side, version in sides:
+                fault = _quarantine(version, not_after)
+                if fault is not None:
+                    assert version is not None
+                    quarantined.append(
+                        QuarantinedVersion(name, entity_id, side, fault[1], fault[0], version[2])
+                    )
+                    if side == "a":
+                        va = None
+                    else:
+                        vb = None
+            if va is None and vb is None:
+                # Only quarantined versions: each side that held one is rewritten without it.
+                changes_a += held_a
+                changes_b += held_b
+                continue
             if va is None or vb is None:
                 winner: Side | None = "a" if vb is None else "b"
                 reason: ConflictReason | None = None
@@ -156,8 +207,8 @@ def merge_blobs(
                 and chosen[0] < expired_before
             ):
                 dropped += 1
-                changes_a += va is not None
-                changes_b += vb is not None
+                changes_a += held_a
+                changes_b += held_b
                 continue
             if chosen[1] == 1:
                 out_dead[entity_id] = chosen[2]
@@ -176,7 +227,7 @@ def merge_blobs(
             merged_deleted[name] = out_dead
     if merged_deleted:
         merged[DELETED_MEMBER] = merged_deleted
-    return BlobMerge(merged, changes_a, changes_b, tuple(conflicts), dropped)
+    return BlobMerge(merged, changes_a, changes_b, tuple(conflicts), dropped, tuple(quarantined))
 
 
 def purge_tombstones(blob: Mapping[str, Any], before: str) -> tuple[Blob, int]:

@@ -14,7 +14,12 @@ from ._tiers import BlobTier
 
 
 def open_tier(
-    spec: str, *, name: str | None = None, token: str | None = None, create: bool = True
+    spec: str,
+    *,
+    name: str | None = None,
+    token: str | None = None,
+    create: bool = True,
+    read_only: bool = False,
 ) -> BlobTier:
     """The tier ``spec`` names.
 
@@ -24,7 +29,8 @@ def open_tier(
     * any other path: a :class:`SqliteTier` file.
 
     With ``create=False`` a local path that does not exist raises :class:`ConfigurationError`
-    instead of being created.
+    instead of being created. ``read_only`` (implies ``create=False``) opens a local tier so
+    that reading changes nothing in it (see :class:`FolderTier`, :class:`SqliteTier`).
     """
     if spec.startswith(("http://", "https://")):
         parts = urlsplit(spec)
@@ -35,8 +41,8 @@ def open_tier(
         headers = {"Authorization": f"Bearer {token}"} if token else None
         return CloudTier(base, namespace, name=name or "cloud", headers=headers)
     local = Path(spec).expanduser()
-    if not create and not local.exists():
+    if (read_only or not create) and not local.exists():
         raise ConfigurationError(f"{spec}: no such file or folder")
     if local.is_dir() or spec.endswith(("/", "\\")):
-        return FolderTier(local, name=name or "folder")
-    return SqliteTier(local, name=name or "local")
+        return FolderTier(local, name=name or "folder", read_only=read_only)
+    return SqliteTier(local, name=name or "local", read_only=read_only)

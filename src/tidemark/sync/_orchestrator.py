@@ -22,7 +22,7 @@ from ._scheduler import SyncEvent, SyncScheduler, is_transient
 from ._settings import SyncSettings
 from ._stamps import HybridClock
 from ._strategies import KeyStrategy
-from ._tier_sync import KeyConflict, SyncResult, sync_tiers
+from ._tier_sync import KeyConflict, StampQuarantine, SyncResult, sync_tiers
 from ._tiers import ABSENT, BlobTier, StoreTier
 
 _log = get_logger("sync")
@@ -58,6 +58,10 @@ class DataOrchestrator:
     Scheduled jobs: ``store->local`` (every ``store_interval``), ``local->cloud`` (every
     ``cloud_interval``; ``store->cloud`` when there is no local tier) and ``purge-tombstones``.
     Their events arrive on :attr:`events`; figures on :attr:`counters`.
+
+    A version stamped more than ``settings.max_clock_skew`` ahead of the local clock (or not
+    stamped with a date-time), met in a sync or a hydration, is quarantined: it never wins, the
+    tier holding it is rewritten without it, and a ``version_quarantined`` event carries it.
     """
 
     def __init__(
@@ -78,7 +82,7 @@ class DataOrchestrator:
         self.cloud = cloud
         self.strategy = strategy
         self.settings = settings
-        self.hybrid_clock = HybridClock(clock)
+        self.hybrid_clock = HybridClock(clock, max_skew=settings.max_clock_skew)
         self._clock = clock
         self.events: EventStream[SyncEvent] = EventStream()
         self.counters = Counters(
@@ -89,6 +93,7 @@ class DataOrchestrator:
             "hydration_failures",
             "conflicts_resolved",
             "tombstones_purged",
+            "versions_quarantined",
         )
         self.scheduler = SyncScheduler(
             events=self.events,
@@ -333,11 +338,11 @@ class DataOrchestrator:
                 continue
             if blob is None:
                 continue
-            await self._merge_into(self.store, key, blob)
+            await self._merge_into(self.store, key, blob, tier.name)
             if tier is not self._lower[0]:
                 # Found in the cloud: keep a durable copy locally as well.
                 with contextlib.suppress(Exception):
-                    await self._merge_into(self._lower[0], key, blob)
+                    await self._merge_into(self._lower[0], key, blob, tier.name)
             self.counters.increment("hydrations")
             _log.debug("key hydrated", key=key, tier=tier.name)
             return
@@ -345,15 +350,34 @@ class DataOrchestrator:
             self._absent.add(key)
             self.counters.increment("hydration_misses")
 
-    async def _merge_into(self, tier: BlobTier, key: str, blob: dict[str, Any]) -> None:
+    async def _merge_into(
+        self, tier: BlobTier, key: str, blob: dict[str, Any], origin: str
+    ) -> None:
         for _ in range(_HYDRATE_ATTEMPTS):
             current = await tier.load(key)
-            merge = merge_blobs(current, blob)
+            merge = merge_blobs(current, blob, not_after=self.hybrid_clock.not_after())
+            for version in merge.quarantined:
+                self._quarantined(
+                    "hydrate",
+                    StampQuarantine(
+                        key,
+                        tier.name if version.side == "a" else origin,
+                        version.entity_name,
+                        version.entity_id,
+                        version.stamp,
+                        version.fault,
+                        version.version,
+                    ),
+                )
             if not merge.changed_a:
                 return
             expected = canonical_hash(current) if current is not None else ABSENT
             if await tier.store(key, merge.blob, if_hash=expected):
                 return
+
+    def _quarantined(self, job: str, found: StampQuarantine) -> None:
+        self.counters.increment("versions_quarantined")
+        self.events.publish(SyncEvent("version_quarantined", job, quarantine=found))
 
     def _job(self, pair: SyncPair) -> Any:
         async def run() -> SyncResult:
@@ -373,6 +397,8 @@ class DataOrchestrator:
             expired_before=self.hybrid_clock.horizon(self.settings.tombstone_retention),
             batch_size=self.settings.batch_size,
             on_conflict=conflict,
+            not_after=self.hybrid_clock.not_after(),
+            on_quarantine=lambda found: self._quarantined(pair.name, found),
         )
         for tier, meta in (
             (pair.source, result.source_metadata),

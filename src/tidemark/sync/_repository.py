@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from tidemark.core import Counters, DataValidationError, canonical_bytes
+from tidemark.core import (
+    MAX_JSON_DEPTH,
+    Counters,
+    DataValidationError,
+    canonical_bytes,
+    exceeds_json_depth,
+)
 
 from ._ids import is_valid_id, key_of_id, new_id, validate_entity_name
 from ._query import Direction, Query, run_query
@@ -17,6 +23,9 @@ from ._tiers import StoreTier
 
 #: Members ``save`` manages; a save whose other members equal the stored ones changes nothing.
 STAMP_FIELDS = ("updated_at", "version")
+#: The deepest entity a blob can carry: a blob wraps it in two levels (name, then id), and a
+#: blob is read from other processes and servers with :data:`~tidemark.core.MAX_JSON_DEPTH`.
+MAX_ENTITY_DEPTH = MAX_JSON_DEPTH - 2
 
 
 def _without_stamps(entity: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,7 +78,8 @@ class Repository:
         the key strategy chooses. Every real change sets ``updated_at`` (a write stamp later than
         the version it replaces) and increments ``version``; a save that changes no other member
         writes nothing. Saving the id of a deleted entity brings it back. The input is not
-        modified. Raises :class:`DataValidationError` for a malformed id or a non-JSON entity.
+        modified. Raises :class:`DataValidationError` for a malformed id, a non-JSON entity or
+        one nested more than ``MAX_ENTITY_DEPTH`` (62) levels deep.
         """
         if not isinstance(entity, Mapping):
             raise DataValidationError(
@@ -93,11 +103,18 @@ class Repository:
                 validation_errors={"id": [f"{entity_id!r} is not <logical key>.<random>"]},
             )
         try:
-            canonical_bytes(draft)
+            encoded = canonical_bytes(draft)
         except TypeError as exc:
             raise DataValidationError(
                 "the entity is not JSON", validation_errors={"$": [str(exc)]}
             ) from exc
+        if exceeds_json_depth(encoded, MAX_ENTITY_DEPTH):
+            raise DataValidationError(
+                "the entity is nested too deeply to sync",
+                validation_errors={
+                    "$": [f"arrays and objects nest more than {MAX_ENTITY_DEPTH} levels deep"]
+                },
+            )
         key = key_of_id(orchestrator.prefix, entity_id)
         await orchestrator.hydrate(key)
         store = orchestrator.store

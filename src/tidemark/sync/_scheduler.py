@@ -16,11 +16,11 @@ import httpx
 
 from tidemark.core import Counters, EventStream, TidemarkError, get_logger
 
-from ._tier_sync import KeyConflict, SyncResult
+from ._tier_sync import KeyConflict, StampQuarantine, SyncResult
 
 _log = get_logger("sync")
 
-EventKind = Literal["started", "completed", "failed", "conflict_resolved"]
+EventKind = Literal["started", "completed", "failed", "conflict_resolved", "version_quarantined"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,8 @@ class SyncEvent:
 
     ``started`` (``attempt`` counts consecutive tries), ``completed`` (``result`` holds the
     counts), ``failed`` (``error``, ``transient``; ``retry_in`` seconds when a retry is
-    scheduled) and ``conflict_resolved`` (``conflict``).
+    scheduled), ``conflict_resolved`` (``conflict``) and ``version_quarantined``
+    (``quarantine``: a version whose stamp a sync or a hydration refused to let win).
     """
 
     kind: EventKind
@@ -40,6 +41,7 @@ class SyncEvent:
     transient: bool | None = None
     retry_in: float | None = None
     conflict: KeyConflict | None = None
+    quarantine: StampQuarantine | None = None
 
 
 def is_transient(error: BaseException) -> bool:

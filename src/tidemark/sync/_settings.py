@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._stamps import DEFAULT_MAX_CLOCK_SKEW
+
 
 @dataclass(frozen=True)
 class SyncSettings:
@@ -29,6 +31,9 @@ class SyncSettings:
     batch_size: int = 256
     #: Run every sync once right after ``DataOrchestrator.load``.
     initial_sync: bool = True
+    #: How far ahead of the local clock another replica's stamp may be; a version stamped
+    #: later is quarantined instead of winning (the sync server refuses it with 400).
+    max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW
 
     def __post_init__(self) -> None:
         for name in (
@@ -38,6 +43,7 @@ class SyncSettings:
             "retry_max",
             "tombstone_retention",
             "purge_interval",
+            "max_clock_skew",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -70,10 +70,21 @@ class SqliteTier:
     may share the file. A row whose bytes no longer match their hash is moved to
     ``sync_quarantine`` (kept for inspection) and the key reads as absent, so a sync restores it
     from the other tiers. All SQLite work runs on one worker thread.
+
+    ``read_only`` opens an existing file for reading only (nothing is created, converted or
+    quarantined; a corrupt row reads as absent and is named in a warning).
     """
 
-    def __init__(self, path: str | Path, *, name: str = "local", busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str = "local",
+        busy_timeout: float = 5.0,
+        read_only: bool = False,
+    ) -> None:
         self._path = Path(path)
+        self._read_only = read_only
         self._name = name
         self._busy_timeout = busy_timeout
         self._counters = Counters(*TIER_COUNTERS)
@@ -143,6 +154,21 @@ class SqliteTier:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
+        if self._read_only:
+            conn = sqlite3.connect(
+                f"{self._path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+            )
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                conn.close()
+                raise ConfigurationError(
+                    f"{self._path}: not a sync tier file (schema version {version})"
+                )
+            self._conn = conn
+            return conn
         self._path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
         try:
@@ -188,6 +214,13 @@ class SqliteTier:
         return blob
 
     def _quarantine(self, conn: sqlite3.Connection, key: str, body: bytes, reason: str) -> None:
+        if self._read_only:
+            _log.warning(
+                f"corrupt blob {key} in {self._path} skipped (read-only: left in place): {reason}",
+                tier=self._name,
+                key=key,
+            )
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -204,11 +237,18 @@ class SqliteTier:
             self._cache.pop(key, None)
             self._snapshot = None
         self._counters.increment("corrupt_quarantined")
-        _log.warning("corrupt blob quarantined", tier=self._name, key=key, reason=reason)
+        _log.warning(
+            f"corrupt blob {key} in {self._path} moved to its sync_quarantine table: {reason}",
+            tier=self._name,
+            key=key,
+            reason=reason,
+        )
 
     def _write_many(self, writes: Sequence[tuple[str, Blob | None, str | None]]) -> list[bool]:
         """Apply ``(key, blob or None to clear, if_hash)`` writes in one transaction, each one
         conditional on its own precondition."""
+        if self._read_only:
+            raise ConfigurationError(f"{self._name}: {self._path} was opened read-only")
         prepared: list[tuple[str, bytes, str, KeyMetadata, bytes] | tuple[str, None]] = []
         for key, blob, _ in writes:
             if blob is None or is_empty(blob):

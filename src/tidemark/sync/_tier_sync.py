@@ -14,6 +14,7 @@ from tidemark.core import canonical_hash, get_logger, partition_keys
 from ._blob import Blob
 from ._merge import BlobMerge, ConflictReason, merge_blobs
 from ._metadata import TierMetadata
+from ._stamps import StampFault
 from ._tiers import ABSENT, BlobTier
 
 _log = get_logger("sync")
@@ -31,6 +32,21 @@ class KeyConflict:
     reason: ConflictReason
 
 
+@dataclass(frozen=True, slots=True)
+class StampQuarantine:
+    """A version a sync set aside because its stamp cannot be trusted (see
+    :func:`~tidemark.sync.merge_blobs`): ``tier`` held it under ``key``; ``version`` is the
+    entity (or the tombstone's stamp) as it was, for the application to inspect or re-save."""
+
+    key: str
+    tier: str
+    entity_name: str
+    entity_id: str
+    stamp: Any
+    fault: StampFault
+    version: Any
+
+
 @dataclass(slots=True)
 class SyncResult:
     """What one directional sync did.
@@ -39,6 +55,7 @@ class SyncResult:
     the other; ``left_for_hydration`` counts keys only the target holds that a one-way sync left
     alone; ``merged`` counts keys both held with different hashes. ``deferred`` lists keys not
     written because a side changed during the sync (they are retried by the next sync).
+    ``quarantined`` lists versions set aside for untrustworthy stamps.
     """
 
     source: str
@@ -55,6 +72,7 @@ class SyncResult:
     entities_changed: int = 0
     conflicts: list[KeyConflict] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
+    quarantined: list[StampQuarantine] = field(default_factory=list)
     expired_dropped: int = 0
     duration: float = 0.0
     source_metadata: TierMetadata | None = field(default=None, repr=False)
@@ -77,6 +95,7 @@ class SyncResult:
             "entities_changed": self.entities_changed,
             "conflicts": len(self.conflicts),
             "deferred": len(self.deferred),
+            "quarantined": len(self.quarantined),
             "expired_dropped": self.expired_dropped,
             "duration_ms": round(self.duration * 1000, 3),
         }
@@ -101,6 +120,8 @@ async def sync_tiers(
     expired_before: str | None = None,
     batch_size: int = 256,
     on_conflict: Callable[[KeyConflict], None] | None = None,
+    not_after: str | None = None,
+    on_quarantine: Callable[[StampQuarantine], None] | None = None,
 ) -> SyncResult:
     """Bring ``target`` (B) in step with ``source`` (A), and A with B where they differ.
 
@@ -112,6 +133,11 @@ async def sync_tiers(
        and write A's changed blobs only for keys A has not changed since (the stale-overwrite
        guard); a key that fails either check is deferred to the next sync.
     5. Idempotent: a second run over unchanged tiers writes nothing.
+
+    With ``not_after`` (a stamp: the local clock plus the allowed skew) versions stamped later
+    or not stamped with a date-time are quarantined: they never win, the tier holding them is
+    rewritten without them, and each is reported in ``result.quarantined``, to
+    ``on_quarantine`` and in a warning naming the key, tier, entity and stamp.
 
     Keys are processed in batches of ``batch_size`` (one ``load_many`` / ``store_many`` per tier
     and batch). Tier errors propagate (keys already written stay written; a rerun resumes).
@@ -146,10 +172,33 @@ async def sync_tiers(
             batch=batch,
             result=result,
             expired_before=expired_before,
+            not_after=not_after,
         )
         for item in batch:
             if item.merge is None:
                 continue
+            for version in item.merge.quarantined:
+                found = StampQuarantine(
+                    item.key,
+                    source.name if version.side == "a" else target.name,
+                    version.entity_name,
+                    version.entity_id,
+                    version.stamp,
+                    version.fault,
+                    version.version,
+                )
+                result.quarantined.append(found)
+                _log.warning(
+                    "version quarantined: its stamp cannot be trusted",
+                    key=found.key,
+                    tier=found.tier,
+                    entity=found.entity_name,
+                    id=found.entity_id,
+                    stamp=str(found.stamp),
+                    fault=found.fault,
+                )
+                if on_quarantine is not None:
+                    on_quarantine(found)
             result.entities_changed += item.merge.changes_a + item.merge.changes_b
             result.expired_dropped += item.merge.expired_dropped
             if item.deferred:
@@ -177,6 +226,7 @@ async def _sync_batch(
     batch: Sequence[_KeyWork],
     result: SyncResult,
     expired_before: str | None,
+    not_after: str | None,
 ) -> None:
     in_a = [item for item in batch if item.key in meta_a]
     in_b = [item for item in batch if item.key in meta_b]
@@ -193,7 +243,9 @@ async def _sync_batch(
         # The hash of what was actually read is the version the writes are conditional on.
         item.hash_a = canonical_hash(item.blob_a) if item.blob_a is not None else None
         item.hash_b = canonical_hash(item.blob_b) if item.blob_b is not None else None
-        item.merge = merge_blobs(item.blob_a, item.blob_b, expired_before=expired_before)
+        item.merge = merge_blobs(
+            item.blob_a, item.blob_b, expired_before=expired_before, not_after=not_after
+        )
 
     to_b = [item for item in batch if item.merge and item.merge.changed_b]
     if to_b:

@@ -10,6 +10,8 @@
 - :class:`Validator` (or :func:`validate`) checks a resource against its type, base chain,
   profiles (``meta.profile``) and extensions; the :class:`ValidationResult` holds
   OperationOutcome-style :class:`ValidationIssue` objects, rendered by :func:`operation_outcome`.
+- :class:`Terminology` expands ValueSets from the loaded packages so that the validator can
+  enforce required bindings.
 """
 
 from ._convert import ConversionError, FHIRSchema, convert
@@ -21,6 +23,7 @@ from ._resolve import (
     schema_dependencies,
     type_url,
 )
+from ._terminology import ResourceLookup, Terminology
 from ._validate import Validator, validate
 
 __all__ = [
@@ -28,8 +31,10 @@ __all__ = [
     "ConversionError",
     "FHIRSchema",
     "PackageSchemaResolver",
+    "ResourceLookup",
     "SchemaResolver",
     "Severity",
+    "Terminology",
     "ValidationIssue",
     "ValidationResult",
     "Validator",

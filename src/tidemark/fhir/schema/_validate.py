@@ -21,6 +21,7 @@ from tidemark.fhir.fhirpath import PRIMITIVE_TYPES, FhirPathUnsupported, evaluat
 from ._outcome import Severity, ValidationIssue, ValidationResult
 from ._primitives import check_primitive
 from ._resolve import FHIR_BASE, SchemaResolver, type_url
+from ._terminology import Terminology
 
 _log = get_logger("fhir.schema")
 
@@ -79,15 +80,33 @@ class Validator:
 
     Thread-safe (the schema chains it caches are read-only). ``counters`` holds
     ``validations``, ``invariants_evaluated`` and ``invariants_skipped`` (expressions outside
-    the supported FHIRPath subset).
+    the supported FHIRPath subset), ``bindings_checked`` and ``bindings_unchecked`` (required
+    bindings whose ValueSet ``terminology`` cannot expand).
+
+    With ``terminology``, codes under a ``required`` binding must be in the bound ValueSet: a
+    ``code`` by its value, a ``Coding`` by system and code, a ``CodeableConcept`` by at least one
+    of its codings (one without codings is not judged).
     """
 
-    def __init__(self, resolver: SchemaResolver, *, invariants: bool = True) -> None:
+    def __init__(
+        self,
+        resolver: SchemaResolver,
+        *,
+        invariants: bool = True,
+        terminology: Terminology | None = None,
+    ) -> None:
         self.resolver = resolver
         self.invariants = invariants
+        self.terminology = terminology
         self._chains: dict[str, list[Mapping[str, Any]]] = {}
         self._lock = threading.Lock()
-        self.counters = Counters("validations", "invariants_evaluated", "invariants_skipped")
+        self.counters = Counters(
+            "validations",
+            "invariants_evaluated",
+            "invariants_skipped",
+            "bindings_checked",
+            "bindings_unchecked",
+        )
 
     # ----- schema lookup -------------------------------------------------------------------
 
@@ -158,6 +177,24 @@ class Validator:
         chain = self.chain(url)
         kind = chain[0].get("type") if chain else None
         return kind if isinstance(kind, str) else None
+
+    def element_repeats(self, resource_type: str, names: Sequence[str]) -> bool | None:
+        """Whether the element reached by ``names`` from a ``resource_type`` root (e.g.
+        ``["name", "given"]``) is an array; ``None`` when the schemas do not define it."""
+        defs: list[Element] = list(self.chain(type_url(resource_type)))
+        for position, name in enumerate(names):
+            found = [
+                elements[name]
+                for definition in self._expand(defs)
+                if isinstance(elements := definition.get("elements"), Mapping)
+                and isinstance(elements.get(name), Mapping)
+            ]
+            if not found:
+                return None
+            if position == len(names) - 1:
+                return any(bool(item.get("array")) for item in found)
+            defs = found
+        return None
 
     # ----- entry point ---------------------------------------------------------------------
 
@@ -312,6 +349,8 @@ class Validator:
             self._validate_object(run, value, expanded, path, is_resource=False)
             if any(t == "Reference" for t in declared):
                 self._check_reference(run, value, defs, path)
+        if self.terminology is not None:
+            self._check_bindings(run, value, defs, declared, path)
         self._check_invariants(run, value, expanded, path, primitive)
 
     def _validate_object(
@@ -577,6 +616,40 @@ class Validator:
                     )
         return extra
 
+    # ----- bindings --------------------------------------------------------------------------
+
+    def _check_bindings(
+        self, run: _Run, value: Any, defs: Sequence[Element], declared: Sequence[str], path: str
+    ) -> None:
+        assert self.terminology is not None
+        urls: dict[str, None] = {}
+        for definition in defs:
+            binding = definition.get("binding")
+            if isinstance(binding, Mapping) and binding.get("strength") == "required":
+                url = binding.get("valueSet")
+                if isinstance(url, str):
+                    urls.setdefault(url)
+        if not urls:
+            return
+        codings = _codings(value, declared)
+        if not codings:
+            return
+        for url in urls:
+            answers = [self.terminology.contains(url, system, code) for system, code in codings]
+            if any(answer is None for answer in answers):
+                self.counters.increment("bindings_unchecked")
+                continue
+            self.counters.increment("bindings_checked")
+            if not any(answers):
+                shown = ", ".join(
+                    f"{system}|{code}" if system else repr(code) for system, code in codings
+                )
+                run.error(
+                    "code-invalid",
+                    f"{shown} is not in the value set {url} (required binding)",
+                    path,
+                )
+
     # ----- references and invariants -------------------------------------------------------
 
     def _check_reference(
@@ -712,6 +785,21 @@ def _references(value: Any) -> set[str]:
         elif isinstance(current, list):
             stack.extend(current)
     return found
+
+
+def _codings(value: Any, declared: Sequence[str]) -> list[tuple[str | None, str]]:
+    """The (system, code) pairs a bound value carries, by its declared type."""
+    if isinstance(value, str) and not any(t in ("Coding", "CodeableConcept") for t in declared):
+        return [(None, value)] if any(t == "code" for t in declared) else []
+    if not isinstance(value, Mapping):
+        return []
+    items = value.get("coding") if "CodeableConcept" in declared else [value]
+    pairs: list[tuple[str | None, str]] = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, Mapping) and isinstance(item.get("code"), str):
+            system = item.get("system")
+            pairs.append((system if isinstance(system, str) else None, item["code"]))
+    return pairs
 
 
 def _without_type(definition: Element) -> Element:

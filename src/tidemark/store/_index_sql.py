@@ -1,0 +1,477 @@
+"""The search index in SQL: writing a document's entries, and the plan and SQL of a search."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tidemark.core import ParameterValidationError
+
+from ._engine import Transaction
+from ._index import (
+    KEY_PREFIX_CHARS,
+    AnyOf,
+    Condition,
+    IndexEntry,
+    IndexOrder,
+    KeyContains,
+    KeyEntry,
+    KeyIn,
+    KeyPrefix,
+    Missing,
+    Not,
+    Order,
+    RangeEntry,
+    RangeMatch,
+)
+
+#: Rows per multi-row statement.
+_CHUNK = 200
+#: The largest code point: ``prefix + _TOP`` is above every key that starts with ``prefix``.
+_TOP = "\U0010ffff"
+
+
+# -- writing entries (inside the document's write transaction) ---------------------------------
+def insert_entries(
+    tx: Transaction, collection: str, pk: int, entries: Collection[IndexEntry]
+) -> None:
+    """Add ``entries`` of document ``pk`` (already normalised)."""
+    keys = [e for e in entries if isinstance(e, KeyEntry)]
+    ranges = [e for e in entries if isinstance(e, RangeEntry)]
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        params: list[Any] = []
+        for name, key in chunk:
+            params += [collection, name, key, pk]
+        tx.execute(
+            "INSERT INTO index_keys (collection, name, key, doc_pk) VALUES "
+            + ", ".join("(?, ?, ?, ?)" for _ in chunk)
+            + " ON CONFLICT DO NOTHING",
+            params,
+        )
+    for start in range(0, len(ranges), _CHUNK):
+        rchunk = ranges[start : start + _CHUNK]
+        params = []
+        for name, unit, low, high in rchunk:
+            params += [collection, name, unit, low, high, pk]
+        tx.execute(
+            "INSERT INTO index_ranges (collection, name, unit, low, high, doc_pk) VALUES "
+            + ", ".join("(?, ?, ?, ?, ?, ?)" for _ in rchunk)
+            + " ON CONFLICT DO NOTHING",
+            params,
+        )
+
+
+def stored_entries(tx: Transaction, pks: Sequence[int]) -> dict[int, set[IndexEntry]]:
+    """The entries stored for each of ``pks`` (one round trip)."""
+    found: dict[int, set[IndexEntry]] = {pk: set() for pk in pks}
+    if not pks:
+        return found
+    marks = ", ".join("?" * len(pks))
+    rows = tx.query(
+        f"SELECT doc_pk, 0, name, key, '', 0.0, 0.0 FROM index_keys WHERE doc_pk IN ({marks}) "
+        "UNION ALL "
+        f"SELECT doc_pk, 1, name, '', unit, low, high FROM index_ranges WHERE doc_pk IN ({marks})",
+        [*pks, *pks],
+    )
+    for pk, kind, name, key, unit, low, high in rows:
+        entry: IndexEntry = (
+            KeyEntry(name, key) if kind == 0 else RangeEntry(name, unit, float(low), float(high))
+        )
+        found[int(pk)].add(entry)
+    return found
+
+
+def replace_entries(
+    tx: Transaction,
+    collection: str,
+    pk: int,
+    entries: frozenset[IndexEntry],
+    stored: set[IndexEntry] | None = None,
+) -> None:
+    """Make ``entries`` the entries of document ``pk``, writing only the differences from the
+    stored ones (``stored``, when the caller has read them already; on PostgreSQL, unread, the
+    difference is made by one statement, in one round trip)."""
+    if stored is None:
+        if tx.engine_name == "postgresql":
+            _replace_in_one_statement(tx, collection, pk, entries)
+            return
+        stored = stored_entries(tx, [pk])[pk]
+    removed = [e for e in stored if e not in entries]
+    added = [e for e in entries if e not in stored]
+    if removed:
+        _delete_some(tx, pk, removed)
+    if added:
+        insert_entries(tx, collection, pk, added)
+
+
+def _replace_in_one_statement(
+    tx: Transaction, collection: str, pk: int, entries: frozenset[IndexEntry]
+) -> None:
+    """:func:`replace_entries` as one statement of data-modifying CTEs (PostgreSQL): delete the
+    stored entries not wanted, insert the wanted ones not stored (conflicts are kept rows)."""
+    keys = [e for e in entries if isinstance(e, KeyEntry)]
+    ranges = [e for e in entries if isinstance(e, RangeEntry)]
+    parts: list[str] = []
+    params: list[Any] = []
+    if keys:
+        parts.append(
+            "wanted_keys (name, key) AS (VALUES "
+            + ", ".join("(?::text, ?::text)" for _ in keys)
+            + ")"
+        )
+        params += [v for entry in keys for v in entry]
+        parts.append(
+            "gone_keys AS (DELETE FROM index_keys i WHERE i.doc_pk = ? AND NOT EXISTS "
+            '(SELECT 1 FROM wanted_keys w WHERE w.name = i.name AND w.key COLLATE "C" = i.key))'
+        )
+    else:
+        parts.append("gone_keys AS (DELETE FROM index_keys i WHERE i.doc_pk = ?)")
+    params.append(pk)
+    if ranges:
+        parts.append(
+            "wanted_ranges (name, unit, low, high) AS (VALUES "
+            + ", ".join("(?::text, ?::text, ?::float8, ?::float8)" for _ in ranges)
+            + ")"
+        )
+        params += [v for entry in ranges for v in entry]
+        parts.append(
+            "gone_ranges AS (DELETE FROM index_ranges r WHERE r.doc_pk = ? AND NOT EXISTS "
+            "(SELECT 1 FROM wanted_ranges w WHERE w.name = r.name AND w.unit = r.unit "
+            "AND w.low = r.low AND w.high = r.high))"
+        )
+        params.append(pk)
+        parts.append(
+            "new_ranges AS (INSERT INTO index_ranges (collection, name, unit, low, high, doc_pk) "
+            "SELECT ?, name, unit, low, high, ? FROM wanted_ranges ON CONFLICT DO NOTHING)"
+        )
+        params += [collection, pk]
+    else:
+        parts.append("gone_ranges AS (DELETE FROM index_ranges r WHERE r.doc_pk = ?)")
+        params.append(pk)
+    if keys:
+        tail = (
+            "INSERT INTO index_keys (collection, name, key, doc_pk) "
+            "SELECT ?, name, key, ? FROM wanted_keys ON CONFLICT DO NOTHING"
+        )
+        params += [collection, pk]
+    else:
+        tail = "SELECT 1"
+    tx.execute("WITH " + ", ".join(parts) + " " + tail, params)
+
+
+def _delete_some(tx: Transaction, pk: int, entries: list[IndexEntry]) -> None:
+    keys = [e for e in entries if isinstance(e, KeyEntry)]
+    ranges = [e for e in entries if isinstance(e, RangeEntry)]
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        params: list[Any] = [pk]
+        for name, key in chunk:
+            params += [name, key]
+        tx.execute(
+            "DELETE FROM index_keys WHERE doc_pk = ? AND ("
+            + " OR ".join("(name = ? AND key = ?)" for _ in chunk)
+            + ")",
+            params,
+        )
+    for start in range(0, len(ranges), _CHUNK):
+        rchunk = ranges[start : start + _CHUNK]
+        params = [pk]
+        for name, unit, low, high in rchunk:
+            params += [name, unit, low, high]
+        tx.execute(
+            "DELETE FROM index_ranges WHERE doc_pk = ? AND ("
+            + " OR ".join("(name = ? AND unit = ? AND low = ? AND high = ?)" for _ in rchunk)
+            + ")",
+            params,
+        )
+
+
+def delete_entries(tx: Transaction, pk: int) -> None:
+    """Remove every entry of document ``pk`` (one round trip on PostgreSQL)."""
+    if tx.engine_name == "postgresql":
+        tx.execute(
+            "WITH gone_keys AS (DELETE FROM index_keys WHERE doc_pk = ?) "
+            "DELETE FROM index_ranges WHERE doc_pk = ?",
+            (pk, pk),
+        )
+        return
+    tx.execute("DELETE FROM index_keys WHERE doc_pk = ?", (pk,))
+    tx.execute("DELETE FROM index_ranges WHERE doc_pk = ?", (pk,))
+
+
+# -- SQL pieces of conditions ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Sql:
+    """A fragment of SQL and its parameters, in order."""
+
+    text: str
+    params: tuple[Any, ...] = ()
+
+
+_FALSE = Sql("1 = 0")
+
+
+def _key_test(tx: Transaction, condition: KeyIn | KeyPrefix | KeyContains, alias: str) -> Sql:
+    """The test on ``alias.key`` (an ``index_keys`` row) for a key condition."""
+    if isinstance(condition, KeyIn):
+        if not condition.keys:
+            return _FALSE
+        if len(condition.keys) == 1:
+            return Sql(f"{alias}.key = ?", condition.keys)
+        return Sql(f"{alias}.key IN ({', '.join('?' * len(condition.keys))})", condition.keys)
+    if isinstance(condition, KeyPrefix):
+        prefix = condition.prefix[:KEY_PREFIX_CHARS]
+        if not prefix:
+            return Sql("1 = 1")
+        return Sql(f"{alias}.key >= ? AND {alias}.key < ?", (prefix, prefix + _TOP))
+    if not condition.text:
+        return Sql("1 = 1")
+    function = "instr" if tx.engine_name == "sqlite" else "strpos"
+    return Sql(f"{function}({alias}.key, ?) > 0", (condition.text,))
+
+
+def _range_test(condition: RangeMatch, alias: str) -> Sql:
+    """The test on an ``index_ranges`` row [low, high] for ``condition`` (FHIR's range rules)."""
+    low, high = f"{alias}.low", f"{alias}.high"
+    sl, sh = condition.low, condition.high
+    tests: dict[str, Sql] = {
+        "eq": Sql(f"{low} >= ? AND {low} <= ? AND {high} <= ?", (sl, sh, sh)),
+        "ne": Sql(f"({low} < ? OR {high} > ?)", (sl, sh)),
+        "gt": Sql(f"{high} > ?", (sh,)),
+        "lt": Sql(f"{low} < ?", (sl,)),
+        "ge": Sql(f"({high} > ? OR {low} >= ?)", (sh, sl)),
+        "le": Sql(f"({low} < ? OR {high} <= ?)", (sl, sh)),
+        "sa": Sql(f"{low} > ?", (sh,)),
+        "eb": Sql(f"{high} < ?", (sl,)),
+        "ap": Sql(f"{high} >= ? AND {low} <= ?", (sl, sh)),
+    }
+    test = tests[condition.op]
+    if condition.unit is None:
+        return test
+    return Sql(f"{alias}.unit = ? AND {test.text}", (condition.unit, *test.params))
+
+
+def probe(tx: Transaction, condition: Condition, doc: str = "d.doc_pk") -> Sql:
+    """A boolean SQL expression: the document whose ``doc_pk`` is ``doc`` matches ``condition``
+    (lookups in the document-ordered index, a few rows each)."""
+    if isinstance(condition, KeyIn | KeyPrefix | KeyContains):
+        test = _key_test(tx, condition, "x")
+        return Sql(
+            f"EXISTS (SELECT 1 FROM index_keys x WHERE x.doc_pk = {doc} AND x.name = ? "
+            f"AND {test.text})",
+            (condition.name, *test.params),
+        )
+    if isinstance(condition, RangeMatch):
+        rtest = _range_test(condition, "r")
+        return Sql(
+            f"EXISTS (SELECT 1 FROM index_ranges r WHERE r.doc_pk = {doc} AND r.name = ? "
+            f"AND {rtest.text})",
+            (condition.name, *rtest.params),
+        )
+    if isinstance(condition, Missing):
+        present = (
+            f"(EXISTS (SELECT 1 FROM index_keys x WHERE x.doc_pk = {doc} AND x.name = ?) OR "
+            f"EXISTS (SELECT 1 FROM index_ranges r WHERE r.doc_pk = {doc} AND r.name = ?))"
+        )
+        text = f"NOT {present}" if condition.missing else present
+        return Sql(text, (condition.name, condition.name))
+    if isinstance(condition, Not):
+        inner = probe(tx, condition.condition, doc)
+        return Sql(f"NOT ({inner.text})", inner.params)
+    if not condition.conditions:
+        return _FALSE
+    parts = [probe(tx, c, doc) for c in condition.conditions]
+    return Sql(
+        "(" + " OR ".join(p.text for p in parts) + ")", tuple(v for p in parts for v in p.params)
+    )
+
+
+def driver(tx: Transaction, collection: str, condition: Condition) -> Sql | None:
+    """``SELECT doc_pk …`` of the documents matching ``condition`` (possibly repeated), read
+    from the index by (collection, name); ``None`` for conditions that cannot be read that way
+    (negations, ``Missing``, ``KeyContains``)."""
+    if isinstance(condition, KeyIn | KeyPrefix):
+        test = _key_test(tx, condition, "x")
+        return Sql(
+            "SELECT x.doc_pk FROM index_keys x WHERE x.collection = ? AND x.name = ? "
+            f"AND {test.text}",
+            (collection, condition.name, *test.params),
+        )
+    if isinstance(condition, RangeMatch):
+        rtest = _range_test(condition, "r")
+        return Sql(
+            "SELECT r.doc_pk FROM index_ranges r WHERE r.collection = ? AND r.name = ? "
+            f"AND {rtest.text}",
+            (collection, condition.name, *rtest.params),
+        )
+    if isinstance(condition, AnyOf) and condition.conditions:
+        parts = [driver(tx, collection, c) for c in condition.conditions]
+        if any(p is None for p in parts):
+            return None
+        found = [p for p in parts if p is not None]
+        return Sql(
+            " UNION ALL ".join(p.text for p in found), tuple(v for p in found for v in p.params)
+        )
+    return None
+
+
+def _ordered(condition: Condition) -> bool:
+    """True when the index returns ``condition``'s documents in ``doc_pk`` order (one exact key)."""
+    return isinstance(condition, KeyIn) and len(condition.keys) == 1
+
+
+# -- the plan of a search --------------------------------------------------------------------
+#: How a search sorts (``id`` is insertion order).
+ORDERS = {
+    "id": "d.doc_pk",
+    "-id": "d.doc_pk DESC",
+    "content_version": "d.content_version",
+    "-content_version": "d.content_version DESC",
+    # Writes within one millisecond tie on the time; their change versions keep write order.
+    "last_modified": "d.content_modified_at, d.content_version",
+    "-last_modified": "d.content_modified_at DESC, d.content_version DESC",
+}
+#: Index rows counted per condition to choose the one that drives a search.
+ESTIMATE_LIMIT = 256
+#: A driving condition that matches at least this many documents is not sorted in id order:
+#: the documents are walked in order instead and every condition probed (see :func:`plan`).
+SORT_LIMIT = 5000
+
+
+def order_sql(orders: Sequence[Order]) -> Sql:
+    """The ``ORDER BY`` list for ``orders`` (ties broken by ``doc_pk``)."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for order in orders:
+        if isinstance(order, IndexOrder):
+            pick, direction = ("max", " DESC") if order.descending else ("min", "")
+            for table, column in (
+                ("index_ranges", "high" if order.descending else "low"),
+                ("index_keys", "key"),
+            ):
+                value = (
+                    f"(SELECT {pick}(i.{column}) FROM {table} i WHERE i.doc_pk = d.doc_pk "
+                    "AND i.name = ?)"
+                )
+                parts += [f"{value} IS NULL", value + direction]
+                params += [order.name, order.name]
+            continue
+        if order not in ORDERS:
+            raise ParameterValidationError(
+                f"unknown order {order!r}",
+                errors=[f"order must be an IndexOrder or one of {sorted(ORDERS)}"],
+            )
+        parts.append(ORDERS[order])
+    if not any(p.startswith("d.doc_pk") for p in parts):
+        parts.append("d.doc_pk DESC" if orders and orders[0] == "-id" else "d.doc_pk")
+    return Sql(", ".join(parts), tuple(params))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """``FROM … WHERE …`` selecting documents as ``d`` (each at most once), and its order."""
+
+    source: Sql
+    order: Sql
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """The condition a search reads from the index first, its ``SELECT doc_pk``, and how many
+    index rows it reads (counted up to :data:`ESTIMATE_LIMIT`; ``None`` when not counted)."""
+
+    condition: Condition
+    sql: Sql
+    matches: int | None
+
+    def fewer_than(self, tx: Transaction, limit: int) -> bool:
+        """True when the condition reads fewer than ``limit`` index rows."""
+        if self.matches is not None and self.matches < ESTIMATE_LIMIT:
+            return True
+        return _capped_count(tx, self.sql, limit) < limit
+
+
+def best_driver(
+    tx: Transaction, collection: str, conditions: Sequence[Condition], *, id_order: bool = False
+) -> Driver | None:
+    """The condition matching the fewest documents among those the index can read (each
+    counted up to :data:`ESTIMATE_LIMIT`; ties go to one the index returns in id order), or
+    ``None``. With one candidate that the index returns in id order and ``id_order``, nothing
+    is counted.
+    """
+    drivable = [(c, sql) for c in conditions if (sql := driver(tx, collection, c)) is not None]
+    if not drivable:
+        return None
+    if len(drivable) == 1 and id_order and _ordered(drivable[0][0]):
+        return Driver(drivable[0][0], drivable[0][1], None)
+    counted = [
+        (_capped_count(tx, sql, ESTIMATE_LIMIT), not _ordered(c), i)
+        for i, (c, sql) in enumerate(drivable)
+    ]
+    matches, _unordered, index = min(counted)
+    return Driver(drivable[index][0], drivable[index][1], matches)
+
+
+def driven_by(driving: Sql, tests: Sequence[Sql]) -> Sql:
+    """``FROM …`` the documents ``driving`` selects (each once) that pass every test."""
+    head = (
+        f"FROM (SELECT DISTINCT m.doc_pk FROM ({driving.text}) m) k "
+        "CROSS JOIN documents d WHERE d.doc_pk = k.doc_pk"
+    )
+    return _where(head, driving.params, tests)
+
+
+def plan(
+    tx: Transaction,
+    collection: str,
+    conditions: Sequence[Condition],
+    extra: Sequence[Sql],
+    orders: Sequence[Order],
+) -> Plan:
+    """How to find the documents of ``collection`` matching every condition and every ``extra``
+    test on ``d``, in ``orders``.
+
+    The condition that matches fewest documents drives (see :func:`best_driver`); the others
+    are probed per document:
+
+    - one exact key, in id order: the index is walked in ``doc_pk`` order and the walk stops
+      when the page is full, so a page costs the same however many documents match;
+    - fewer than :data:`SORT_LIMIT` matches, or an order other than id: the matches are read
+      from the index and sorted (the cost grows with the matches);
+    - many matches of ranges, prefixes or several keys, in id order, or no condition the index
+      can read (only negations, ``Missing``, ``KeyContains``): the collection's documents are
+      walked in order, each probed, until the page is full.
+    """
+    order = order_sql(orders)
+    id_order = not orders or orders[0] in ("id", "-id")
+    best = best_driver(tx, collection, conditions, id_order=id_order)
+    tests = list(extra)
+    if best is None or (
+        id_order and not _ordered(best.condition) and not best.fewer_than(tx, SORT_LIMIT)
+    ):
+        tests += [probe(tx, c) for c in conditions]
+        return Plan(_where("FROM documents d WHERE d.collection = ?", (collection,), tests), order)
+    tests += [probe(tx, c) for c in conditions if c is not best.condition]
+    if _ordered(best.condition) and id_order:
+        assert isinstance(best.condition, KeyIn)
+        head = (
+            "FROM index_keys k CROSS JOIN documents d WHERE k.collection = ? AND k.name = ? "
+            "AND k.key = ? AND d.doc_pk = k.doc_pk"
+        )
+        walk = Sql("k.doc_pk DESC" if orders and orders[0] == "-id" else "k.doc_pk")
+        params = (collection, best.condition.name, best.condition.keys[0])
+        return Plan(_where(head, params, tests), walk)
+    return Plan(driven_by(best.sql, tests), order)
+
+
+def _where(head: str, params: tuple[Any, ...], tests: Sequence[Sql]) -> Sql:
+    text = head + "".join(f" AND {t.text}" for t in tests)
+    return Sql(text, params + tuple(v for t in tests for v in t.params))
+
+
+def _capped_count(tx: Transaction, sql: Sql, limit: int) -> int:
+    """How many index rows ``sql`` reads, counted up to ``limit``."""
+    row = tx.query_one(f"SELECT count(*) FROM ({sql.text} LIMIT {int(limit)}) c", list(sql.params))
+    return int(row[0]) if row else 0
