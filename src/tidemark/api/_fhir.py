@@ -13,6 +13,7 @@ severity ``error`` or ``fatal`` rejects the write with 422.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import re
@@ -23,6 +24,7 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl, quote
 
 import orjson
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -45,9 +47,10 @@ from tidemark.core import (
     version_etag,
 )
 from tidemark.fhir.search import SearchParameterSet, SearchQuery, parse_search
-from tidemark.store import HistoryEntry, Store, StoredDocument
+from tidemark.store import HistoryEntry, IndexStatus, Store, StoredDocument
 
 from ._fhir_criteria import parse_criteria
+from ._fhir_index import register_fhir_index
 from ._fhir_model import (
     FHIR_JSON,
     ID_PATTERN,
@@ -158,6 +161,7 @@ def fhir_errors(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
         try:
+            await fhir_index(request)
             return await handler(request)
         except TidemarkError as error:
             return outcome_response(request, error)
@@ -545,14 +549,38 @@ async def delete_resource(
     return Response(status_code=204, headers={"ETag": etag})
 
 
+async def fhir_index(request: Request) -> IndexStatus:
+    """The status of the store's FHIR index (see :func:`prepare_fhir_index`)."""
+    return await prepare_fhir_index(request.app)
+
+
+async def prepare_fhir_index(app: Starlette) -> IndexStatus:
+    """Register the FHIR indexer on the app's store once, before its first FHIR request (an app
+    that opens its own store does it at start-up), so that every FHIR write indexes itself."""
+    status: IndexStatus | None = getattr(app.state, "fhir_index", None)
+    if status is not None:
+        return status
+    lock = app.state.__dict__.setdefault("_fhir_index_lock", asyncio.Lock())
+    async with lock:
+        status = getattr(app.state, "fhir_index", None)
+        if status is None:
+            status = await register_fhir_index(app.state.store, _parameters(app))
+            app.state.fhir_index = status
+    return status
+
+
 def fhir_parameters(request: Request) -> SearchParameterSet:
     """The facade's search parameters: R4 core's plus those of the loaded FHIR packages."""
-    parameters: SearchParameterSet | None = getattr(request.app.state, "fhir_parameters", None)
+    return _parameters(request.app)
+
+
+def _parameters(app: Starlette) -> SearchParameterSet:
+    parameters: SearchParameterSet | None = getattr(app.state, "fhir_parameters", None)
     if parameters is None:
-        schemas = getattr(request.app.state, "schema_store", None)
+        schemas = getattr(app.state, "schema_store", None)
         packages = schemas.packages.packages if schemas is not None else []
         parameters = search_parameters(packages)
-        request.app.state.fhir_parameters = parameters
+        app.state.fhir_parameters = parameters
     return parameters
 
 
@@ -607,12 +635,12 @@ async def _search(
         }
         for kind, document in extra
     ]
-    if query.ignored:
-        warnings = [
-            issue("warning", "not-supported", f"Search parameter {name!r} was ignored.")
-            for name in query.ignored
-        ]
-        entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
+    notes = [
+        issue("warning", "not-supported", f"Search parameter {name!r} was ignored.")
+        for name in query.ignored
+    ]
+    if notes:
+        entries.append({"resource": operation_outcome(notes), "search": {"mode": "outcome"}})
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),

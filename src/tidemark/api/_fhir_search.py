@@ -1,13 +1,12 @@
 """FHIR search on the store: matching resources, their order and page, includes, and shaping.
 
-The conditions of a :class:`~tidemark.fhir.search.SearchQuery` are decided on the index entries
-:func:`~tidemark.fhir.search.extract` gives for each candidate resource; ``_id`` and
-``_lastUpdated`` narrow the candidates in the store itself.
+The conditions of a :class:`~tidemark.fhir.search.SearchQuery` are looked up in the store's
+search index, which holds the entries :func:`~tidemark.fhir.search.extract` gives each resource
+when it is written; ``_id`` and ``_lastUpdated`` narrow the documents in the store itself.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,19 +24,16 @@ from tidemark.fhir.search import (
     date_interval,
     extract,
     instant_of,
-    matches,
     reference_keys,
-    sort_value,
     summary_elements,
 )
-from tidemark.store import Store, StoredDocument
+from tidemark.store import IndexOrder, Store, StoredDocument
 
+from ._fhir_index import store_condition
 from ._fhir_model import collection_of
 
 log = get_logger("fhir.search")
 
-#: Documents read per round trip while scanning candidates.
-SCAN_CHUNK = 500
 #: The most resources ``_include``/``_revinclude`` add to one page.
 MAX_INCLUDED = 1000
 #: The most resources a ``_has`` may select.
@@ -98,16 +94,8 @@ class SearchResult:
     included: list[tuple[str, StoredDocument]] = field(default_factory=list)
 
 
-def _entries(
-    parameters: SearchParameterSet, resource_type: str, document: StoredDocument
-) -> list[Any]:
-    body = {**document.body, "resourceType": resource_type, "id": document.id}
-    entries, _ = extract(body, parameters.for_type(resource_type).values())
-    return entries
-
-
 async def find(store: Store, parameters: SearchParameterSet, query: SearchQuery) -> SearchResult:
-    """The page ``query`` asks for (ordered by ``_sort``, else by id).
+    """The page ``query`` asks for (ordered by ``_sort``, else by id), from the store's index.
 
     Raises a 400 (``too-costly``) when a ``_has`` selects more than :data:`MAX_HAS` resources.
     """
@@ -116,57 +104,28 @@ async def find(store: Store, parameters: SearchParameterSet, query: SearchQuery)
     for has in query.has:
         referred = await _referred_ids(store, parameters, query.resource_type, has)
         wanted = referred if wanted is None else wanted & referred
-    ids = sorted(wanted) if wanted is not None else None
-    want_total = query.total != "none"
-    order = _store_order(query)
-    if not query.conditions and order is not None:
-        page = await store.query(
-            collection,
-            limit=0 if query.counts_only else query.count + 1,
-            offset=query.offset,
-            ids=ids,
-            modified=query.modified,
-            order=order,
-            total_count=want_total or query.counts_only,
-        )
-        documents = page.items[: query.count]
-        return SearchResult(documents, page.total, len(page.items) > query.count)
-    matched: list[tuple[dict[str, Any], StoredDocument]] = []
-    offset = 0
-    while True:
-        page = await store.query(
-            collection,
-            limit=SCAN_CHUNK,
-            offset=offset,
-            ids=ids,
-            modified=query.modified,
-            order=order or "id",
-        )
-        for document in page.items:
-            entries = _entries(parameters, query.resource_type, document)
-            if all(matches(condition, entries) for condition in query.conditions):
-                matched.append((_sort_values(query, document, entries), document))
-        if len(page.items) < SCAN_CHUNK:
-            break
-        offset += SCAN_CHUNK
-    if order is None:
-        _sort(matched, query)
-    total = len(matched)
-    if query.counts_only:
-        return SearchResult([], total, False)
-    window = [document for _, document in matched[query.offset : query.offset + query.count]]
-    return SearchResult(window, total if want_total else None, query.offset + query.count < total)
+    want_total = query.total != "none" or query.counts_only
+    page = await store.search(
+        collection,
+        [store_condition(condition) for condition in query.conditions],
+        order=_orders(query),
+        limit=0 if query.counts_only else query.count + 1,
+        offset=query.offset,
+        total_count=want_total,
+        ids=sorted(wanted) if wanted is not None else None,
+        modified=query.modified,
+    )
+    documents = page.items[: query.count]
+    return SearchResult(documents, page.total, len(page.items) > query.count)
 
 
 async def _referred_ids(
     store: Store, parameters: SearchParameterSet, resource_type: str, has: Has
 ) -> set[str]:
     """The ids of ``resource_type`` that resources selected by ``has`` refer to."""
-    inner = SearchQuery(
-        has.source, count=MAX_HAS + 1, conditions=list(has.conditions), total="none"
-    )
-    found = (await find(store, parameters, inner)).documents
-    if len(found) > MAX_HAS:
+    inner = SearchQuery(has.source, count=MAX_HAS, conditions=list(has.conditions), total="none")
+    result = await find(store, parameters, inner)
+    if result.has_next:
         raise BadRequestError(
             f"_has:{has.source}:{has.reference} selects more than {MAX_HAS} resources; "
             "narrow it down.",
@@ -177,48 +136,22 @@ async def _referred_ids(
     include = Include(has.source, link, resource_type)
     return {
         reference.split("/", 1)[1]
-        for document in found
+        for document in result.documents
         for reference in _references(parameters, has.source, document, include)
     }
 
 
-def _store_order(query: SearchQuery) -> str | None:
-    """The store order that gives ``_sort``, or ``None`` when the page must be sorted here."""
-    if not query.sort:
-        return "id"
-    if len(query.sort) == 1 and query.sort[0].code == "_lastUpdated":
-        return "-last_modified" if query.sort[0].descending else "last_modified"
-    return None
-
-
-def _sort_values(
-    query: SearchQuery, document: StoredDocument, entries: list[Any]
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
+def _orders(query: SearchQuery) -> list[str | IndexOrder]:
+    """The store orders of ``_sort`` (id order when there is none, and to break ties)."""
+    orders: list[str | IndexOrder] = []
     for sort in query.sort:
         if sort.code == "_id":
-            values[sort.code] = document.id
+            orders.append("-id" if sort.descending else "id")
         elif sort.code == "_lastUpdated":
-            values[sort.code] = (document.content_last_modified_at, document.content_version)
+            orders.append("-last_modified" if sort.descending else "last_modified")
         else:
-            values[sort.code] = sort_value(entries, sort.code)
-    return values
-
-
-def _sort(rows: list[tuple[dict[str, Any], StoredDocument]], query: SearchQuery) -> None:
-    """Sort by every ``_sort`` key in turn (stable sorts, last key first); resources without a
-    value come last in either direction; ties keep id order."""
-    rows.sort(key=lambda row: row[1].id)
-    for sort in reversed(query.sort):
-        code = sort.code
-        present = [row for row in rows if row[0][code] is not None]
-        absent = [row for row in rows if row[0][code] is None]
-        present.sort(key=functools.partial(_value_of, code), reverse=sort.descending)
-        rows[:] = present + absent
-
-
-def _value_of(code: str, row: tuple[dict[str, Any], StoredDocument]) -> Any:
-    return row[0][code]
+            orders.append(IndexOrder(sort.code, sort.descending))
+    return orders or ["id"]
 
 
 # -- _include and _revinclude --------------------------------------------------------------------
