@@ -448,17 +448,18 @@ class _Parser:
         if kind == "reference":
             return self.reference_condition(parameter, modifier, unescape(value))
         prefix, text = split_prefix(value)
+        # Dates and numbers are indexed without a unit, and every quantity also without one.
         if kind == "date":
             interval = date_interval(text)
-            return RangeMatch(code, prefix, interval.low, interval.high)
+            return RangeMatch(code, prefix, interval.low, interval.high, "")
         if kind == "number":
             interval = number_interval(text)
-            return RangeMatch(code, prefix, interval.low, interval.high)
+            return RangeMatch(code, prefix, interval.low, interval.high, "")
         parts = split_bars(text)
         if len(parts) not in (1, 3):
             raise ValueError(f"{value!r} is not number|system|code")
         interval = number_interval(parts[0])
-        unit = None if len(parts) == 1 or not (parts[1] or parts[2]) else f"{parts[1]}|{parts[2]}"
+        unit = "" if len(parts) == 1 or not (parts[1] or parts[2]) else f"{parts[1]}|{parts[2]}"
         return RangeMatch(code, prefix, interval.low, interval.high, unit)
 
     def reference_condition(
