@@ -286,11 +286,14 @@ async def test_metadata_is_a_capability_statement_with_interactions_and_search_p
         "read",
         "vread",
         "update",
+        "patch",
         "delete",
         "history-instance",
         "create",
         "search-type",
     }
+    assert structure_map["operation"][0]["name"] == "validate"
+    assert {i["code"] for i in statement["rest"][0]["interaction"]} == {"transaction", "batch"}
     params = {p["name"]: p["type"] for p in structure_map["searchParam"]}
     assert {
         "_id": "token",

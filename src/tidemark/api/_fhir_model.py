@@ -221,11 +221,18 @@ class CapabilityStatementBuilder:
         "read",
         "vread",
         "update",
+        "patch",
         "delete",
         "history-instance",
         "create",
         "search-type",
     )
+    #: The operations every type has (type and instance level).
+    OPERATIONS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
+    )
+    #: System-level interactions (``POST /fhir`` with a Bundle).
+    SYSTEM_INTERACTIONS: ClassVar[tuple[str, ...]] = ("transaction", "batch")
     #: What the facade does with the parameters it answers from the document itself.
     DOCUMENTATION: ClassVar[dict[str, str]] = {
         "_id": "Logical id; a comma-separated list matches any of them.",
@@ -274,12 +281,15 @@ class CapabilityStatementBuilder:
                 "updateCreate": True,
                 "conditionalCreate": True,
                 "conditionalRead": "full-support",
-                "conditionalUpdate": False,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": True,
+                "conditionalDelete": "single",
             }
             if includes:
                 resource["searchInclude"] = ["*", *includes]
             resource["searchParam"] = params
+            resource["operation"] = [
+                {"name": name, "definition": definition} for name, definition in cls.OPERATIONS
+            ]
             resources.append(resource)
         return {
             "resourceType": "CapabilityStatement",
@@ -304,11 +314,12 @@ class CapabilityStatementBuilder:
                         "packages) of types token, reference, date, string, uri, number and "
                         "quantity, with :missing, :not and :text (token), :exact and :contains "
                         "(string), :identifier and :[type] (reference), :below and :above "
-                        "(uri); _sort on any of them, _include and _revinclude (:iterate), "
+                        "(uri); _sort on any of them, _include and _revinclude (:iterate), _has, "
                         "_summary, _elements and _total. Unknown search parameters are rejected "
                         "with 400 unless Prefer: handling=lenient."
                     ),
                     "resource": resources,
+                    "interaction": [{"code": code} for code in cls.SYSTEM_INTERACTIONS],
                 }
             ],
         }
