@@ -286,19 +286,30 @@ async def test_metadata_is_a_capability_statement_with_interactions_and_search_p
         "read",
         "vread",
         "update",
+        "patch",
         "delete",
         "history-instance",
         "create",
         "search-type",
     }
+    assert structure_map["operation"][0]["name"] == "validate"
+    assert {i["code"] for i in statement["rest"][0]["interaction"]} == {"transaction", "batch"}
     params = {p["name"]: p["type"] for p in structure_map["searchParam"]}
-    assert params == {
+    assert {
         "_id": "token",
         "_lastUpdated": "date",
         "url": "uri",
         "name": "string",
         "version": "token",
-    }
+        "context-type": "token",
+    }.items() <= params.items()
+    definitions = {p["name"]: p["definition"] for p in structure_map["searchParam"]}
+    assert definitions["url"] == "http://hl7.org/fhir/SearchParameter/conformance-url"
+    # Only the parameters a type has: a Patient has no url, name is a HumanName search.
+    patient_params = {p["name"]: p["type"] for p in resources["Patient"]["searchParam"]}
+    assert "url" not in patient_params and "version" not in patient_params
+    assert {"identifier", "birthdate", "gender", "name", "family"} <= set(patient_params)
+    assert "Observation:patient" in resources["Observation"]["searchInclude"]
     assert structure_map["conditionalRead"] == "full-support"
 
 

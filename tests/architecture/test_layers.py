@@ -39,8 +39,12 @@ RULES = (
     LayerRule("tidemark.fhir", (CORE,)),
     LayerRule("tidemark.fhir.client", (CORE,)),
     LayerRule("tidemark.fhir.packages", (CORE,)),
-    # The schema converter reads StructureDefinitions out of FHIR packages.
-    LayerRule("tidemark.fhir.schema", (CORE, "tidemark.fhir.packages")),
+    LayerRule("tidemark.fhir.fhirpath", (CORE,)),
+    # Search parameters are read from packages and evaluated with FHIRPath.
+    LayerRule("tidemark.fhir.search", (CORE, "tidemark.fhir.fhirpath", "tidemark.fhir.packages")),
+    # The schema converter reads StructureDefinitions out of FHIR packages; the validator
+    # evaluates invariants with FHIRPath.
+    LayerRule("tidemark.fhir.schema", (CORE, "tidemark.fhir.packages", "tidemark.fhir.fhirpath")),
     *(LayerRule(capability, (CORE, *SERVICES)) for capability in CAPABILITIES),
     # api and replicate share a floor; like the capabilities, neither imports the other.
     *(LayerRule(package, (CORE, *SERVICES, *CAPABILITIES)) for package in ABOVE_CAPABILITIES),

@@ -361,6 +361,7 @@ def create_app(
         if schema_store is None and settings.fhir_packages:
             owned_schemas = await open_schema_store(settings.fhir_packages)
             use_schema_store(app, owned_schemas)
+        await _fhir.prepare_fhir_index(app)
         retention = None
         if settings.retain_changes is not None:
             retention = asyncio.create_task(_retention_loop(app.state.store, settings))

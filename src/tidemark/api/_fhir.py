@@ -13,8 +13,10 @@ severity ``error`` or ``fatal`` rejects the write with 422.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -22,6 +24,7 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl, quote
 
 import orjson
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -43,9 +46,11 @@ from tidemark.core import (
     parse_http_date,
     version_etag,
 )
-from tidemark.store import HistoryEntry, Store, StoredDocument
+from tidemark.fhir.search import SearchParameterSet, SearchQuery, parse_search
+from tidemark.store import HistoryEntry, IndexStatus, Store, StoredDocument
 
 from ._fhir_criteria import parse_criteria
+from ._fhir_index import register_fhir_index
 from ._fhir_model import (
     FHIR_JSON,
     ID_PATTERN,
@@ -61,7 +66,7 @@ from ._fhir_model import (
     representation,
     stored_body,
 )
-from ._fhir_search import DateRange, SearchPlan, parse_date_range, parse_search
+from ._fhir_search import DateRange, find, included, parse_date_range, search_parameters, shape
 from ._responses import app_settings, app_store, read_json_body
 
 log = get_logger("fhir")
@@ -72,8 +77,8 @@ FhirValidator = Callable[
     [dict[str, Any]], Sequence[Mapping[str, Any]] | Awaitable[Sequence[Mapping[str, Any]]]
 ]
 
+_UNENCODED_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$")
 BODY_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
-SCAN_CHUNK = 500
 READ_METHODS = ("GET", "HEAD")
 # Routes accept every method and answer the unsupported ones with a 405 OperationOutcome.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -156,6 +161,7 @@ def fhir_errors(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
         try:
+            await fhir_index(request)
             return await handler(request)
         except TidemarkError as error:
             return outcome_response(request, error)
@@ -307,7 +313,7 @@ async def metadata(request: Request) -> Response:
     statement = cache.get(base)
     if statement is None:
         statement = CapabilityStatementBuilder.build(
-            base, SYSTEM_CLOCK.now(), app_settings(request).max_page_size
+            base, SYSTEM_CLOCK.now(), app_settings(request).max_page_size, fhir_parameters(request)
         )
         cache[base] = statement
     return _respond(request, statement)
@@ -446,15 +452,27 @@ async def find_matches(
     Raises 400 for criteria the search does not understand (never lenient) and 412 when more
     than one resource matches.
     """
-    plan = parse_search(criteria, default_count=2, max_count=2)
-    plan.count, plan.offset = 2, 0
-    documents, total = await _run_search(app_store(request), resource_type, plan)
+    documents, total = await conditional_matches(request, resource_type, criteria)
     if total > 1:
         raise PreconditionFailedError(
             f"{what} matched {total} {resource_type} resources; it must match at most one.",
             data={"issue_code": "multiple-matches"},
         )
     return documents[:1]
+
+
+async def conditional_matches(
+    request: Request, resource_type: str, criteria: Sequence[tuple[str, str]]
+) -> tuple[list[StoredDocument], int]:
+    """Up to two resources that conditional ``criteria`` select, and how many match in all.
+
+    Criteria are a search without result parameters, never lenient: unknown or malformed ones
+    are a 400.
+    """
+    query = _search_query(request, resource_type, criteria, lenient=False)
+    query.count, query.offset, query.total = 2, 0, "accurate"
+    result = await find(app_store(request), fhir_parameters(request), query)
+    return result.documents, result.total or 0
 
 
 async def _update(request: Request, resource_type: str, id: str) -> Response:
@@ -531,112 +549,127 @@ async def delete_resource(
     return Response(status_code=204, headers={"ETag": etag})
 
 
+async def fhir_index(request: Request) -> IndexStatus:
+    """The status of the store's FHIR index (see :func:`prepare_fhir_index`)."""
+    return await prepare_fhir_index(request.app)
+
+
+async def prepare_fhir_index(app: Starlette) -> IndexStatus:
+    """Register the FHIR indexer on the app's store once, before its first FHIR request (an app
+    that opens its own store does it at start-up), so that every FHIR write indexes itself."""
+    status: IndexStatus | None = getattr(app.state, "fhir_index", None)
+    if status is not None:
+        return status
+    lock = app.state.__dict__.setdefault("_fhir_index_lock", asyncio.Lock())
+    async with lock:
+        status = getattr(app.state, "fhir_index", None)
+        if status is None:
+            status = await register_fhir_index(app.state.store, _parameters(app))
+            app.state.fhir_index = status
+    return status
+
+
+def fhir_parameters(request: Request) -> SearchParameterSet:
+    """The facade's search parameters: R4 core's plus those of the loaded FHIR packages."""
+    return _parameters(request.app)
+
+
+def _parameters(app: Starlette) -> SearchParameterSet:
+    parameters: SearchParameterSet | None = getattr(app.state, "fhir_parameters", None)
+    if parameters is None:
+        schemas = getattr(app.state, "schema_store", None)
+        packages = schemas.packages.packages if schemas is not None else []
+        parameters = search_parameters(packages)
+        app.state.fhir_parameters = parameters
+    return parameters
+
+
+def _search_query(
+    request: Request, resource_type: str, items: Sequence[tuple[str, str]], *, lenient: bool
+) -> SearchQuery:
+    settings = app_settings(request)
+    # The '+' of an unencoded time-zone offset arrives as a space.
+    cleaned = [(name, _UNENCODED_OFFSET.sub(r"\1+\2", value)) for name, value in items]
+    return parse_search(
+        resource_type,
+        cleaned,
+        fhir_parameters(request),
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+        resource_types=R4_RESOURCE_TYPES,
+        lenient=lenient,
+        base_url=_base(request),
+    )
+
+
 async def _search(
     request: Request, resource_type: str, items: Sequence[tuple[str, str]]
 ) -> Response:
-    settings = app_settings(request)
     lenient = _prefer(request).get("handling") == "lenient"
-    # A '+' in an unencoded offset arrives as a space; no date value ever contains one.
-    cleaned = [
-        (name, value.replace(" ", "+") if name.startswith("_lastUpdated") else value)
-        for name, value in items
-    ]
-    plan = parse_search(
-        cleaned,
-        default_count=settings.default_page_size,
-        max_count=settings.max_page_size,
-        lenient=lenient,
-    )
+    query = _search_query(request, resource_type, items, lenient=lenient)
     store = app_store(request)
+    parameters = fhir_parameters(request)
     # Taken before the query: every write stamped at or before it is visible to the query, so a
     # client polling with _lastUpdated=gt<this> misses nothing.
     server_time = await store.timestamp_horizon()
-    if any(op == "ge" for op, _moment in plan.modified):
+    if any(op == "ge" for op, _moment in query.modified):
         # A poll (a _lastUpdated lower bound) answers as of server_time: a write stamped after
         # it (in flight when it was taken) comes in the next poll, so each comes exactly once.
-        plan.modified.append(("lt", server_time + timedelta(milliseconds=1)))
-    documents, total = await _run_search(store, resource_type, plan)
+        query.modified.append(("lt", server_time + timedelta(milliseconds=1)))
+    result = await find(store, parameters, query)
     base = _base(request)
     entries: list[dict[str, Any]] = [
         {
             "fullUrl": f"{base}/{resource_type}/{document.id}",
-            "resource": _document_resource(resource_type, document),
+            "resource": shape(_document_resource(resource_type, document), query),
             "search": {"mode": "match"},
         }
-        for document in documents
+        for document in result.documents
     ]
-    if plan.ignored:
-        warnings = [
-            issue("warning", "not-supported", f"Search parameter {name!r} was ignored.")
-            for name in plan.ignored
-        ]
-        entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
-    bundle = {
+    extra = await included(store, parameters, query, result.documents, R4_RESOURCE_TYPES)
+    entries += [
+        {
+            "fullUrl": f"{base}/{kind}/{document.id}",
+            "resource": shape(_document_resource(kind, document), query),
+            "search": {"mode": "include"},
+        }
+        for kind, document in extra
+    ]
+    notes = [
+        issue("warning", "not-supported", f"Search parameter {name!r} was ignored.")
+        for name in query.ignored
+    ]
+    if notes:
+        entries.append({"resource": operation_outcome(notes), "search": {"mode": "outcome"}})
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
         "meta": {"lastUpdated": instant(server_time)},
         "type": "searchset",
-        "total": total,
-        "link": _paging_links(f"{base}/{resource_type}", plan, total),
-        "entry": entries,
     }
+    if result.total is not None:
+        bundle["total"] = result.total
+    bundle["link"] = _paging_links(f"{base}/{resource_type}", query, result.has_next)
+    if entries:
+        bundle["entry"] = entries
     return _respond(request, bundle)
 
 
-def _paging_links(url: str, plan: SearchPlan, total: int) -> list[dict[str, str]]:
+def _paging_links(url: str, query: SearchQuery, has_next: bool) -> list[dict[str, str]]:
+    """``self``, ``next`` and ``previous``, each carrying every parameter of the search."""
+
     def link(relation: str, offset: int) -> dict[str, str]:
-        params = [*plan.applied, ("_count", str(plan.count))]
+        params = [*query.applied, ("_count", str(query.count))]
         if offset:
             params.append(("_offset", str(offset)))
         return {"relation": relation, "url": f"{url}?{_query_string(params)}"}
 
-    links = [link("self", plan.offset)]
-    if plan.count and plan.offset + plan.count < total:
-        links.append(link("next", plan.offset + plan.count))
-    if plan.count and plan.offset > 0:
-        links.append(link("previous", max(0, plan.offset - plan.count)))
+    links = [link("self", query.offset)]
+    if query.count and has_next:
+        links.append(link("next", query.offset + query.count))
+    if query.count and query.offset > 0:
+        links.append(link("previous", max(0, query.offset - query.count)))
     return links
-
-
-async def _run_search(
-    store: Store, resource_type: str, plan: SearchPlan
-) -> tuple[list[StoredDocument], int]:
-    collection = collection_of(resource_type)
-    ids = sorted(plan.ids) if plan.ids is not None else None
-    if not plan.filters:
-        page = await store.query(
-            collection,
-            limit=plan.count,
-            offset=plan.offset,
-            ids=ids,
-            where=plan.where,
-            modified=plan.modified,
-            order=plan.order,
-            total_count=True,
-        )
-        return page.items, page.total or 0
-    # Residual predicates (string matching, OR lists): scan the pushed-down candidates in chunks.
-    window: list[StoredDocument] = []
-    total = 0
-    offset = 0
-    while True:
-        page = await store.query(
-            collection,
-            limit=SCAN_CHUNK,
-            offset=offset,
-            ids=ids,
-            where=plan.where,
-            modified=plan.modified,
-            order=plan.order,
-        )
-        for document in page.items:
-            if plan.matches(document.body):
-                if plan.offset <= total < plan.offset + plan.count:
-                    window.append(document)
-                total += 1
-        if len(page.items) < SCAN_CHUNK:
-            return window, total
-        offset += SCAN_CHUNK
 
 
 async def _history(request: Request, resource_type: str, id: str) -> Response:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from tidemark import __version__
 from tidemark.core import BadRequestError, TidemarkError, iso_utc
+from tidemark.fhir.search import SearchParameterSet
 
 FHIR_VERSION = "4.0.1"
 FHIR_JSON = "application/fhir+json"
@@ -220,39 +221,59 @@ class CapabilityStatementBuilder:
         "read",
         "vread",
         "update",
+        "patch",
         "delete",
         "history-instance",
         "create",
         "search-type",
     )
-    SEARCH_PARAMS: ClassVar[tuple[tuple[str, str, str], ...]] = (
-        ("_id", "token", "Logical id; a comma-separated list matches any of them."),
-        (
-            "_lastUpdated",
-            "date",
-            "meta.lastUpdated with prefixes eq, gt, ge, lt, le; eq matches within the "
-            "precision of the given value. A Bundle's meta.lastUpdated is a safe lower "
-            "bound to poll with gt.",
-        ),
-        ("url", "uri", "Canonical url (exact match)."),
-        (
-            "name",
-            "string",
-            "Top-level name: case- and accent-insensitive prefix match; :exact and "
-            ":contains modifiers; HumanName parts for resources whose name is a HumanName.",
-        ),
-        ("version", "token", "Business version (exact match)."),
+    #: The operations every type has (type and instance level).
+    OPERATIONS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
     )
+    #: System-level interactions (``POST /fhir`` with a Bundle).
+    SYSTEM_INTERACTIONS: ClassVar[tuple[str, ...]] = ("transaction", "batch")
+    #: What the facade does with the parameters it answers from the document itself.
+    DOCUMENTATION: ClassVar[dict[str, str]] = {
+        "_id": "Logical id; a comma-separated list matches any of them.",
+        "_lastUpdated": (
+            "meta.lastUpdated with prefixes eq, gt, ge, lt, le, sa, eb; eq matches within the "
+            "precision of the given value. A Bundle's meta.lastUpdated is a safe lower bound "
+            "to poll with gt."
+        ),
+    }
 
     @classmethod
-    def build(cls, base_url: str, date: datetime, max_page_size: int) -> dict[str, Any]:
-        """The CapabilityStatement of a facade at ``base_url``."""
-        search_params = [
-            {"name": name, "type": kind, "documentation": doc}
-            for name, kind, doc in cls.SEARCH_PARAMS
-        ]
-        resources = [
-            {
+    def search_params(
+        cls, resource_type: str, parameters: SearchParameterSet
+    ) -> list[dict[str, Any]]:
+        """The ``searchParam`` list of one type: every parameter the facade supports for it."""
+        found = []
+        for code, parameter in sorted(parameters.for_type(resource_type).items()):
+            entry: dict[str, Any] = {
+                "name": code,
+                "definition": parameter.url,
+                "type": parameter.type,
+            }
+            if code in cls.DOCUMENTATION:
+                entry["documentation"] = cls.DOCUMENTATION[code]
+            found.append(entry)
+        return found
+
+    @classmethod
+    def build(
+        cls,
+        base_url: str,
+        date: datetime,
+        max_page_size: int,
+        parameters: SearchParameterSet,
+    ) -> dict[str, Any]:
+        """The CapabilityStatement of a facade at ``base_url`` searching with ``parameters``."""
+        resources = []
+        for resource_type in sorted(R4_RESOURCE_TYPES):
+            params = cls.search_params(resource_type, parameters)
+            includes = [f"{resource_type}:{p['name']}" for p in params if p["type"] == "reference"]
+            resource: dict[str, Any] = {
                 "type": resource_type,
                 "interaction": [{"code": code} for code in cls.INTERACTIONS],
                 "versioning": "versioned-update",
@@ -260,12 +281,16 @@ class CapabilityStatementBuilder:
                 "updateCreate": True,
                 "conditionalCreate": True,
                 "conditionalRead": "full-support",
-                "conditionalUpdate": False,
-                "conditionalDelete": "not-supported",
-                "searchParam": search_params,
+                "conditionalUpdate": True,
+                "conditionalDelete": "single",
             }
-            for resource_type in sorted(R4_RESOURCE_TYPES)
-        ]
+            if includes:
+                resource["searchInclude"] = ["*", *includes]
+            resource["searchParam"] = params
+            resource["operation"] = [
+                {"name": name, "definition": definition} for name, definition in cls.OPERATIONS
+            ]
+            resources.append(resource)
         return {
             "resourceType": "CapabilityStatement",
             "id": "tidemark",
@@ -285,10 +310,16 @@ class CapabilityStatementBuilder:
                     "mode": "server",
                     "documentation": (
                         f"Search results are paged with _count (at most {max_page_size}) and "
-                        "_offset; _sort accepts _lastUpdated and -_lastUpdated. Unknown search "
-                        "parameters are rejected with 400 unless Prefer: handling=lenient."
+                        "_offset. Search parameters are R4 core's (and those of the loaded FHIR "
+                        "packages) of types token, reference, date, string, uri, number and "
+                        "quantity, with :missing, :not and :text (token), :exact and :contains "
+                        "(string), :identifier and :[type] (reference), :below and :above "
+                        "(uri); _sort on any of them, _include and _revinclude (:iterate), _has, "
+                        "_summary, _elements and _total. Unknown search parameters are rejected "
+                        "with 400 unless Prefer: handling=lenient."
                     ),
                     "resource": resources,
+                    "interaction": [{"code": code} for code in cls.SYSTEM_INTERACTIONS],
                 }
             ],
         }

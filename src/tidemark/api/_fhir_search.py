@@ -1,36 +1,50 @@
-"""FHIR search parameters → a plan the store can run (pure; no I/O).
+"""FHIR search on the store: matching resources, their order and page, includes, and shaping.
 
-What the store can filter natively (ids, exact JSON-path equality, last-modified comparisons,
-ordering) is pushed down; what it cannot (string prefix matching, OR lists) becomes a residual
-predicate that the route applies while scanning. Unknown parameters are errors unless the client
-asked for lenient handling.
+The conditions of a :class:`~tidemark.fhir.search.SearchQuery` are looked up in the store's
+search index, which holds the entries :func:`~tidemark.fhir.search.extract` gives each resource
+when it is written; ``_id`` and ``_lastUpdated`` narrow the documents in the store itself.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
-from tidemark.core import ParameterValidationError
-
-Predicate = Callable[[dict[str, Any]], bool]
-
-#: Parameters about the result rather than the match; the routes read some of them directly.
-RESULT_PARAMETERS = frozenset({"_count", "_offset", "_sort", "_format", "_pretty"})
-SORTS = {"_lastUpdated": "last_modified", "-_lastUpdated": "-last_modified"}
-PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-SUPPORTED_PREFIXES = ("eq", "gt", "lt", "ge", "le")
-
-_DATE = re.compile(
-    r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
-    r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?"
-    r"(?P<zone>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+from tidemark.core import BadRequestError, get_logger
+from tidemark.fhir.packages import FhirPackage
+from tidemark.fhir.search import (
+    Has,
+    Include,
+    KeyIn,
+    SearchParameter,
+    SearchParameterSet,
+    SearchQuery,
+    date_interval,
+    extract,
+    instant_of,
+    reference_keys,
+    summary_elements,
 )
-_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+from tidemark.store import IndexOrder, Store, StoredDocument
+
+from ._fhir_index import store_condition
+from ._fhir_model import collection_of
+
+log = get_logger("fhir.search")
+
+#: The most resources ``_include``/``_revinclude`` add to one page.
+MAX_INCLUDED = 1000
+#: The most resources a ``_has`` may select.
+MAX_HAS = 10_000
+#: The package whose parameters tidemark bundles (its SearchParameters are not read again).
+CORE_PACKAGE = "hl7.fhir.r4.core"
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+    "display": "Resource encoded in summary mode",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,217 +56,237 @@ class DateRange:
 
 
 def parse_date_range(text: str) -> DateRange:
-    """Parse a FHIR date/dateTime/instant search value into the interval it denotes.
+    """Parse a FHIR date/dateTime/instant into the interval it denotes (UTC datetimes).
 
-    ``2024`` is the whole year, ``2024-03-01T10:00`` the whole minute, ``…:05.1`` a tenth of a
-    second. A value without an offset is taken as UTC. Raises ``ValueError`` when malformed.
+    ``2024`` is the whole year, ``2024-03-01T10:00`` the whole minute. Raises ``ValueError``
+    with a message for the client when malformed or out of range.
     """
-    match = _DATE.match(text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a FHIR date, dateTime or instant")
-    parts = match.groupdict()
-    year = int(parts["year"])
-    month = int(parts["month"] or 1)
-    day = int(parts["day"] or 1)
-    hour = int(parts["hour"] or 0)
-    minute = int(parts["minute"] or 0)
-    second = int(parts["second"] or 0)
-    fraction = parts["fraction"] or ""
-    micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
-    zone = _zone(parts["zone"])
-    start = datetime(year, month, day, hour, minute, second, micro, tzinfo=zone)
-    if fraction:
-        end = start + timedelta(microseconds=10 ** max(0, 6 - len(fraction)))
-    elif parts["second"] is not None:
-        end = start + timedelta(seconds=1)
-    elif parts["minute"] is not None:
-        end = start + timedelta(minutes=1)
-    elif parts["day"] is not None:
-        end = start + timedelta(days=1)
-    elif parts["month"] is not None:
-        end = start.replace(year=year + month // 12, month=month % 12 + 1)
-    else:
-        end = start.replace(year=year + 1) if year < 9999 else datetime.max.replace(tzinfo=zone)
-    return DateRange(start.astimezone(UTC), end.astimezone(UTC))
+    interval = date_interval(text)
+    return DateRange(instant_of(interval.low), instant_of(interval.high + 1e-6))
 
 
-def _zone(text: str | None) -> timezone:
-    if text is None or text == "Z":
-        return UTC
-    sign = -1 if text[0] == "-" else 1
-    hours, minutes = int(text[1:3]), int(text[4:6])
-    return timezone(sign * timedelta(hours=hours, minutes=minutes))
-
-
-def _ceil_ms(moment: datetime) -> datetime:
-    # Stamps are stored with millisecond precision: t >= x  <=>  t >= ceil_ms(x) for such t,
-    # and likewise for <, so rounding bounds up keeps every comparison exact.
-    remainder = moment.microsecond % 1000
-    return moment + timedelta(microseconds=1000 - remainder) if remainder else moment
-
-
-def last_updated_conditions(value: str) -> list[tuple[str, datetime]]:
-    """Translate one ``_lastUpdated`` value (with optional prefix) into store comparisons.
-
-    Each comparison follows FHIR's range semantics: ``gt2024-01-01`` means after the whole day,
-    ``eq`` within the precision of the value. Raises ``ValueError`` with a message for the client.
-    """
-    if _UNESCAPED_COMMA.search(value):
-        raise ValueError("_lastUpdated does not accept a comma-separated list of values")
-    prefix = "eq"
-    if value[:2] in PREFIXES:
-        prefix, value = value[:2], value[2:]
-    if prefix not in SUPPORTED_PREFIXES:
-        raise ValueError(
-            f"the prefix {prefix!r} is not supported for _lastUpdated "
-            f"(use one of {', '.join(SUPPORTED_PREFIXES)})"
+def search_parameters(packages: Iterable[FhirPackage] = ()) -> SearchParameterSet:
+    """R4 core's parameters plus the SearchParameters of ``packages`` (first one wins)."""
+    resources: list[dict[str, Any]] = []
+    for package in reversed(list(packages)):
+        if package.name == CORE_PACKAGE:
+            continue
+        resources.extend(package.iter_resources("SearchParameter"))
+    parameters = SearchParameterSet.r4_core(resources)
+    for item in parameters.unsupported:
+        log.info(
+            "search parameter not supported",
+            base=item.base,
+            code=item.code,
+            url=item.url,
+            reason=item.reason,
         )
-    span = parse_date_range(value)
-    start, end = _ceil_ms(span.start), _ceil_ms(span.end)
-    return {
-        "eq": [("ge", start), ("lt", end)],
-        "gt": [("ge", end)],
-        "ge": [("ge", start)],
-        "lt": [("lt", start)],
-        "le": [("lt", end)],
-    }[prefix]
-
-
-def split_values(value: str) -> list[str]:
-    """Split a parameter value on unescaped commas and undo FHIR's escapes (``\\,`` ``\\|``…)."""
-    return [
-        re.sub(r"\\([\\,|$])", r"\1", part) for part in _UNESCAPED_COMMA.split(value) if part != ""
-    ]
-
-
-def fold(text: str) -> str:
-    """Case- and accent-insensitive form of a string, as FHIR string search compares them."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-def name_strings(body: dict[str, Any]) -> list[str]:
-    """The strings a ``name`` search looks at: a plain ``name`` or the parts of HumanNames."""
-    name = body.get("name")
-    items = name if isinstance(name, list) else [name]
-    found: list[str] = []
-    for item in items:
-        if isinstance(item, str):
-            found.append(item)
-        elif isinstance(item, dict):
-            for part in ("text", "family", "given", "prefix", "suffix"):
-                value = item.get(part)
-                values = value if isinstance(value, list) else [value]
-                found.extend(v for v in values if isinstance(v, str))
-    return found
-
-
-def _name_predicate(modifier: str, values: list[str]) -> Predicate:
-    if modifier == "exact":
-        wanted = set(values)
-        return lambda body: any(s in wanted for s in name_strings(body))
-    folded = [fold(v) for v in values]
-    if modifier == "contains":
-        return lambda body: any(v in fold(s) for s in name_strings(body) for v in folded)
-    return lambda body: any(fold(s).startswith(v) for s in name_strings(body) for v in folded)
-
-
-def _member_predicate(member: str, values: list[str]) -> Predicate:
-    wanted = set(values)
-    return lambda body: isinstance(body.get(member), str) and body[member] in wanted
+    return parameters
 
 
 @dataclass
-class SearchPlan:
-    """A parsed search: what to push down to the store, what to filter after, and paging."""
+class SearchResult:
+    """One page of matches, the total (when asked for), and the included resources."""
 
-    count: int
-    offset: int = 0
-    order: str = "id"
-    ids: set[str] | None = None
-    modified: list[tuple[str, datetime]] = field(default_factory=list)
-    where: dict[str, Any] = field(default_factory=dict)
-    filters: list[Predicate] = field(default_factory=list)
-    applied: list[tuple[str, str]] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-
-    def matches(self, body: dict[str, Any]) -> bool:
-        """Whether a stored body passes every residual predicate."""
-        return all(predicate(body) for predicate in self.filters)
+    documents: list[StoredDocument]
+    total: int | None
+    has_next: bool
+    included: list[tuple[str, StoredDocument]] = field(default_factory=list)
 
 
-def parse_search(
-    items: Sequence[tuple[str, str]],
-    *,
-    default_count: int,
-    max_count: int,
-    lenient: bool = False,
-) -> SearchPlan:
-    """Parse search parameters (in request order). Raises ``ParameterValidationError`` (400)
-    listing every problem; unknown parameters are problems unless ``lenient``."""
-    errors: list[str] = []
-    plan = SearchPlan(count=default_count)
-    exact: dict[str, list[list[str]]] = {"url": [], "version": []}
-    for raw_name, value in items:
-        name, _, modifier = raw_name.partition(":")
-        if name in ("_format", "_pretty"):
-            continue
-        if value == "" and name not in RESULT_PARAMETERS:
-            continue  # FHIR: a parameter without a value is ignored
-        if name == "_count":
-            plan.count = _non_negative(raw_name, value, errors, plan.count)
-            plan.count = min(plan.count, max_count)
-        elif name == "_offset":
-            plan.offset = _non_negative(raw_name, value, errors, 0)
-        elif name == "_sort":
-            if value not in SORTS:
-                errors.append(
-                    f"_sort={value!r} is not supported: use _lastUpdated or -_lastUpdated."
-                )
-            else:
-                plan.order = SORTS[value]
-                plan.applied.append((raw_name, value))
-        elif modifier and not (name == "name" and modifier in ("exact", "contains")):
-            if name in ("_id", "_lastUpdated", "url", "name", "version"):
-                errors.append(f"The modifier ':{modifier}' is not supported on {name}.")
-            elif not lenient:
-                errors.append(f"Unknown search parameter {raw_name!r}.")
-            else:
-                plan.ignored.append(raw_name)
-        elif name == "_id":
-            ids = set(split_values(value))
-            plan.ids = ids if plan.ids is None else plan.ids & ids
-            plan.applied.append((raw_name, value))
-        elif name == "_lastUpdated":
-            try:
-                plan.modified.extend(last_updated_conditions(value))
-                plan.applied.append((raw_name, value))
-            except ValueError as exc:
-                errors.append(f"Invalid _lastUpdated value {value!r}: {exc}.")
-        elif name in exact:
-            exact[name].append(split_values(value))
-            plan.applied.append((raw_name, value))
-        elif name == "name":
-            plan.filters.append(_name_predicate(modifier, split_values(value)))
-            plan.applied.append((raw_name, value))
-        elif lenient:
-            plan.ignored.append(raw_name)
-        else:
-            errors.append(f"Unknown search parameter {raw_name!r}.")
-    for member, occurrences in exact.items():
-        if len(occurrences) == 1 and len(occurrences[0]) == 1:
-            plan.where[f"$.{member}"] = occurrences[0][0]
-        else:
-            plan.filters.extend(_member_predicate(member, values) for values in occurrences)
-    if errors:
-        raise ParameterValidationError(
-            "The search could not be processed. See the issues for details.", errors=errors
+async def find(store: Store, parameters: SearchParameterSet, query: SearchQuery) -> SearchResult:
+    """The page ``query`` asks for (ordered by ``_sort``, else by id), from the store's index.
+
+    Raises a 400 (``too-costly``) when a ``_has`` selects more than :data:`MAX_HAS` resources.
+    """
+    collection = collection_of(query.resource_type)
+    wanted = query.ids
+    for has in query.has:
+        referred = await _referred_ids(store, parameters, query.resource_type, has)
+        wanted = referred if wanted is None else wanted & referred
+    want_total = query.total != "none" or query.counts_only
+    page = await store.search(
+        collection,
+        [store_condition(condition) for condition in query.conditions],
+        order=_orders(query),
+        limit=0 if query.counts_only else query.count + 1,
+        offset=query.offset,
+        total_count=want_total,
+        ids=sorted(wanted) if wanted is not None else None,
+        modified=query.modified,
+    )
+    documents = page.items[: query.count]
+    return SearchResult(documents, page.total, len(page.items) > query.count)
+
+
+async def _referred_ids(
+    store: Store, parameters: SearchParameterSet, resource_type: str, has: Has
+) -> set[str]:
+    """The ids of ``resource_type`` that resources selected by ``has`` refer to."""
+    inner = SearchQuery(has.source, count=MAX_HAS, conditions=list(has.conditions), total="none")
+    result = await find(store, parameters, inner)
+    if result.has_next:
+        raise BadRequestError(
+            f"_has:{has.source}:{has.reference} selects more than {MAX_HAS} resources; "
+            "narrow it down.",
+            data={"issue_code": "too-costly"},
         )
-    return plan
+    link = parameters.get(has.source, has.reference)
+    assert link is not None
+    include = Include(has.source, link, resource_type)
+    return {
+        reference.split("/", 1)[1]
+        for document in result.documents
+        for reference in _references(parameters, has.source, document, include)
+    }
 
 
-def _non_negative(name: str, value: str, errors: list[str], default: int) -> int:
-    if value.isdigit():
-        return int(value)
-    errors.append(f"{name} must be a non-negative integer, not {value!r}.")
-    return default
+def _orders(query: SearchQuery) -> list[str | IndexOrder]:
+    """The store orders of ``_sort`` (id order when there is none, and to break ties)."""
+    orders: list[str | IndexOrder] = []
+    for sort in query.sort:
+        if sort.code == "_id":
+            orders.append("-id" if sort.descending else "id")
+        elif sort.code == "_lastUpdated":
+            orders.append("-last_modified" if sort.descending else "last_modified")
+        else:
+            orders.append(IndexOrder(sort.code, sort.descending))
+    return orders or ["id"]
+
+
+# -- _include and _revinclude --------------------------------------------------------------------
+def _references(
+    parameters: SearchParameterSet, resource_type: str, document: StoredDocument, include: Include
+) -> list[str]:
+    """The ``Type/id`` targets of ``include`` in one resource."""
+    chosen: Sequence[SearchParameter]
+    if include.parameter is None:
+        chosen = [p for p in parameters.for_type(resource_type).values() if p.type == "reference"]
+    else:
+        chosen = [include.parameter]
+    body = {**document.body, "resourceType": resource_type, "id": document.id}
+    entries, _ = extract(body, chosen)
+    found = []
+    for entry in entries:
+        key = getattr(entry, "key", "")
+        if "/" not in key or "://" in key or ":" in entry.name:
+            continue
+        target_type = key.split("/", 1)[0]
+        if include.target is None or include.target == target_type:
+            found.append(key)
+    return found
+
+
+async def _read_references(
+    store: Store, references: Iterable[str], resource_types: Iterable[str]
+) -> list[tuple[str, StoredDocument]]:
+    known = set(resource_types)
+    by_type: dict[str, set[str]] = {}
+    for reference in references:
+        kind, _, id = reference.partition("/")
+        if kind in known and id:
+            by_type.setdefault(kind, set()).add(id)
+    found: list[tuple[str, StoredDocument]] = []
+    for kind, ids in sorted(by_type.items()):
+        page = await store.query(collection_of(kind), limit=len(ids), ids=sorted(ids), order="id")
+        found.extend((kind, document) for document in page.items)
+    return found
+
+
+async def included(
+    store: Store,
+    parameters: SearchParameterSet,
+    query: SearchQuery,
+    documents: Sequence[StoredDocument],
+    resource_types: Iterable[str],
+) -> list[tuple[str, StoredDocument]]:
+    """The resources ``_include`` and ``_revinclude`` add to a page (``:iterate`` one level
+    further), without the page's own resources and without duplicates."""
+    types = list(resource_types)
+    page = [(query.resource_type, document) for document in documents]
+    seen = {(kind, document.id) for kind, document in page}
+    added: list[tuple[str, StoredDocument]] = []
+
+    async def round_of(sources: list[tuple[str, StoredDocument]], iterate: bool) -> None:
+        for include in query.includes:
+            if include.iterate != iterate:
+                continue
+            wanted = [
+                reference
+                for kind, document in sources
+                if kind == include.source
+                for reference in _references(parameters, kind, document, include)
+            ]
+            for kind, document in await _read_references(store, wanted, types):
+                _add(kind, document)
+        for include in query.revincludes:
+            if include.iterate != iterate:
+                continue
+            targets = tuple(
+                key
+                for kind, document in sources
+                for key in (entry.key for entry in reference_keys("", f"{kind}/{document.id}"))
+            )
+            if not targets or include.parameter is None:
+                continue
+            for document in await _referrers(store, parameters, include, targets):
+                _add(include.source, document)
+
+    def _add(kind: str, document: StoredDocument) -> None:
+        if (kind, document.id) not in seen and len(added) < MAX_INCLUDED:
+            seen.add((kind, document.id))
+            added.append((kind, document))
+
+    await round_of(page, iterate=False)
+    first = list(added)
+    await round_of(page, iterate=True)
+    await round_of(first, iterate=True)
+    return added
+
+
+async def _referrers(
+    store: Store, parameters: SearchParameterSet, include: Include, targets: tuple[str, ...]
+) -> list[StoredDocument]:
+    assert include.parameter is not None
+    query = SearchQuery(
+        include.source,
+        count=MAX_INCLUDED,
+        conditions=[KeyIn(include.parameter.code, targets)],
+        total="none",
+    )
+    return (await find(store, parameters, query)).documents
+
+
+# -- _summary and _elements ----------------------------------------------------------------------
+def shape(resource: Mapping[str, Any], query: SearchQuery) -> dict[str, Any]:
+    """The resource as ``_summary``/``_elements`` ask; subsetted ones carry the SUBSETTED tag."""
+    kept: set[str] | None = None
+    if query.elements is not None:
+        kept = set(query.elements)
+    elif query.summary == "true":
+        kept = set(summary_elements(str(resource.get("resourceType"))))
+    elif query.summary == "text":
+        kept = {"text"}
+    elif query.summary == "data":
+        shaped = {k: v for k, v in resource.items() if k != "text"}
+        return _subsetted(shaped) if "text" in resource else shaped
+    if kept is None:
+        return dict(resource)
+    always = {"resourceType", "id", "meta"}
+    shaped = {k: v for k, v in resource.items() if k in always or _is_kept(k, kept)}
+    return _subsetted(shaped)
+
+
+def _is_kept(key: str, kept: set[str]) -> bool:
+    # '_birthDate' goes with 'birthDate'; a choice element's key (valueQuantity) with 'value'.
+    name = key.removeprefix("_")
+    return name in kept or any(
+        name.startswith(k) and name[len(k) : len(k) + 1].isupper() for k in kept
+    )
+
+
+def _subsetted(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = dict(resource.get("meta") or {})
+    tags = [t for t in meta.get("tag", []) if t.get("code") != "SUBSETTED"]
+    meta["tag"] = [*tags, SUBSETTED]
+    return {**resource, "meta": meta}

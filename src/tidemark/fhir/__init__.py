@@ -1,5 +1,6 @@
 """tidemark.fhir: FHIR services shared by the capabilities.
 
 ``tidemark.fhir.client`` (async REST client), ``tidemark.fhir.packages`` (FHIR packages and
-registries) and ``tidemark.fhir.schema`` (StructureDefinition → FHIRSchema, validation).
+registries), ``tidemark.fhir.fhirpath`` (FHIRPath evaluation) and ``tidemark.fhir.schema``
+(StructureDefinition → FHIRSchema, validation).
 """

@@ -1,6 +1,7 @@
 import pytest
 
-from tidemark.fhir.schema._primitives import PRIMITIVE_TYPES, check_primitive
+from tidemark.fhir.fhirpath import PRIMITIVE_TYPES
+from tidemark.fhir.schema._primitives import check_primitive
 
 
 @pytest.mark.parametrize(

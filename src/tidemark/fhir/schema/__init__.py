@@ -15,7 +15,6 @@
 """
 
 from ._convert import ConversionError, FHIRSchema, convert
-from ._fhirpath import SUPPORTED_FUNCTIONS as FHIRPATH_FUNCTIONS
 from ._outcome import Severity, ValidationIssue, ValidationResult, operation_outcome
 from ._resolve import (
     FHIR_BASE,
@@ -28,7 +27,6 @@ from ._terminology import ResourceLookup, Terminology
 from ._validate import Validator, validate
 
 __all__ = [
-    "FHIRPATH_FUNCTIONS",
     "FHIR_BASE",
     "ConversionError",
     "FHIRSchema",

@@ -34,32 +34,6 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
 
 _INT32 = (-(2**31), 2**31 - 1)
 
-#: Primitive type names of FHIR R4 (their StructureDefinitions have kind ``primitive-type``).
-PRIMITIVE_TYPES = frozenset(
-    (
-        "base64Binary",
-        "boolean",
-        "canonical",
-        "code",
-        "date",
-        "dateTime",
-        "decimal",
-        "id",
-        "instant",
-        "integer",
-        "markdown",
-        "oid",
-        "positiveInt",
-        "string",
-        "time",
-        "unsignedInt",
-        "uri",
-        "url",
-        "uuid",
-        "xhtml",
-    )
-)
-
 
 def _calendar_ok(text: str) -> bool:
     """The regexes accept 2023-02-30; a real calendar does not."""

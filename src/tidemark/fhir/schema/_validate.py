@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidemark.core import Counters, get_logger
+from tidemark.fhir.fhirpath import PRIMITIVE_TYPES, FhirPathUnsupported, evaluate_invariant
 
-from ._fhirpath import FhirPathUnsupported, evaluate_invariant
 from ._outcome import Severity, ValidationIssue, ValidationResult
-from ._primitives import PRIMITIVE_TYPES, check_primitive
+from ._primitives import check_primitive
 from ._resolve import FHIR_BASE, SchemaResolver, type_url
 from ._terminology import Terminology
 

@@ -1,4 +1,4 @@
-"""A small, sound FHIRPath subset: enough for most element invariants of FHIR R4 and US Core.
+"""A sound FHIRPath evaluator over FHIR JSON: parser, collections, operators and functions.
 
 Soundness over coverage: anything outside the subset (an unknown function, a type test whose
 answer is not known from the JSON, terminology, ``resolve()``, date arithmetic...) raises
@@ -14,18 +14,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._element import capitalize
-from ._primitives import PRIMITIVE_TYPES
+from ._model import CHOICE_NAMES, COMPLEX_TYPES, PRIMITIVE_TYPES, SUPERTYPES
 
 
 class FhirPathUnsupported(Exception):
     """The expression uses something this evaluator does not implement (or cannot decide)."""
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
     """One value in a collection; ``type_name`` when the JSON tells it (choice suffix, resource)."""
 
     value: Any
@@ -213,6 +211,8 @@ class _Parser:
         if kind == "special":
             self.take()
             return ("special", value)
+        if kind == "op" and value.isalpha() and self.tokens[self.pos + 1][1] == "(":
+            return self.invocation(None)  # a function named like an operator: as(), is()...
         if kind == "ident":
             if value in ("true", "false"):
                 self.take()
@@ -242,7 +242,7 @@ class _Context:
 def _items_of(value: Any, type_name: str | None = None) -> list[Item]:
     if value is None:
         return []
-    if isinstance(value, list):
+    if type(value) is list:
         return [Item(v, type_name) for v in value if v is not None]
     return [Item(value, type_name)]
 
@@ -273,29 +273,55 @@ def _primitive_extensions(value: Mapping[str, Any], name: str) -> list[Item]:
     return []
 
 
+class Unresolved(dict[str, Any]):
+    """What ``resolve()`` gives for a reference to another resource: its type and id only.
+
+    Navigating into it (beyond ``id``) raises :class:`FhirPathUnsupported`: the referenced
+    resource is not read, so its content is not known.
+    """
+
+
 def _member(items: list[Item], name: str) -> list[Item]:
     result: list[Item] = []
+    underscored = "_" + name
     for item in items:
         value = item.value
-        if not isinstance(value, Mapping):
-            if name in ("extension", "id"):
-                raise FhirPathUnsupported("extensions of primitive values are not navigated")
+        if type(value) is not dict:
+            if isinstance(value, Unresolved):
+                if name not in ("id", "resourceType"):
+                    raise FhirPathUnsupported("resolve() gives only the type and id of a resource")
+            elif not isinstance(value, Mapping):
+                if name in ("extension", "id"):
+                    raise FhirPathUnsupported("extensions of primitive values are not navigated")
+                continue
+        if name in value:
+            result += _items_of(value[name])
+            if underscored in value:
+                result += _primitive_extensions(value, name)
             continue
-        if name in value or "_" + name in value:
-            result += _items_of(value.get(name)) + _primitive_extensions(value, name)
+        if underscored in value:
+            result += _primitive_extensions(value, name)
             continue
         if name[:1].isupper() and value.get("resourceType") == name:
             result.append(item)
             continue
+        if name not in CHOICE_NAMES:
+            continue
         for key, child in value.items():
-            if key.startswith(name) and len(key) > len(name) and key[len(name)].isupper():
-                suffix = key[len(name) :]
-                type_name = _PRIMITIVE_SUFFIXES.get(suffix, suffix)
-                result += _items_of(child, type_name)
+            if key.startswith(name) and len(key) > len(name):
+                type_name = _TYPE_SUFFIXES.get(key[len(name) :])
+                if type_name is not None:
+                    result += _items_of(child, type_name) + _primitive_extensions(value, key)
+        for key in value:
+            if key.startswith("_" + name) and key[1:] not in value:
+                type_name = _TYPE_SUFFIXES.get(key[len(name) + 1 :])
+                if type_name is not None:
+                    result += _primitive_extensions(value, key[1:])
     return result
 
 
-_PRIMITIVE_SUFFIXES = {capitalize(p): p for p in PRIMITIVE_TYPES}
+#: JSON suffix of a choice element → the type it names (``valueDateTime`` → ``dateTime``).
+_TYPE_SUFFIXES = {p[:1].upper() + p[1:]: p for p in PRIMITIVE_TYPES} | {c: c for c in COMPLEX_TYPES}
 
 
 def _singleton(items: list[Item]) -> Item | None:
@@ -346,6 +372,8 @@ def _distinct(items: list[Item]) -> list[Item]:
 
 
 def _compare(op: str, a: Any, b: Any) -> bool:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        a, b = _comparable_quantities(a, b)
     if isinstance(a, bool) or isinstance(b, bool):
         raise FhirPathUnsupported("booleans are not ordered")
     both_numbers = isinstance(a, int | float) and isinstance(b, int | float)
@@ -363,6 +391,17 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     return bool(a >= b)
 
 
+def _comparable_quantities(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The values of two quantities in the same unit; unsupported when units differ."""
+    unit_a = (a.get("system"), a.get("code") or a.get("unit"))
+    unit_b = (b.get("system"), b.get("code") or b.get("unit"))
+    if "value" not in a or "value" not in b or unit_a != unit_b:
+        raise FhirPathUnsupported("comparison of quantities without values or in other units")
+    if a.get("comparator") or b.get("comparator"):
+        raise FhirPathUnsupported("comparison of quantities with a comparator")
+    return a["value"], b["value"]
+
+
 def _looks_temporal(text: str) -> bool:
     return bool(re.match(r"\d{4}(-\d\d)?", text)) or bool(re.match(r"\d\d:\d\d", text))
 
@@ -373,11 +412,11 @@ class _Evaluator:
 
     def eval(self, node: Node, focus: list[Item], ctx: _Context) -> list[Item]:
         kind = node[0]
-        if kind == "literal":
-            return list(node[1])
         if kind == "member":
             base = focus if node[1] is None else self.eval(node[1], focus, ctx)
             return _member(base, node[2])
+        if kind == "literal":
+            return list(node[1])
         if kind == "call":
             base = focus if node[1] is None else self.eval(node[1], focus, ctx)
             return self.call(node[2], base, node[3], ctx)
@@ -388,9 +427,12 @@ class _Evaluator:
                 raise FhirPathUnsupported("indexer must be an integer")
             return [base[index.value]] if 0 <= index.value < len(base) else []
         if kind == "var":
-            if node[1] not in self.variables:
+            found = self.variables.get(node[1]) or _CONSTANTS.get(node[1])
+            if found is None:
+                if node[1] in self.variables:
+                    return []
                 raise FhirPathUnsupported(f"unknown variable %{node[1]}")
-            return list(self.variables[node[1]])
+            return list(found)
         if kind == "special":
             if node[1] == "$this":
                 return list(ctx.this)
@@ -419,7 +461,17 @@ class _Evaluator:
         actual = _resource_type(item)
         if actual is None:
             raise FhirPathUnsupported(f"the type of a value is not known (testing {type_name})")
-        return actual == type_name or actual.lower() == type_name.lower()
+        wanted = type_name.lower()
+        if wanted in ("resource", "domainresource") and isinstance(item.value, Mapping):
+            kind = item.value.get("resourceType")
+            if isinstance(kind, str):
+                return wanted == "resource" or kind not in ("Bundle", "Binary", "Parameters")
+        name: str | None = actual
+        while name is not None:
+            if name.lower() == wanted:
+                return True
+            name = SUPERTYPES.get(name)
+        return False
 
     def binary(
         self, op: str, left_node: Node, right_node: Node, focus: list[Item], ctx: _Context
@@ -665,14 +717,168 @@ def _fn_descendants(
     return result
 
 
+def _type_argument(node: Node) -> str:
+    """The type name an ``ofType``/``as``/``is`` argument names (``Quantity``, ``FHIR.uri``)."""
+    if node[0] == "member" and (node[1] is None or node[1][0] == "member"):
+        return str(node[2])
+    raise FhirPathUnsupported("expected a type name")
+
+
 def _fn_of_type(
     ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
 ) -> list[Item]:
     _arity(args, 1)
-    node = args[0]
-    if node[0] != "member" or node[1] is not None:
-        raise FhirPathUnsupported("ofType() needs a type name")
-    return [item for item in focus if ev.is_type(item, node[2])]
+    type_name = _type_argument(args[0])
+    return [item for item in focus if ev.is_type(item, type_name)]
+
+
+def _fn_as(ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context) -> list[Item]:
+    _arity(args, 1)
+    type_name = _type_argument(args[0])
+    return [item for item in focus if ev.is_type(item, type_name)]
+
+
+def _fn_is(ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context) -> list[Item]:
+    _arity(args, 1)
+    item = _singleton(focus)
+    return [] if item is None else _bool(ev.is_type(item, _type_argument(args[0])))
+
+
+_REFERENCE = re.compile(
+    r"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$"
+)
+
+
+def _contained(roots: list[Item], id: str) -> list[Mapping[str, Any]]:
+    found: list[Mapping[str, Any]] = []
+    for root in roots:
+        contained = root.value.get("contained") if isinstance(root.value, Mapping) else None
+        found.extend(
+            resource
+            for resource in (contained if isinstance(contained, list) else [])
+            if isinstance(resource, Mapping) and resource.get("id") == id
+        )
+    return found
+
+
+def _fn_resolve(
+    ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
+) -> list[Item]:
+    """Contained resources resolve fully; other references to their type and id only."""
+    _arity(args, 0)
+    result: list[Item] = []
+    for item in focus:
+        value = item.value
+        target = value.get("reference") if isinstance(value, Mapping) else None
+        if not isinstance(target, str):
+            if isinstance(value, str):
+                raise FhirPathUnsupported("resolve() of a canonical or uri")
+            continue
+        if target.startswith("#"):
+            root = ev.variables.get("rootResource") or ev.variables.get("resource") or []
+            result.extend(Item(found) for found in _contained(root, target[1:]))
+            continue
+        match = _REFERENCE.search(target)
+        if match is not None:
+            stub = Unresolved(resourceType=match["type"], id=match["id"])
+            result.append(Item(stub, match["type"]))
+    return result
+
+
+def _fn_union(ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context) -> list[Item]:
+    _arity(args, 1)
+    return _distinct(focus + ev.eval(args[0], ctx.this, ctx))
+
+
+def _fn_combine(
+    ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
+) -> list[Item]:
+    _arity(args, 1)
+    return focus + ev.eval(args[0], ctx.this, ctx)
+
+
+def _fn_intersect(
+    ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
+) -> list[Item]:
+    _arity(args, 1)
+    other = ev.eval(args[0], ctx.this, ctx)
+    return _distinct([i for i in focus if any(_equal(i.value, o.value) for o in other)])
+
+
+def _fn_exclude(
+    ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
+) -> list[Item]:
+    _arity(args, 1)
+    other = ev.eval(args[0], ctx.this, ctx)
+    return [i for i in focus if not any(_equal(i.value, o.value) for o in other)]
+
+
+def _fn_subset_of(
+    ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
+) -> list[Item]:
+    _arity(args, 1)
+    other = ev.eval(args[0], ctx.this, ctx)
+    return _bool(all(any(_equal(i.value, o.value) for o in other) for i in focus))
+
+
+def _fn_superset_of(
+    ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
+) -> list[Item]:
+    _arity(args, 1)
+    other = ev.eval(args[0], ctx.this, ctx)
+    return _bool(all(any(_equal(o.value, i.value) for i in focus) for o in other))
+
+
+def _fn_repeat(
+    ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
+) -> list[Item]:
+    _arity(args, 1)
+    result: list[Item] = []
+    layer = focus
+    while layer:
+        fresh = [
+            item
+            for found in ev.each(layer, args[0], ctx)
+            for item in found
+            if not any(item.value is seen.value for seen in result)
+        ]
+        result += fresh
+        layer = fresh
+    return result
+
+
+def _integer_argument(ev: _Evaluator, node: Node, ctx: _Context) -> int:
+    item = _singleton(ev.eval(node, ctx.this, ctx))
+    if item is None or not isinstance(item.value, int) or isinstance(item.value, bool):
+        raise FhirPathUnsupported("expected an integer argument")
+    return item.value
+
+
+def _fn_skip(ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context) -> list[Item]:
+    _arity(args, 1)
+    return focus[max(0, _integer_argument(ev, args[0], ctx)) :]
+
+
+def _fn_take(ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context) -> list[Item]:
+    _arity(args, 1)
+    return focus[: max(0, _integer_argument(ev, args[0], ctx))]
+
+
+def _fn_replace_matches(
+    ev: _Evaluator, focus: list[Item], args: Sequence[Node], ctx: _Context
+) -> list[Item]:
+    _arity(args, 2)
+    text = _string_focus(focus)
+    if text is None:
+        return []
+    pattern, replacement = (_string_arg(ev, [arg], ctx) for arg in args)
+    try:
+        compiled = re.compile(pattern, re.DOTALL)
+    except re.error as exc:
+        raise FhirPathUnsupported(f"regex: {exc}") from exc
+    # FHIRPath writes group references as $1; Python as \1.
+    python_replacement = re.sub(r"\$(\d+)", r"\\\1", replacement.replace("\\", "\\\\"))
+    return [Item(compiled.sub(python_replacement, text), "string")]
 
 
 def _fn_extension(
@@ -815,6 +1021,21 @@ _FUNCTIONS: dict[str, Any] = {
     "children": _fn_children,
     "descendants": _fn_descendants,
     "ofType": _fn_of_type,
+    "as": _fn_as,
+    "is": _fn_is,
+    "resolve": _fn_resolve,
+    "union": _fn_union,
+    "combine": _fn_combine,
+    "intersect": _fn_intersect,
+    "exclude": _fn_exclude,
+    "subsetOf": _fn_subset_of,
+    "supersetOf": _fn_superset_of,
+    "repeat": _fn_repeat,
+    "skip": _fn_skip,
+    "take": _fn_take,
+    "replaceMatches": _fn_replace_matches,
+    "replace": _string_fn(lambda s, a: s.replace(a[0], a[1]), 2),
+    "indexOf": _string_fn(lambda s, a: s.find(a[0]), 1),
     "extension": _fn_extension,
     "iif": _fn_iif,
     "matches": _fn_matches,
@@ -836,6 +1057,13 @@ _FUNCTIONS: dict[str, Any] = {
 
 #: Function names the evaluator implements (for the documentation and tests).
 SUPPORTED_FUNCTIONS = tuple(sorted(_FUNCTIONS))
+
+
+_CONSTANTS = {
+    "ucum": [Item("http://unitsofmeasure.org", "string")],
+    "sct": [Item("http://snomed.info/sct", "string")],
+    "loinc": [Item("http://loinc.org", "string")],
+}
 
 
 def evaluate(

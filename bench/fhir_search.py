@@ -1,0 +1,259 @@
+"""A page of 100 FHIR search results from 1,000,000 indexed resources vs from 10,000.
+
+    ./dev bench fhir_search [--small N] [--large N] [--repeat R] [--pg DSN | --no-pg]
+
+For each engine (SQLite, and PostgreSQL unless ``--no-pg``) and each size, a fresh store is
+filled with Observations (50 codes, 50 patients, dates over three years, a quantity each).
+The fill is a bulk load through the store's own engine: document rows as the store writes a
+generic collection's, and index rows that are exactly the store's (each resource's entries come
+from ``store.indexes`` with the FHIR indexer the app registered, the call a write makes); after
+it PostgreSQL is vacuumed and analysed, as autovacuum would. Then each search below is answered
+through the HTTP app (in-process ASGI), ``_count=100&_total=none``, ``--repeat`` times; the
+median wall time is printed per size with the ratio large/small. Target (issue 13): every ratio
+≤ 1.5; the last line says MET or MISS. Sorting by a parameter is printed for information (the
+store documents it as costing more than a page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import drop_schema, pg_schema_dsn, print_table
+from tidemark.api import ServerSettings, create_app
+from tidemark.api._fhir import prepare_fhir_index
+from tidemark.core import canonical_bytes, content_hash
+from tidemark.store import KeyEntry, Store, open_store
+
+LOINC = "http://loinc.org"
+COLLECTION = "fhir:Observation"
+STAMP = "2025-01-01T00:00:00.000Z"
+CODES = 50
+PATIENTS = 50
+TARGET = 1.5
+
+SEARCHES: list[tuple[str, str]] = [
+    ("token", f"code={LOINC}|C7"),
+    ("token, all match", "status=final"),
+    ("reference", "patient=Patient/p7"),
+    ("date", "date=ge2022-06-01"),
+    ("quantity", "value-quantity=gt150"),
+    ("token AND date", f"code={LOINC}|C3&date=lt2023"),
+    ("string prefix", "code:text=code 1"),
+]
+INFORMATIONAL: list[tuple[str, str]] = [("sorted by date", f"code={LOINC}|C7&_sort=-date")]
+
+
+def observation(i: int) -> dict[str, Any]:
+    day = i % (3 * 365)
+    year, rest = 2021 + day // 365, day % 365
+    month, dom = 1 + rest // 31 % 12, 1 + rest % 28
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {
+            "coding": [{"system": LOINC, "code": f"C{i % CODES}"}],
+            "text": f"code {i % CODES}",
+        },
+        "subject": {"reference": f"Patient/p{i % PATIENTS}"},
+        "effectiveDateTime": f"{year}-{month:02d}-{dom:02d}T08:00:00Z",
+        "valueQuantity": {
+            "value": i % 200,
+            "unit": "/min",
+            "system": "http://unitsofmeasure.org",
+            "code": "/min",
+        },
+    }
+
+
+async def fill(store: Store, count: int, dsn: str | None = None, chunk: int = 5_000) -> float:
+    """Bulk-insert ``count`` Observations with their index entries (see the module); the
+    seconds it took. ``dsn``: the PostgreSQL store's URL, to vacuum it afterwards."""
+    started = time.perf_counter()
+    top = await store.newest_change_version()
+    last = await store.engine.read(lambda tx: tx.query_one("SELECT max(doc_pk) FROM documents"))
+    first_pk = int(last[0]) if last and last[0] is not None else 0
+    pg = store.engine.name == "postgresql"
+    insert = (
+        "INSERT INTO documents (doc_pk, collection, id, body, content_hash, key_values, "
+        "content_version, content_modified_at, identity_version, identity_modified_at, "
+        "created_at, referential_id) "
+        + ("OVERRIDING SYSTEM VALUE " if pg else "")
+        + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    for start in range(0, count, chunk):
+        docs: list[tuple[Any, ...]] = []
+        keys: list[tuple[Any, ...]] = []
+        ranges: list[tuple[Any, ...]] = []
+        for n in range(start, min(count, start + chunk)):
+            body = observation(n)
+            stored = {k: v for k, v in body.items() if k != "resourceType"}
+            text = canonical_bytes(stored).decode()
+            pk, version = first_pk + 1 + n, top + 1 + n
+            docs.append(
+                (
+                    pk,
+                    COLLECTION,
+                    f"o{n}",
+                    text,
+                    content_hash(text),
+                    None,
+                    version,
+                    STAMP,
+                    version,
+                    STAMP,
+                    STAMP,
+                    None,
+                )
+            )
+            for entry in store.indexes.entries_for(COLLECTION, stored) or frozenset():
+                if isinstance(entry, KeyEntry):
+                    keys.append((COLLECTION, entry.name, entry.key, pk))
+                else:
+                    ranges.append((COLLECTION, entry.name, entry.unit, entry.low, entry.high, pk))
+
+        def work(
+            tx: Any,
+            docs: list[tuple[Any, ...]] = docs,
+            keys: list[tuple[Any, ...]] = keys,
+            ranges: list[tuple[Any, ...]] = ranges,
+        ) -> None:
+            tx.executemany(insert, docs)
+            tx.executemany(
+                "INSERT INTO index_keys (collection, name, key, doc_pk) VALUES (?, ?, ?, ?)", keys
+            )
+            tx.executemany(
+                "INSERT INTO index_ranges (collection, name, unit, low, high, doc_pk) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                ranges,
+            )
+
+        await store.engine.write(work)
+        done = min(count, start + chunk)
+        if done % 100_000 == 0:
+            print(f"    {done:,} written ({time.perf_counter() - started:.0f} s)", flush=True)
+    newest = top + count
+
+    def finish(tx: Any) -> None:
+        if pg:
+            tx.execute("SELECT setval('change_version_seq', ?)", (newest,))
+            tx.execute(
+                "SELECT setval(pg_get_serial_sequence('documents', 'doc_pk'), max(doc_pk)) "
+                "FROM documents"
+            )
+        else:
+            tx.execute("UPDATE change_version_counter SET value = ?", (newest,))
+
+    await store.engine.write(finish)
+    if pg and dsn is not None:
+        # What autovacuum does after a bulk load: statistics, and the visibility map.
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE) documents, index_keys, index_ranges")
+    return time.perf_counter() - started
+
+
+async def timings(app: Any, repeat: int) -> dict[str, float]:
+    """Median seconds per search, through the app."""
+    found: dict[str, float] = {}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench/fhir") as http:
+        for label, query in [*SEARCHES, *INFORMATIONAL]:
+            url = f"/Observation?{query}&_count=100&_total=none"
+            first = await http.get(url)
+            assert first.status_code == 200, first.text
+            samples = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                response = await http.get(url)
+                samples.append(time.perf_counter() - started)
+                assert response.status_code == 200
+            found[label] = statistics.median(samples)
+    return found
+
+
+async def measure(url: str, size: int, repeat: int) -> dict[str, float]:
+    store = await open_store(url)
+    try:
+        # The app registers the FHIR indexer (on the empty store: nothing to reindex, and its
+        # fingerprint is recorded), so that the fill below uses its entries.
+        app = create_app(store, ServerSettings(default_page_size=100, max_page_size=100))
+        await (await prepare_fhir_index(app)).wait()
+        print(f"  filling {size:,} Observations …", flush=True)
+        seconds = await fill(store, size, url if store.engine.name == "postgresql" else None)
+        print(f"  filled in {seconds:.0f} s ({size / seconds:,.0f}/s)", flush=True)
+        return await timings(app, repeat)
+    finally:
+        await store.close()
+
+
+async def engine_run(name: str, urls: tuple[str, str], sizes: tuple[int, int], repeat: int) -> bool:
+    print(f"\n{name}")
+    small = await measure(urls[0], sizes[0], repeat)
+    large = await measure(urls[1], sizes[1], repeat)
+    rows = []
+    met = True
+    for label, _ in [*SEARCHES, *INFORMATIONAL]:
+        ratio = large[label] / small[label]
+        informational = label in dict(INFORMATIONAL)
+        if not informational and ratio > TARGET:
+            met = False
+        rows.append(
+            [
+                label + (" (info)" if informational else ""),
+                small[label] * 1000,
+                large[label] * 1000,
+                f"{ratio:.2f}x",
+            ]
+        )
+    print_table(
+        f"{name}: a page of 100, median ms ({sizes[0]:,} vs {sizes[1]:,} Observations)",
+        ["search", f"{sizes[0]:,}", f"{sizes[1]:,}", "ratio"],
+        rows,
+    )
+    print(f"  {name}: {'MET' if met else 'MISS'} (every ratio ≤ {TARGET}x)")
+    return met
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument(
+        "--pg", default=os.environ.get("TIDEMARK_TEST_PG", "postgresql://postgres@127.0.0.1/test")
+    )
+    parser.add_argument("--no-pg", action="store_true")
+    args = parser.parse_args()
+    sizes = (args.small, args.large)
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        sqlite_urls = (str(Path(folder) / "small.db"), str(Path(folder) / "large.db"))
+        results.append(asyncio.run(engine_run("SQLite", sqlite_urls, sizes, args.repeat)))
+    if not args.no_pg:
+        schemas = [f"bench_fhir_{secrets.token_hex(4)}" for _ in range(2)]
+        try:
+            pg_urls = (pg_schema_dsn(args.pg, schemas[0]), pg_schema_dsn(args.pg, schemas[1]))
+            results.append(asyncio.run(engine_run("PostgreSQL", pg_urls, sizes, args.repeat)))
+        finally:
+            for schema in schemas:
+                drop_schema(args.pg, schema)
+    print(f"\nOverall: {'MET' if all(results) else 'MISS'} (machine shared; rerun on a quiet one)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
