@@ -132,9 +132,7 @@ class Replicator:
         discovery = self.source.discovery or await self.source.discover()
         model = self.store.model
         for name, version in discovery.data_models.items():
-            ours = next(
-                (v for n, v in model.projects.items() if n.lower() == name.lower()), None
-            )
+            ours = next((v for n, v in model.projects.items() if n.lower() == name.lower()), None)
             if ours is not None and version and ours and not _same_version(ours, version):
                 raise ModelMismatchError(
                     f"The source serves {name} {version}, the replica's model is {name} {ours} "
@@ -164,8 +162,7 @@ class Replicator:
         if self.only and len(ordered) < len(self.only):
             found = {spec.endpoint.lower() for _o, _p, spec in ordered}
             raise ConfigurationError(
-                "The source does not list these resources: "
-                + ", ".join(sorted(self.only - found))
+                "The source does not list these resources: " + ", ".join(sorted(self.only - found))
             )
         self._order = [spec for _o, _p, spec in sorted(ordered, key=lambda t: (t[0], t[1]))]
         return self._order
@@ -259,7 +256,11 @@ class Replicator:
     # -- first run ---------------------------------------------------------------------------------
     async def _extract(self, order: Sequence[ResourceSpec], state: ReplicaState) -> None:
         for spec in self._remaining(order, state, ("extract",)):
-            resume = state.position if state.position and state.position.collection == spec.collection else None
+            resume = (
+                state.position
+                if state.position and state.position.collection == spec.collection
+                else None
+            )
             async for rows, after in self._pages(spec, None, None, resume):
                 state.position = Position(spec.collection, "extract", after.token, after.offset)
                 await self._apply(spec, rows, state)
@@ -319,7 +320,12 @@ class Replicator:
         while True:
             answer = await self.source.get(
                 self._url(spec, "/keyChanges"),
-                {"minChangeVersion": low, "maxChangeVersion": high, "limit": self.page_size, "offset": offset},
+                {
+                    "minChangeVersion": low,
+                    "maxChangeVersion": high,
+                    "limit": self.page_size,
+                    "offset": offset,
+                },
             )
             rows = answer.body if isinstance(answer.body, list) else []
             if rows:
@@ -335,7 +341,12 @@ class Replicator:
         while True:
             answer = await self.source.get(
                 self._url(spec, "/deletes"),
-                {"minChangeVersion": low, "maxChangeVersion": high, "limit": self.page_size, "offset": offset},
+                {
+                    "minChangeVersion": low,
+                    "maxChangeVersion": high,
+                    "limit": self.page_size,
+                    "offset": offset,
+                },
             )
             rows = answer.body if isinstance(answer.body, list) else []
             await self._delete(spec, [str(row["id"]) for row in rows if "id" in row], state)
@@ -345,7 +356,8 @@ class Replicator:
 
     async def _delete(self, spec: ResourceSpec, ids: Sequence[str], state: ReplicaState) -> None:
         present = [
-            doc_id for doc_id in dict.fromkeys(ids)
+            doc_id
+            for doc_id in dict.fromkeys(ids)
             if await self.store.current_version(spec.collection, doc_id) is not None
         ]
         operations: list[PutDocument | DeleteDocument] = [

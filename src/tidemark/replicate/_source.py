@@ -175,7 +175,9 @@ class EdFiSource:
         body = answer.body if isinstance(answer.body, dict) else {}
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
-            raise UnauthorizedError(f"The source's token endpoint {oauth} returned no access token.")
+            raise UnauthorizedError(
+                f"The source's token endpoint {oauth} returned no access token."
+            )
         lifetime = body.get("expires_in")
         seconds = float(lifetime) if isinstance(lifetime, int | float) else 1800.0
         self._token = token
@@ -228,7 +230,9 @@ class EdFiSource:
                 continue
             return SourceResponse(body, response.headers)
 
-    async def _pause(self, attempt: int, response: httpx.Response | None, why: str, url: str) -> None:
+    async def _pause(
+        self, attempt: int, response: httpx.Response | None, why: str, url: str
+    ) -> None:
         if attempt >= self.retry.attempts:
             raise SourceUnavailableError(
                 f"The source did not answer {url} after {attempt} attempts (last: {why})."
@@ -238,7 +242,9 @@ class EdFiSource:
             delay = max(delay, _retry_after(response.headers.get("retry-after")) or 0.0)
         delay = min(delay, self.retry.maximum)
         self._on_retry()
-        log.warning("transient failure, retrying", url=url, reason=why, attempt=attempt, delay=delay)
+        log.warning(
+            "transient failure, retrying", url=url, reason=why, attempt=attempt, delay=delay
+        )
         await asyncio.sleep(delay)
 
 
