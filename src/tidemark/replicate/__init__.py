@@ -9,6 +9,7 @@ replaced by a reconciliation of the resources concerned.
 """
 
 from ._display import TerminalProgress
+from ._progress_state import STATE_COLLECTION, Position, ReplicaState, load_state
 from ._replicator import COUNTER_NAMES, PAGE_SIZE, Replicator, RoundSummary, source_body
 from ._run import replicate
 from ._source import Discovery, EdFiSource, RetryPolicy
@@ -16,12 +17,16 @@ from ._source import Discovery, EdFiSource, RetryPolicy
 __all__ = [
     "COUNTER_NAMES",
     "PAGE_SIZE",
+    "STATE_COLLECTION",
+    "Position",
+    "ReplicaState",
     "Discovery",
     "EdFiSource",
     "Replicator",
     "RetryPolicy",
     "RoundSummary",
     "TerminalProgress",
+    "load_state",
     "replicate",
     "source_body",
 ]

@@ -11,7 +11,7 @@ import httpx
 from tidemark.core import Counters, get_logger
 from tidemark.store import ResourceModel, Store, open_store
 
-from ._replicator import COUNTER_NAMES, ProgressHook, Replicator, RoundSummary
+from ._replicator import COUNTER_NAMES, PAGE_SIZE, ProgressHook, Replicator, RoundSummary
 from ._source import EdFiSource, RetryPolicy
 
 log = get_logger("replicate")
@@ -31,6 +31,7 @@ async def replicate(
     on_round: Callable[[RoundSummary], None] | None = None,
     counters: Counters | None = None,
     retry: RetryPolicy | None = None,
+    page_size: int = PAGE_SIZE,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[RoundSummary]:
     """Bring the replica ``target`` in step with the Ed-Fi API at ``source_url``.
@@ -40,7 +41,8 @@ async def replicate(
     Without ``interval`` one round runs: the full extract the first time, the changes since the
     watermark afterwards (a crash-interrupted round is finished first). With ``interval``
     (seconds) rounds repeat until cancelled, or ``rounds`` of them ran. Returns the summary of
-    every round; ``on_round`` sees each as it ends.
+    every round; ``on_round`` sees each as it ends. ``page_size``: documents per request and per
+    transaction.
 
     Raises :class:`~tidemark.core.UnauthorizedError` / ``ForbiddenError`` when the source
     refuses the credentials, :class:`~tidemark.core.ModelMismatchError` when it serves another
@@ -61,7 +63,12 @@ async def replicate(
     summaries: list[RoundSummary] = []
     try:
         replicator = Replicator(
-            source, store, resources=resources, counters=counters, progress=progress
+            source,
+            store,
+            resources=resources,
+            counters=counters,
+            progress=progress,
+            page_size=page_size,
         )
         while True:
             summary = await replicator.run_round()
