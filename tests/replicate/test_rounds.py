@@ -4,20 +4,23 @@ layouts, an unchanged source, retention forcing a resynchronisation."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.replicate.proxy import ForwardingTransport
 from tests.replicate.support import (
     KEY,
+    RESOURCES,
     SECRET,
     SourceWriter,
     compare,
     ds51_schema,
     load_dataset,
 )
-from tests.support import ServerProcess
-from tidemark.replicate import replicate
-from tidemark.store import open_store
+from tests.support import ServerProcess, wait_until
+from tidemark.replicate import load_state, replicate
+from tidemark.store import Store, open_store
 
 
 async def test_first_round_copies_every_document_with_the_source_ids(
@@ -38,3 +41,105 @@ async def test_first_round_copies_every_document_with_the_source_ids(
     finally:
         await store.close()
         writer.close()
+
+
+async def _extract(source: ServerProcess, store: Store, **options: Any) -> None:
+    await replicate(
+        source.base_url, store, client_id=KEY, client_secret=SECRET, resources=RESOURCES, **options
+    )
+
+
+async def test_an_unchanged_source_costs_no_request_per_resource_and_no_write(
+    source_server: ServerProcess, replica_url: str
+):
+    load_dataset(source_server.base_url)
+    store = await open_store(replica_url, model=ds51_schema())
+    try:
+        await _extract(source_server, store)
+        allocated = store.counters["change_versions_allocated"]
+        journal = store.counters["journal_rows"]
+        [summary] = await replicate(
+            source_server.base_url, store, client_id=KEY, client_secret=SECRET
+        )
+        assert summary.kind == "none"
+        # discovery, dependencies, token, availableChangeVersions: none per resource
+        assert summary.counters["requests"] <= 4
+        assert store.counters["change_versions_allocated"] == allocated
+        assert store.counters["journal_rows"] == journal
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("data_root", ["/data/v3/", "/data/"])
+async def test_rounds_work_through_both_url_layouts(
+    source_server: ServerProcess, replica_url: str, data_root: str
+):
+    load_dataset(source_server.base_url)
+    writer = SourceWriter(source_server.base_url)
+    transport = ForwardingTransport(data_root=data_root)
+    store = await open_store(replica_url, model=ds51_schema())
+    try:
+        await _extract(source_server, store, transport=transport)
+        [(doc_id, body), *_] = writer.all("sessions").items()
+        assert writer.put("sessions", doc_id, {**body, "sessionName": "Renamed"}).status_code == 204
+        [summary] = await replicate(
+            source_server.base_url,
+            store,
+            client_id=KEY,
+            client_secret=SECRET,
+            resources=RESOURCES,
+            transport=transport,
+        )
+        assert summary.counters["renamed"] >= 1
+        await compare(writer, store)
+        data_paths = {r.url.path for r in transport.requests if "/ed-fi/" in r.url.path}
+        assert data_paths and all(p.startswith(data_root) for p in data_paths)
+    finally:
+        await store.close()
+        writer.close()
+
+
+async def test_a_window_the_source_no_longer_retains_resynchronises_writing_only_differences(
+    tmp_path: Path, replica_url: str
+):
+    with ServerProcess(
+        "--db",
+        str(tmp_path / "source.db"),
+        "--api-schema",
+        str(ds51_schema()),
+        "--client",
+        f"{KEY}:{SECRET}",
+        "--retain-changes",
+        "1s",
+        cwd=tmp_path,
+    ) as source:
+        load_dataset(source.base_url)
+        writer = SourceWriter(source.base_url)
+        store = await open_store(replica_url, model=ds51_schema())
+        try:
+            await _extract(source, store)
+            state = await load_state(store, source.base_url)
+            assert state.watermark is not None
+            students = list(writer.all("students").items())
+            for doc_id, body in students[:2]:
+                writer.put("students", doc_id, {**body, "firstName": "Purged"})
+            [(offering_id, _body), *_] = writer.all("courseOfferings").items()
+            assert writer.delete("courseOfferings", offering_id).status_code == 204
+
+            def purged() -> bool:
+                versions = writer.http.get(
+                    f"{source.base_url}/changeQueries/v1/availableChangeVersions"
+                ).json()
+                return bool(versions["oldestChangeVersion"] > state.watermark + 1)
+
+            wait_until(purged, timeout=30, interval=0.05)
+            [summary] = await replicate(
+                source.base_url, store, client_id=KEY, client_secret=SECRET, resources=RESOURCES
+            )
+            assert set(summary.resynced) == {f"ed-fi:{r}" for r in RESOURCES}
+            assert summary.counters["written"] == 2  # the two students; equal ones untouched
+            assert summary.counters["deleted"] == 1
+            await compare(writer, store)
+        finally:
+            await store.close()
+            writer.close()

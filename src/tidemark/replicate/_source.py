@@ -45,7 +45,9 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """The pause before retry number ``attempt`` (1-based)."""
         base = min(self.maximum, self.initial * (2 ** (attempt - 1)))
-        return base * (0.5 + random.random() / 2)  # jitter: several replicas do not march in step
+        return float(
+            base * (0.5 + random.random() / 2)
+        )  # jitter: several replicas do not march in step
 
 
 @dataclass(frozen=True, slots=True)
