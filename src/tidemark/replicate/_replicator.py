@@ -4,6 +4,7 @@ reaches, and a resynchronisation of the resources whose window the source no lon
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -424,19 +425,28 @@ class Replicator:
             token = resume.token if resume else None
             if resume is not None and token is None:
                 return  # the resource was finished when the round stopped
-            while True:
-                params = dict(window)
+
+            def cursor_params(token: str | None) -> dict[str, Any]:
                 if token is None:
-                    params["limit"] = self.page_size
-                else:
-                    params.update(pageToken=token, pageSize=self.page_size)
-                answer = await self.source.get(url, params)
-                rows = answer.body if isinstance(answer.body, list) else []
-                token = answer.headers.get("next-page-token") or None
-                self.counters.increment("fetched", len(rows))
-                yield rows, Position(spec.collection, "", token, 0)
-                if token is None:
-                    return
+                    return {**window, "limit": self.page_size}
+                return {**window, "pageToken": token, "pageSize": self.page_size}
+
+            # The next page is requested while the caller writes this one.
+            request = asyncio.ensure_future(self.source.get(url, cursor_params(token)))
+            try:
+                while True:
+                    answer = await request
+                    rows = answer.body if isinstance(answer.body, list) else []
+                    token = answer.headers.get("next-page-token") or None
+                    if token is not None:
+                        request = asyncio.ensure_future(self.source.get(url, cursor_params(token)))
+                    self.counters.increment("fetched", len(rows))
+                    yield rows, Position(spec.collection, "", token, 0)
+                    if token is None:
+                        return
+            finally:
+                if not request.done():
+                    request.cancel()
         offset = resume.offset if resume else 0
         while True:
             params = {**window, "limit": self.page_size, "offset": offset}
