@@ -144,3 +144,66 @@ async def test_a_window_the_source_no_longer_retains_resynchronises_writing_only
         finally:
             await store.close()
             writer.close()
+
+
+async def test_a_reference_written_on_the_source_during_the_extract_is_deferred_then_resolved(
+    source_server: ServerProcess, replica_url: str
+):
+    load_dataset(source_server.base_url)
+    writer = SourceWriter(source_server.base_url)
+    store = await open_store(replica_url, model=ds51_schema())
+    written: list[str] = []
+
+    def meanwhile(collection: str, stage: str, documents: int) -> None:
+        # Once the schools are copied, the source gets a new school and a session at it:
+        # the session's page then references a school the replica has not seen.
+        if collection == "ed-fi:schools" and not written:
+            school = {"schoolId": 255901999, "nameOfInstitution": "New School"}
+            school["educationOrganizationCategories"] = [
+                {
+                    "educationOrganizationCategoryDescriptor": "uri://ed-fi.org/"
+                    "EducationOrganizationCategoryDescriptor#School"
+                }
+            ]
+            school["gradeLevels"] = [
+                {"gradeLevelDescriptor": "uri://ed-fi.org/GradeLevelDescriptor#Ninth grade"}
+            ]
+            written.append(writer.post("schools", school))
+            written.append(
+                writer.post(
+                    "sessions",
+                    {
+                        "sessionName": "Late Term",
+                        "schoolReference": {"schoolId": 255901999},
+                        "schoolYearTypeReference": {"schoolYear": 2025},
+                        "beginDate": "2024-08-21",
+                        "endDate": "2024-12-20",
+                        "termDescriptor": "uri://ed-fi.org/TermDescriptor#Fall Semester",
+                        "totalInstructionalDays": 80,
+                    },
+                )
+            )
+
+    try:
+        [first] = await replicate(
+            source_server.base_url,
+            store,
+            client_id=KEY,
+            client_secret=SECRET,
+            resources=RESOURCES,
+            progress=meanwhile,
+        )
+        assert len(written) == 2
+        assert first.counters["deferred"] == 1
+        assert (await load_state(store, source_server.base_url)).deferred == {
+            "ed-fi:sessions": [written[1]]
+        }
+        [second] = await replicate(
+            source_server.base_url, store, client_id=KEY, client_secret=SECRET, resources=RESOURCES
+        )
+        assert second.counters["deferred"] == 0
+        assert (await load_state(store, source_server.base_url)).deferred == {}
+        await compare(writer, store)
+    finally:
+        await store.close()
+        writer.close()

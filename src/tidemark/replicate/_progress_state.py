@@ -59,11 +59,15 @@ class ReplicaState:
     resync: list[str] = field(default_factory=list)
     pending_deletes: dict[str, list[str]] = field(default_factory=dict)
     position: Position | None = None
+    #: Documents whose references the replica could not resolve yet (their targets are newer
+    #: than the page that carried them), by collection: retried every round until they resolve.
+    deferred: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "watermark": self.watermark,
+            "deferred": self.deferred,
             "round": None
             if self.round_kind is None
             else {
@@ -79,6 +83,7 @@ class ReplicaState:
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> ReplicaState:
         state = cls(str(value["source"]), value.get("watermark"))
+        state.deferred = {k: list(v) for k, v in (value.get("deferred") or {}).items()}
         unfinished = value.get("round")
         if unfinished:
             state.round_kind = str(unfinished["kind"])

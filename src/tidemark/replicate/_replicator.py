@@ -15,6 +15,7 @@ from tidemark.core import (
     Counters,
     GoneError,
     ModelMismatchError,
+    UnresolvedReferenceError,
     canonical_bytes,
     get_logger,
     reconcile,
@@ -37,6 +38,7 @@ COUNTER_NAMES = (
     "requests",
     "retries",
     "resynced",
+    "deferred",
 )
 #: Server members of a representation: the replica's store stamps its own.
 _SERVER_MEMBERS = ("id", "_etag", "_lastModifiedDate")
@@ -300,6 +302,8 @@ class Replicator:
                 if spec.collection in state.resync:
                     await self._resync(spec, state)
                 state.position = None
+            if state.deferred:
+                await self._retry_deferred(order, state)
         for spec in self._remaining(list(reversed(order)), state, ("deletes",)):
             state.position = Position(spec.collection, "deletes")
             if spec.collection in state.resync:
@@ -469,14 +473,54 @@ class Replicator:
         documents: Sequence[tuple[str, dict[str, Any]]],
         state: ReplicaState,
     ) -> None:
-        """Write one page with the position it reaches, in one transaction."""
-        operations: list[PutDocument | DeleteDocument] = [
-            PutDocument(spec.collection, doc_id, body, displace=True) for doc_id, body in documents
-        ]
-        results = await self.store.write_many([*operations, state.write()])
-        changed = sum(1 for r in results[:-1] if getattr(r, "changed", False))
-        self.counters.increment("written", changed)
-        self.counters.increment("unchanged", len(operations) - changed)
+        """Write one page with the position it reaches, in one transaction. A document whose
+        reference the replica cannot resolve yet (its target changed on the source after the
+        target's own page was read) is deferred: left out of the page and retried each round."""
+        pending = list(documents)
+        while True:
+            operations: list[PutDocument | DeleteDocument] = [
+                PutDocument(spec.collection, doc_id, body, displace=True)
+                for doc_id, body in pending
+            ]
+            try:
+                results = await self.store.write_many([*operations, state.write()])
+            except UnresolvedReferenceError as error:
+                index = error.data.get("operation")
+                if not isinstance(index, int) or index >= len(pending):
+                    raise
+                doc_id, _body = pending.pop(index)
+                self._defer(spec, doc_id, state, error)
+                continue
+            changed = sum(1 for r in results[:-1] if getattr(r, "changed", False))
+            self.counters.increment("written", changed)
+            self.counters.increment("unchanged", len(operations) - changed)
+            return
+
+    def _defer(
+        self, spec: ResourceSpec, doc_id: str, state: ReplicaState, error: Exception
+    ) -> None:
+        waiting = state.deferred.setdefault(spec.collection, [])
+        if doc_id not in waiting:
+            waiting.append(doc_id)
+        self.counters.increment("deferred")
+        log.warning(
+            "reference not resolvable yet, document deferred",
+            resource=spec.endpoint,
+            id=doc_id,
+            reason=str(error),
+        )
+
+    async def _retry_deferred(self, order: Sequence[ResourceSpec], state: ReplicaState) -> None:
+        """Read each deferred document again (by id) and write it; one the source deleted is
+        dropped, one still unresolvable stays deferred."""
+        for spec in order:
+            ids = state.deferred.pop(spec.collection, [])
+            for doc_id in ids:
+                answer = await self.source.get(self._url(spec, f"/{doc_id}"), missing_ok=True)
+                if answer is None:
+                    continue  # deleted on the source: its delete reaches us, or nothing to do
+                self.counters.increment("fetched")
+                await self._write(spec, [source_body(answer.body)], state)
 
 
 def _same_version(a: str, b: str) -> bool:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 import httpx
 
@@ -147,12 +147,43 @@ class EdFiSource:
         )
         return self.discovery
 
+    @overload
     async def get(
-        self, url: str, params: Mapping[str, Any] | None = None, *, authorized: bool = True
-    ) -> SourceResponse:
-        """GET ``url`` (absolute) and return the JSON answer; raises :class:`GoneError` on 410,
-        :class:`UnauthorizedError` / :class:`ForbiddenError` when access is refused."""
-        return await self._send("GET", url, params=params, authorized=authorized)
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        authorized: bool = True,
+        missing_ok: Literal[False] = False,
+    ) -> SourceResponse: ...
+
+    @overload
+    async def get(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        authorized: bool = True,
+        missing_ok: bool,
+    ) -> SourceResponse | None: ...
+
+    async def get(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        authorized: bool = True,
+        missing_ok: bool = False,
+    ) -> SourceResponse | None:
+        """GET ``url`` (absolute) and return the JSON answer (``None`` for a 404 when
+        ``missing_ok``); raises :class:`GoneError` on 410, :class:`UnauthorizedError` /
+        :class:`ForbiddenError` when access is refused, :class:`ModelMismatchError` on 404."""
+        try:
+            return await self._send("GET", url, params=params, authorized=authorized)
+        except ModelMismatchError:
+            if missing_ok:
+                return None
+            raise
 
     # -- tokens ------------------------------------------------------------------------------------
     async def _bearer(self, *, renew: bool = False) -> str | None:
