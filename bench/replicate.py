@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -32,20 +33,36 @@ from tidemark.replicate import PAGE_SIZE, replicate
 from tidemark.store import PutDocument, open_store
 
 
+async def store_only(path: Path, documents: int, page_size: int) -> float:
+    """Seconds to write the same documents straight into a fresh store, one transaction per
+    page (no HTTP): the ceiling of the replicator's rate on this machine."""
+    store = await open_store(path)
+    try:
+        started = time.perf_counter()
+        await fill_store(store, documents, page_size)
+        return time.perf_counter() - started
+    finally:
+        await store.close()
+
+
+async def fill_store(store: Any, documents: int, chunk: int) -> None:
+    for start in range(0, documents, chunk):
+        await store.write_many(
+            [
+                PutDocument(
+                    "ed-fi:schools",
+                    uuid.uuid4().hex,
+                    {"schoolId": n, "nameOfInstitution": f"School {n}"},
+                )
+                for n in range(start, min(documents, start + chunk))
+            ]
+        )
+
+
 async def fill(path: Path, documents: int, chunk: int = 5_000) -> None:
     store = await open_store(path)
     try:
-        for start in range(0, documents, chunk):
-            await store.write_many(
-                [
-                    PutDocument(
-                        "ed-fi:schools",
-                        uuid.uuid4().hex,
-                        {"schoolId": n, "nameOfInstitution": f"School {n}"},
-                    )
-                    for n in range(start, min(documents, start + chunk))
-                ]
-            )
+        await fill_store(store, documents, chunk)
     finally:
         await store.close()
 
@@ -132,6 +149,7 @@ async def main() -> None:
         finally:
             process.terminate()
             process.wait(timeout=30)
+        ceiling_seconds = await store_only(root / "ceiling.db", args.documents, args.page_size)
 
     bare_rate = args.documents / bare_seconds
     replicate_rate = args.documents / replicate_seconds
@@ -141,6 +159,11 @@ async def main() -> None:
         [
             ["bare paging download", bare_seconds, bare_rate],
             ["tidemark replicate (first round)", replicate_seconds, replicate_rate],
+            [
+                "store write_many only (no HTTP)",
+                ceiling_seconds,
+                args.documents / ceiling_seconds,
+            ],
         ],
     )
     print(
