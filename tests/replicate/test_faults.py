@@ -137,3 +137,37 @@ def test_the_command_exits_non_zero_with_a_clear_message_on_fatal_errors(
     done = _command(source_server, tmp_path / "c.db", "--api-schema", schema, "--json")
     assert done.returncode == 0, done.stderr
     assert '"kind":"extract"' in done.stdout
+
+
+async def test_on_an_interval_a_round_the_source_fails_is_followed_by_one_that_completes(
+    source_server: ServerProcess, replica_url: str
+):
+    load_dataset(source_server.base_url)
+    writer = SourceWriter(source_server.base_url)
+    data_requests = 0
+
+    def outage(request: httpx.Request, number: int) -> httpx.Response | None:
+        nonlocal data_requests
+        if "/ed-fi/" not in request.url.path:
+            return None
+        data_requests += 1
+        return httpx.Response(503) if data_requests <= 3 else None
+
+    store = await open_store(replica_url, model=ds51_schema())
+    try:
+        summaries = await replicate(
+            source_server.base_url,
+            store,
+            client_id=KEY,
+            client_secret=SECRET,
+            resources=RESOURCES,
+            retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.02),
+            interval=0.01,
+            rounds=2,
+            transport=ForwardingTransport(fault=outage),
+        )
+        assert [s.kind for s in summaries] == ["extract", "none"]
+        await compare(writer, store)
+    finally:
+        await store.close()
+        writer.close()

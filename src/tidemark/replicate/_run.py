@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tidemark.core import Counters, get_logger
+from tidemark.core import Counters, SourceUnavailableError, get_logger
 from tidemark.store import ResourceModel, Store, open_store
 
 from ._replicator import COUNTER_NAMES, PAGE_SIZE, ProgressHook, Replicator, RoundSummary
@@ -47,7 +47,8 @@ async def replicate(
     Raises :class:`~tidemark.core.UnauthorizedError` / ``ForbiddenError`` when the source
     refuses the credentials, :class:`~tidemark.core.ModelMismatchError` when it serves another
     model, :class:`~tidemark.core.SourceUnavailableError` when it stays unreachable after the
-    retries. Whatever a failed round committed stays committed and the next run continues it.
+    retries (on an interval such a round is logged instead, and the next one continues).
+    Whatever a failed round committed stays committed and the next run continues it.
     """
     counters = counters or Counters(*COUNTER_NAMES)
     source = EdFiSource(
@@ -71,12 +72,19 @@ async def replicate(
             page_size=page_size,
         )
         while True:
-            summary = await replicator.run_round()
-            summaries.append(summary)
-            if on_round is not None:
-                on_round(summary)
-            if interval is None or (rounds is not None and len(summaries) >= rounds):
-                return summaries
+            try:
+                summary = await replicator.run_round()
+            except SourceUnavailableError as error:
+                if interval is None:
+                    raise
+                # On an interval the next round continues from what this one committed.
+                log.error("round failed, retrying at the next interval", reason=str(error))
+            else:
+                summaries.append(summary)
+                if on_round is not None:
+                    on_round(summary)
+                if interval is None or (rounds is not None and len(summaries) >= rounds):
+                    return summaries
             await asyncio.sleep(interval)
     finally:
         await source.close()
