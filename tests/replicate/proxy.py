@@ -15,10 +15,16 @@ Fault = Callable[[httpx.Request, int], httpx.Response | Exception | None]
 
 
 class ForwardingTransport(httpx.AsyncBaseTransport):
-    def __init__(self, fault: Fault | None = None, data_root: str | None = None) -> None:
+    def __init__(
+        self,
+        fault: Fault | None = None,
+        data_root: str | None = None,
+        token_lifetime: int | None = None,
+    ) -> None:
         self._real = httpx.AsyncHTTPTransport()
         self.fault = fault
         self.data_root = data_root
+        self.token_lifetime = token_lifetime
         self.requests: list[httpx.Request] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -30,6 +36,13 @@ class ForwardingTransport(httpx.AsyncBaseTransport):
             if made is not None:
                 return made
         response = await self._real.handle_async_request(request)
+        if self.token_lifetime is not None and request.url.path == "/oauth/token":
+            await response.aread()
+            grant = parse_json(response.content)
+            grant["expires_in"] = self.token_lifetime
+            return httpx.Response(
+                200, content=json_bytes(grant), headers={"content-type": "application/json"}
+            )
         if self.data_root is not None and request.url.path == "/":
             await response.aread()
             document = parse_json(response.content)

@@ -171,3 +171,27 @@ async def test_on_an_interval_a_round_the_source_fails_is_followed_by_one_that_c
     finally:
         await store.close()
         writer.close()
+
+
+async def test_a_token_is_renewed_before_it_expires(source_server: ServerProcess, replica_url: str):
+    load_dataset(source_server.base_url)
+    # A lifetime of 0 s: every authorized request finds its token expiring and renews it first.
+    transport = ForwardingTransport(token_lifetime=0)
+    store = await open_store(replica_url, model=ds51_schema())
+    try:
+        [summary] = await replicate(
+            source_server.base_url,
+            store,
+            client_id=KEY,
+            client_secret=SECRET,
+            resources=RESOURCES,
+            transport=transport,
+        )
+        tokens = sum(1 for r in transport.requests if r.url.path == "/oauth/token")
+        authorized = sum(
+            1 for r in transport.requests if r.headers.get("authorization", "").startswith("Bearer")
+        )
+        assert summary.counters["retries"] == 0
+        assert authorized >= len(RESOURCES) and tokens >= authorized
+    finally:
+        await store.close()
