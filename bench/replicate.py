@@ -9,7 +9,10 @@ position in one transaction. Target: at least 0.5x of the bare loop's rate. Then
 change on the source and one more round runs: its requests and documents read are printed
 (they should follow the changes, not the size of the source).
 
-Run: ./dev bench replicate [--documents N] [--page-size P]
+With ``--pg DSN`` the replica (and the store-only ceiling) is a fresh PostgreSQL schema instead
+of a SQLite file.
+
+Run: ./dev bench replicate [--documents N] [--page-size P] [--pg DSN]
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, ratio_line
+from _common import drop_schema, pg_schema_dsn, print_table, ratio_line
 from tidemark.replicate import PAGE_SIZE, replicate
 from tidemark.store import PutDocument, open_store
 
 
-async def store_only(path: Path, documents: int, page_size: int) -> float:
+async def store_only(path: str | Path, documents: int, page_size: int) -> float:
     """Seconds to write the same documents straight into a fresh store, one transaction per
     page (no HTTP): the ceiling of the replicator's rate on this machine."""
     store = await open_store(path)
@@ -116,7 +119,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--documents", type=int, default=100_000)
     parser.add_argument("--page-size", type=int, default=PAGE_SIZE)
+    parser.add_argument("--pg", default=None, help="replicate into PostgreSQL at this DSN")
     args = parser.parse_args()
+    engine = "postgresql" if args.pg else "sqlite"
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         print(f"filling the source with {args.documents:,} schools …", flush=True)
@@ -129,7 +134,10 @@ async def main() -> None:
             assert downloaded == args.documents, downloaded
 
             started = time.perf_counter()
-            [first] = await replicate(base, root / "replica.db", page_size=args.page_size)
+            replica: str | Path = root / "replica.db"
+            if args.pg:
+                replica = pg_schema_dsn(args.pg, "bench_replica")
+            [first] = await replicate(base, replica, page_size=args.page_size)
             replicate_seconds = time.perf_counter() - started
             assert first.counters["written"] == args.documents, first.counters
 
@@ -144,17 +152,24 @@ async def main() -> None:
                     body["nameOfInstitution"] += " (renamed)"
                     response = await http.put(f"schools/{row['id']}", json=body)
                     assert response.status_code == 204, response.text
-            [second] = await replicate(base, root / "replica.db", page_size=args.page_size)
+            [second] = await replicate(base, replica, page_size=args.page_size)
             assert second.counters["written"] == len(rows), second.counters
         finally:
             process.terminate()
             process.wait(timeout=30)
-        ceiling_seconds = await store_only(root / "ceiling.db", args.documents, args.page_size)
+        ceiling: str | Path = root / "ceiling.db"
+        if args.pg:
+            drop_schema(args.pg, "bench_replica")
+            ceiling = pg_schema_dsn(args.pg, "bench_ceiling")
+        ceiling_seconds = await store_only(ceiling, args.documents, args.page_size)
+        if args.pg:
+            drop_schema(args.pg, "bench_ceiling")
 
     bare_rate = args.documents / bare_seconds
     replicate_rate = args.documents / replicate_seconds
     print_table(
-        f"initial replication of {args.documents:,} documents (page size {args.page_size})",
+        f"initial replication of {args.documents:,} documents "
+        f"(page size {args.page_size}, replica on {engine})",
         ["loop", "seconds", "documents/s"],
         [
             ["bare paging download", bare_seconds, bare_rate],
