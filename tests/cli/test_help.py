@@ -77,8 +77,8 @@ def paragraphs(text: str) -> tuple[list[list[str]], list[list[str]]]:
 
 def test_every_command_and_group_is_covered():
     assert ("serve",) in PATHS and ("cache", "import") in PATHS and ("hl7", "ingest") in PATHS
-    assert ("hl7", "listen") in PATHS
-    assert len(PATHS) == 21
+    assert ("hl7", "listen") in PATHS and ("replicate",) in PATHS
+    assert len(PATHS) == 22
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda path: " ".join(("tidemark", *path)))

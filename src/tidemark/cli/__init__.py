@@ -9,6 +9,7 @@ from tidemark import __version__
 from ._cache_commands import cache_app
 from ._hl7_commands import hl7_app
 from ._mappings_commands import mappings_app
+from ._replicate_command import replicate_command
 from ._schemas_commands import schemas_app
 from ._serve_command import serve
 from ._shell import exit_codes_help
@@ -23,6 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("serve")(serve)
+app.command("replicate")(replicate_command)
 app.add_typer(schemas_app)
 app.add_typer(cache_app)
 app.add_typer(mappings_app)

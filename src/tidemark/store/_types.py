@@ -75,13 +75,20 @@ class WriteOutcome:
 
 @dataclass(frozen=True, slots=True)
 class PutDocument:
-    """A create-or-replace of one document in :meth:`Store.write_many` (as :meth:`Store.put`)."""
+    """A create-or-replace of one document in :meth:`Store.write_many` (as :meth:`Store.put`).
+
+    ``displace``: when another document holds the body's natural key, delete that document
+    (leaving its tombstone) instead of failing with 409, and let the references to the key
+    follow it to this document. This is what a replica does when its source deleted a document
+    and created another with the same key, or moved a key from one document to another.
+    """
 
     collection: str
     id: str
     body: dict[str, Any]
     if_match: str | None = None
     if_none_match: str | None = None
+    displace: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,14 +74,18 @@ def put(
     facts: Facts,
     if_match: str | None,
     if_none_match: str | None,
+    displace: bool = False,
 ) -> WriteOutcome:
-    """Create or replace document ``id`` of ``collection`` (a model collection when ``spec``)."""
+    """Create or replace document ``id`` of ``collection`` (a model collection when ``spec``);
+    ``displace`` as :class:`PutDocument` describes it."""
+    changes.displace = displace
     existing = _locked_doc(changes.tx, collection, id)
     _check_preconditions(existing, if_match, if_none_match)
     if existing is None:
         return WriteOutcome(changes.insert(collection, spec, facts, id), True, True)
     if spec is not None:
-        return _replace_in(changes, spec, existing, facts)
+        # A replica's write follows its source, which changed the key by its own rules.
+        return _replace_in(changes, spec, existing, facts, any_identity=displace)
     changes.set_body(existing, None, facts)
     written = changes.finalize()
     if written:
@@ -129,6 +133,7 @@ def write_many(
                         facts,
                         operation.if_match,
                         operation.if_none_match,
+                        operation.displace,
                     )
                 )
         except TidemarkError as error:
@@ -145,11 +150,17 @@ def write_many(
 
 
 def _replace_in(
-    changes: ChangeSet, spec: ResourceSpec, existing: DocRow, facts: Facts
+    changes: ChangeSet,
+    spec: ResourceSpec,
+    existing: DocRow,
+    facts: Facts,
+    *,
+    any_identity: bool = False,
 ) -> WriteOutcome:
     if facts.text == existing.body_text:
         return WriteOutcome(_unchanged(existing, facts.body), False, False)  # a no-op
-    changes.set_body(existing, spec, facts, identity_may_change=spec.allow_identity_updates)
+    may_change = any_identity or spec.allow_identity_updates
+    changes.set_body(existing, spec, facts, identity_may_change=may_change)
     changes.cascade()
     for document in changes.finalize():
         if document.id == existing.id and document.collection == existing.collection:
@@ -284,6 +295,8 @@ class ChangeSet:
         #: Change versions allocated and representation changes (journal rows) written so far.
         self.allocated = 0
         self.journaled = 0
+        #: Whether a natural key held by another document is taken from it (see ``PutDocument``).
+        self.displace = False
 
     def fork(self) -> ChangeSet:
         """A fresh change set in the same transaction, with the same stamp."""
@@ -367,6 +380,13 @@ class ChangeSet:
                 rids,
             )
         )
+        if self.displace:
+            self._displace({owner for owner in owners.values() if owner != pk})
+            self.tx.execute(
+                f"INSERT INTO reference_targets (referential_id, doc_pk) VALUES {values} ON CONFLICT DO NOTHING",
+                params,
+            )
+            return
         clash = [
             name for name, rid in zip(facts.alias_names, rids, strict=True) if owners.get(rid) != pk
         ]
@@ -612,13 +632,30 @@ class ChangeSet:
                 return  # a collection no indexer covers
         _index_sql.replace_entries(self.tx, collection, touched.row.pk, entries)
 
+    def _displace(self, owners: set[int]) -> None:
+        """Delete the documents ``owners`` whose natural keys a displacing write takes over; the
+        references to those keys stay, and resolve to the new holder."""
+        for owner in sorted(owners):
+            raw = self.tx.query_one(
+                f"SELECT {DOC_COLUMNS} FROM documents WHERE doc_pk = ?" + self.tx.for_update,
+                (owner,),
+            )
+            if raw is None:
+                continue
+            row = DocRow.from_row(raw)
+            spec = self.model.by_collection(row.collection) if self.model is not None else None
+            self.delete(row, spec, keep_referrers=True)
+
     # -- deletes ---------------------------------------------------------------------------------
     def _resource_name(self, collection: str) -> str:
         spec = self.model.by_collection(collection) if self.model is not None else None
         return spec.resource_name if spec is not None else collection
 
-    def delete(self, row: DocRow, spec: ResourceSpec | None) -> Tombstone:
-        """Delete ``row``: 409 when referenced; leaves a tombstone and a final history entry."""
+    def delete(
+        self, row: DocRow, spec: ResourceSpec | None, *, keep_referrers: bool = False
+    ) -> Tombstone:
+        """Delete ``row``: 409 when referenced (unless ``keep_referrers``: another document takes
+        its keys in this transaction); leaves a tombstone and a final history entry."""
         own_rid = None
         if spec is not None:
             # Remove (and so lock) our natural-key rows first: a concurrent writer that wants to
@@ -630,7 +667,7 @@ class ChangeSet:
                     (row.pk,),
                 )
             ]
-            if rids:
+            if rids and not keep_referrers:
                 referrers = self.tx.query(
                     "SELECT d.collection, count(*) FROM document_references r JOIN documents d ON d.doc_pk = r.referrer_pk "
                     f"WHERE r.referential_id IN ({_placeholders(len(rids))}) AND r.referrer_pk <> ? "
