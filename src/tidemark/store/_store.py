@@ -95,6 +95,7 @@ class Store:
         # same millisecond, so that a poller passing it back sees each write exactly once.
         self._horizon: datetime | None = None
         self._last_stamp: datetime | None = None
+        self._stamp_text: tuple[datetime | None, str] = (None, "")
         #: Counters a user can read (and the server exports): change_versions_allocated,
         #: journal_rows (representation changes), noop_writes (writes that changed nothing),
         #: documents_reindexed (by background reindexes).
@@ -144,7 +145,10 @@ class Store:
                     moment = self._horizon + _STAMP_STEP
                 if self._last_stamp is None or moment > self._last_stamp:
                     self._last_stamp = moment
-                now = stamp_text(moment)
+                # Writes of one burst share their millisecond: format each stamp once.
+                if self._stamp_text[0] != moment:
+                    self._stamp_text = (moment, stamp_text(moment))
+                now = self._stamp_text[1]
                 token = next(self._tokens)
                 self._inflight[token] = moment
                 tokens.append(token)
