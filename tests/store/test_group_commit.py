@@ -180,3 +180,90 @@ async def test_a_group_of_new_documents_with_one_failure_commits_the_rest(
     assert sum(isinstance(r, WriteOutcome) and r.created for r in results) == 5
     page = await store.query("ed-fi:schools", total_count=True)
     assert page.total == 6  # school 1 and the five new ones
+
+
+async def _state(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything the writes left, keyed by natural keys (ids differ between stores)."""
+    queries = {
+        "documents": "SELECT collection, referential_id, body, key_values, content_hash, "
+        "content_version, identity_version FROM documents",
+        "history": "SELECT h.collection, d.referential_id, h.body, h.content_version, "
+        "h.superseded_by FROM history h JOIN documents d ON d.collection = h.collection "
+        "AND d.id = h.id",
+        "journal": "SELECT j.collection, d.referential_id, j.change_version FROM journal j "
+        "JOIN documents d ON d.doc_pk = j.doc_pk",
+        "references": "SELECT d.referential_id, r.referential_id FROM document_references r "
+        "JOIN documents d ON d.doc_pk = r.referrer_pk",
+        "targets": "SELECT t.referential_id, d.referential_id FROM reference_targets t "
+        "JOIN documents d ON d.doc_pk = t.doc_pk",
+        "index": "SELECT i.collection, i.name, i.key, d.referential_id FROM index_keys i "
+        "JOIN documents d ON d.doc_pk = i.doc_pk",
+    }
+
+    def read(tx: Any) -> dict[str, list[tuple[Any, ...]]]:
+        return {name: sorted(tuple(r) for r in tx.query(sql)) for name, sql in queries.items()}
+
+    return await store.engine.read(read)
+
+
+async def test_a_group_of_upserts_leaves_what_the_same_upserts_one_by_one_leave(
+    store: Store, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+):
+    from tidemark.store import _write_batch, open_store
+
+    batched: list[int] = []
+    upsert_many = _write_batch.upsert_many
+
+    def spy(*args: Any) -> Any:  # counts the writes the batched path took, changes nothing
+        done = upsert_many(*args)
+        batched.append(len(done))
+        return done
+
+    monkeypatch.setattr(_write_batch, "upsert_many", spy)
+    offering = samples.course_offering
+    spring = {
+        **samples.session(name="Spring", school_id=20),
+        "termDescriptor": "uri://ed-fi.org/TermDescriptor#Spring",
+    }
+    writes: list[tuple[str, dict[str, Any]]] = [
+        ("schools", samples.school(1)),  # as stored: a no-op
+        ("termDescriptors", samples.descriptor(samples.TERM_NS, "Spring")),
+        ("schools", samples.school(20)),
+        ("sessions", spring),  # references two documents inserted just before
+        ("courseOfferings", {**offering("C0"), "localCourseTitle": "Renamed"}),
+        # a reference replaced by one to a document inserted in the same group
+        ("sessions", {**samples.session(), "termDescriptor": spring["termDescriptor"]}),
+        ("courseOfferings", offering("C2", school_id=20, session_name="Spring")),
+        ("schools", samples.school(1, name="Renamed High")),  # a natural key seen before
+        ("courseOfferings", {**offering("C0"), "localCourseTitle": "Renamed again"}),
+        ("schools", samples.school(21)),
+        ("courseOfferings", offering("C3")),
+    ]
+    setup: list[tuple[str, dict[str, Any]]] = [
+        ("termDescriptors", samples.descriptor(samples.TERM_NS, "Fall")),
+        ("schools", samples.school(1)),
+        ("sessions", samples.session()),
+        ("courseOfferings", offering("C0")),
+    ]
+    reference = await open_store(str(tmp_path / "one-by-one.db"))
+    try:
+        for resource, body in setup + writes:
+            await reference.upsert(resource, body)
+        expected = await _state(reference)
+    finally:
+        await reference.close()
+
+    for resource, body in setup:
+        await store.upsert(resource, body)
+
+    def upsert(resource: str, body: dict[str, Any]) -> Write:
+        return lambda: store.upsert(resource, body)
+
+    if store.engine.name == "sqlite":
+        results = await in_one_group(store, [upsert(r, b) for r, b in writes])
+    else:  # side by side, later writes could run before the earlier ones they depend on
+        results = [await upsert(r, b)() for r, b in writes]
+    assert [r for r in results if not isinstance(r, WriteOutcome)] == []
+    assert await _state(store) == expected
+    if store.engine.name == "sqlite":  # the group took the batched path: all but the repeats
+        assert sum(batched) >= len(writes) - 2
