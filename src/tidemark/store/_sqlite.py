@@ -124,7 +124,8 @@ class SqliteEngine:
     Writes queued while the writer is busy are executed together in one transaction and made
     durable by one commit; consecutive writes that offer a :class:`BatchedWrite` with one runner
     run through it together. When a write of a group fails, the group runs again with each write
-    on its own inside a savepoint, so one failing write does not affect the others. ``synchronous="FULL"`` (the default) syncs the WAL at every commit: an acknowledged
+    on its own inside a savepoint, so one failing write does not affect the others.
+    ``synchronous="FULL"`` (the default) syncs the WAL at every commit: an acknowledged
     write survives a crash or power loss. Writers take the database lock at ``BEGIN IMMEDIATE``,
     so several processes may share the file safely.
     """

@@ -107,6 +107,7 @@ class Store:
         self._horizon: datetime | None = None
         self._last_stamp: datetime | None = None
         self._stamp_text: tuple[datetime | None, str] = (None, "")
+        self._resources: dict[str, ResourceSpec] = {}  # resource() by the name it was given
         #: Counters a user can read (and the server exports): change_versions_allocated,
         #: journal_rows (representation changes), noop_writes (writes that changed nothing),
         #: documents_reindexed (by background reindexes).
@@ -235,6 +236,9 @@ class Store:
         (``sessions``). Raises :class:`NotFoundError` for an unknown resource."""
         if isinstance(resource, ResourceSpec):
             return resource
+        spec = self._resources.get(resource)
+        if spec is not None:
+            return spec
         spec = self.model.by_collection(resource)
         if spec is None and ":" not in resource:
             for project in self.model.project_endpoints:
@@ -243,6 +247,8 @@ class Store:
                     break
         if spec is None:
             raise NotFoundError(f"Unknown resource {resource!r}.")
+        if len(self._resources) < 4096:  # names that resolve: bounded by the model's size
+            self._resources[resource] = spec
         return spec
 
     async def upsert(
