@@ -173,6 +173,8 @@ class SqliteEngine:
                     isolation_level=None,
                     check_same_thread=False,
                     timeout=self._busy_timeout_ms / 1000,
+                    # Multi-row statements differ by their row count: keep their plans prepared.
+                    cached_statements=1024,
                 )
                 conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
                 conn.execute("PRAGMA journal_mode = WAL")
