@@ -72,7 +72,7 @@ async def test_timestamp_horizon_stays_below_a_write_in_flight(store: Store, clo
     entered, release = threading.Event(), threading.Event()
     original = store.engine.write
 
-    async def held_write(fn, on_done=None):
+    async def held_write(fn, on_done=None, batch=None):
         def held(tx):
             result = fn(tx)
             entered.set()

@@ -54,7 +54,7 @@ async def test_horizon_stays_below_a_write_in_flight_in_another_store(
     entered, release = threading.Event(), threading.Event()
     original = writer.engine.write
 
-    async def held_write(fn: Any, on_done: Any = None) -> Any:
+    async def held_write(fn: Any, on_done: Any = None, batch: Any = None) -> Any:
         def held(tx: Any) -> Any:
             result = fn(tx)
             entered.set()

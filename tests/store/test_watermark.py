@@ -56,7 +56,8 @@ def _jitter(store: Store) -> None:
     """Make commits land out of allocation order: pause a random 0-3 ms after each write's work."""
     original: Callable[..., Any] = store.engine.write
 
-    async def write(fn: Callable[[Any], Any], on_done: Any = None) -> Any:
+    async def write(fn: Callable[[Any], Any], on_done: Any = None, batch: Any = None) -> Any:
+        # ``batch`` is dropped: the write runs through ``slow``, one by one.
         def slow(tx: Any) -> Any:
             result = fn(tx)
             time.sleep(random.random() * 0.003)

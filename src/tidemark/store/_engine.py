@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -22,6 +23,22 @@ class RetryTransaction(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedWrite:
+    """A write that an engine committing writes in groups may run together with its neighbours.
+
+    ``runner(tx, items)`` gets the ``item`` of each of several consecutive writes of a group
+    that share the runner, in queue order, and returns the results of the first *k* of them
+    (0 <= k <= len(items)), having done what their own functions would have done one after the
+    other; the engine runs write *k* through its own function, then offers the rest again. A
+    runner raising an exception fails the whole run, as a failing write function does (the
+    engine then runs each write on its own). Engines that do not group writes ignore it.
+    """
+
+    runner: Callable[[Transaction, list[Any]], list[Any]]
+    item: Any
 
 
 class Transaction(Protocol):
@@ -87,11 +104,16 @@ class Engine(Protocol):
     shared_clock: bool
 
     async def write(
-        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
+        self,
+        fn: Callable[[Transaction], T],
+        on_done: Callable[[], None] | None = None,
+        batch: BatchedWrite | None = None,
     ) -> T:
         """Run ``fn`` in a read-write transaction; commit on return, roll back on exception.
 
-        ``on_done`` runs on the worker thread after the commit or rollback.
+        ``on_done`` runs on the worker thread after the commit or rollback. ``batch``, when
+        given, is the same write in a form the engine may run together with others (see
+        :class:`BatchedWrite`); ``fn`` is what it means.
         """
         ...
 

@@ -70,6 +70,15 @@ def normalise_entries(entries: Iterable[IndexEntry]) -> frozenset[IndexEntry]:
     high)."""
     result: set[IndexEntry] = set()
     for entry in entries:
+        if (  # the common case first: a short string key under a name
+            type(entry) is KeyEntry
+            and type(entry.key) is str
+            and len(entry.key) <= MAX_KEY_CHARS
+            and entry.name
+            and type(entry.name) is str
+        ):
+            result.add(entry)
+            continue
         if isinstance(entry, KeyEntry):
             name, key = entry
             if not name or not isinstance(name, str) or not isinstance(key, str):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,51 @@ def insert_entries(
             + ", ".join("(?, ?, ?, ?, ?, ?)" for _ in rchunk)
             + " ON CONFLICT DO NOTHING",
             params,
+        )
+
+
+def insert_entries_many(
+    tx: Transaction, documents: Sequence[tuple[str, int, Iterable[IndexEntry]]]
+) -> None:
+    """:func:`insert_entries` for several documents (``(collection, pk, entries)``), in as few
+    statements as the rows allow."""
+    keys: list[tuple[str, str, str, int]] = []
+    ranges: list[tuple[str, str, str, float, float, int]] = []
+    for collection, pk, entries in documents:
+        for entry in entries:
+            if isinstance(entry, KeyEntry):
+                keys.append((collection, entry.name, entry.key, pk))
+            else:
+                ranges.append((collection, entry.name, entry.unit, entry.low, entry.high, pk))
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        tx.execute(
+            "INSERT INTO index_keys (collection, name, key, doc_pk) VALUES "
+            + ", ".join("(?, ?, ?, ?)" for _ in chunk)
+            + " ON CONFLICT DO NOTHING",
+            [value for row in chunk for value in row],
+        )
+    for start in range(0, len(ranges), _CHUNK):
+        rchunk = ranges[start : start + _CHUNK]
+        tx.execute(
+            "INSERT INTO index_ranges (collection, name, unit, low, high, doc_pk) VALUES "
+            + ", ".join("(?, ?, ?, ?, ?, ?)" for _ in rchunk)
+            + " ON CONFLICT DO NOTHING",
+            [value for row in rchunk for value in row],
+        )
+
+
+def delete_some_many(tx: Transaction, entries: Sequence[tuple[int, IndexEntry]]) -> None:
+    """Remove the given ``(pk, entry)`` entries (one prepared statement per kind)."""
+    keys = [(pk, e.name, e.key) for pk, e in entries if isinstance(e, KeyEntry)]
+    ranges = [(pk, e.name, e.unit, e.low, e.high) for pk, e in entries if isinstance(e, RangeEntry)]
+    if keys:
+        tx.executemany("DELETE FROM index_keys WHERE doc_pk = ? AND name = ? AND key = ?", keys)
+    if ranges:
+        tx.executemany(
+            "DELETE FROM index_ranges WHERE doc_pk = ? AND name = ? AND unit = ? AND low = ? "
+            "AND high = ?",
+            ranges,
         )
 
 

@@ -410,7 +410,12 @@ class ResourceSpec:
                 ref = ResolvedReference.of(spec.target_project, spec.target, identity, location)
                 found.setdefault(ref.referential_id, ref)
         for dspec in self.descriptor_references:
-            for location, value in iter_locations(body, dspec.path):
+            if dspec.path.has_wildcard:
+                located: Iterable[tuple[str, Any]] = iter_locations(body, dspec.path)
+            else:  # most are plain members, often absent: no list building for those
+                value = dspec.path.value(body)
+                located = () if value is MISSING else ((dspec.path.text, value),)
+            for location, value in located:
                 if isinstance(value, str):
                     ref = ResolvedReference.of(
                         dspec.target_project,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -16,11 +16,11 @@ class JsonPath:
 
     text: str
     steps: tuple[tuple[str, bool], ...]
+    #: True when the path crosses an array (``[*]``); computed once, read for every document.
+    has_wildcard: bool = field(init=False, compare=False)
 
-    @property
-    def has_wildcard(self) -> bool:
-        """True when the path crosses an array (``[*]``)."""
-        return any(is_array for _name, is_array in self.steps)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "has_wildcard", any(is_array for _n, is_array in self.steps))
 
     @property
     def parent(self) -> JsonPath:
@@ -42,11 +42,15 @@ class JsonPath:
 
     def value(self, document: Any) -> Any:
         """The single value at a wildcard-free path, or :data:`MISSING`."""
+        if self.has_wildcard:
+            return MISSING
         node = document
-        for name, is_array in self.steps:
-            if is_array or not isinstance(node, dict) or name not in node:
+        for name, _is_array in self.steps:
+            if not isinstance(node, dict):
                 return MISSING
-            node = node[name]
+            node = node.get(name, MISSING)
+            if node is MISSING:
+                return MISSING
         return node
 
     def relative_to(self, prefix: JsonPath) -> JsonPath:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from tidemark.core import ConflictError, SourceUnavailableError, get_logger
 
-from ._engine import RetryTransaction, Row, Transaction
+from ._engine import BatchedWrite, RetryTransaction, Row, Transaction
 from ._migrations import POSTGRES_MIGRATIONS
 from ._types import stamp_moment
 
@@ -357,8 +357,12 @@ class PostgresEngine:
         return self._once_more_if_lost(read)
 
     async def write(
-        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
+        self,
+        fn: Callable[[Transaction], T],
+        on_done: Callable[[], None] | None = None,
+        batch: BatchedWrite | None = None,
     ) -> T:
+        # Each write is a transaction of its own here: ``batch`` has nothing to join.
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _run_then, self.write_sync, fn, on_done)
 

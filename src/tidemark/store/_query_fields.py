@@ -299,13 +299,13 @@ class ModelIndexer:
         found: list[KeyEntry] = []
         for name, path, key_of in self._plans.get(collection, ()):
             if path.has_wildcard:
-                values = path.values(body)
-            else:
-                value = path.value(body)
-                if value is MISSING:
-                    continue
-                values = [value]
-            for value in values:
+                for value in path.values(body):
+                    key = key_of(value)
+                    if key is not None:
+                        found.append(KeyEntry(name, key))
+                continue
+            value = path.value(body)
+            if value is not MISSING:
                 key = key_of(value)
                 if key is not None:
                     found.append(KeyEntry(name, key))

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from tidemark.core import ConfigurationError, SourceUnavailableError, get_logger
 
-from ._engine import RetryTransaction, Row, Transaction
+from ._engine import BatchedWrite, RetryTransaction, Row, Transaction
 from ._migrations import SQLITE_MIGRATIONS
 
 T = TypeVar("T")
@@ -95,6 +95,7 @@ class _WriteJob:
 
     fn: Callable[[Transaction], Any]
     on_done: Callable[[], None] | None
+    batch: BatchedWrite | None = None
     future: Future[Any] | None = None
     loop: asyncio.AbstractEventLoop | None = None
     waiter: asyncio.Future[Any] | None = None
@@ -120,9 +121,11 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]
 class SqliteEngine:
     """SQLite file in WAL mode: one writer thread with group commit, a pool of reader threads.
 
-    Writes queued while the writer is busy are executed together in one transaction, each inside
-    its own savepoint (so one failing write does not affect the others), and made durable by one
-    commit. ``synchronous="FULL"`` (the default) syncs the WAL at every commit: an acknowledged
+    Writes queued while the writer is busy are executed together in one transaction and made
+    durable by one commit; consecutive writes that offer a :class:`BatchedWrite` with one runner
+    run through it together. When a write of a group fails, the group runs again with each write
+    on its own inside a savepoint, so one failing write does not affect the others.
+    ``synchronous="FULL"`` (the default) syncs the WAL at every commit: an acknowledged
     write survives a crash or power loss. Writers take the database lock at ``BEGIN IMMEDIATE``,
     so several processes may share the file safely.
     """
@@ -170,6 +173,8 @@ class SqliteEngine:
                     isolation_level=None,
                     check_same_thread=False,
                     timeout=self._busy_timeout_ms / 1000,
+                    # Multi-row statements differ by their row count: keep their plans prepared.
+                    cached_statements=1024,
                 )
                 conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -290,7 +295,27 @@ class SqliteEngine:
         conn: sqlite3.Connection, tx: _SqliteTransaction, batch: list[_WriteJob], *, isolate: bool
     ) -> list[tuple[Any, BaseException | None]]:
         results: list[tuple[Any, BaseException | None]] = []
-        for job in batch:
+        index = 0
+        while index < len(batch):
+            job = batch[index]
+            if not isolate and job.batch is not None:
+                # The run of following writes that share this write's runner, if more than one.
+                runner = job.batch.runner
+                end = index + 1
+                while end < len(batch) and (nxt := batch[end].batch) and nxt.runner == runner:
+                    end += 1
+                if end - index > 1:
+                    items = [j.batch.item for j in batch[index:end] if j.batch is not None]
+                    try:
+                        done = runner(tx, items)
+                    except BaseException as exc:
+                        return [*results, (None, exc)]
+                    results.extend((value, None) for value in done)
+                    index += len(done)
+                    if index == end or index >= len(batch):
+                        continue
+                    job = batch[index]  # the runner stopped here: this one runs on its own
+            index += 1
             mark = tx.counter_mark()
             if isolate:
                 conn.execute("SAVEPOINT tidemark_write")
@@ -338,11 +363,14 @@ class SqliteEngine:
         return future.result()
 
     async def write(
-        self, fn: Callable[[Transaction], T], on_done: Callable[[], None] | None = None
+        self,
+        fn: Callable[[Transaction], T],
+        on_done: Callable[[], None] | None = None,
+        batch: BatchedWrite | None = None,
     ) -> T:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
-        self._enqueue(_WriteJob(fn, on_done, loop=loop, waiter=waiter))
+        self._enqueue(_WriteJob(fn, on_done, batch, loop=loop, waiter=waiter))
         return await waiter
 
     async def newest_safe_version(self) -> int:

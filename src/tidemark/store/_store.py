@@ -7,6 +7,7 @@ import itertools
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,8 +27,8 @@ from tidemark.core import (
     get_logger,
 )
 
-from . import _index_sql, _reads, _retention, _writes
-from ._engine import Engine, Transaction
+from . import _index_sql, _reads, _retention, _write_batch, _writes
+from ._engine import BatchedWrite, Engine, Transaction
 from ._index import Condition, Indexer, IndexOrder, IndexStatus, Order, check_conditions
 from ._indexing import REINDEX_BATCH, Indexes, ensure_indexed
 from ._model import Facts, ResourceModel, ResourceSpec, generic_facts, load_model
@@ -71,6 +72,16 @@ def _check_id(id: str) -> str:
     return id
 
 
+@dataclass(slots=True)
+class _BatchedUpsert:
+    """An upsert as its write's :class:`BatchedWrite` item: the request, and where the write
+    keeps its stamp tokens and the tally of the attempt that ran it."""
+
+    request: _write_batch.UpsertRequest
+    tokens: list[int]
+    attempts: list[Any]
+
+
 class Store:
     """The change-tracked document store (Ed-Fi resources and generic collections).
 
@@ -95,6 +106,8 @@ class Store:
         # same millisecond, so that a poller passing it back sees each write exactly once.
         self._horizon: datetime | None = None
         self._last_stamp: datetime | None = None
+        self._stamp_text: tuple[datetime | None, str] = (None, "")
+        self._resources: dict[str, ResourceSpec] = {}  # resource() by the name it was given
         #: Counters a user can read (and the server exports): change_versions_allocated,
         #: journal_rows (representation changes), noop_writes (writes that changed nothing),
         #: documents_reindexed (by background reindexes).
@@ -125,12 +138,33 @@ class Store:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.engine.close()
 
-    async def _write(self, request: Callable[[_writes.ChangeSet], T]) -> T:
+    def _stamp(self, tokens: list[int]) -> tuple[datetime, str]:
+        """A new write's stamp (parsed, and as text), registered in flight under a token added
+        to ``tokens`` until the write's ``done`` removes it."""
+        with self._inflight_lock:
+            moment = stamp_moment(self.clock.now())
+            if self._horizon is not None and moment <= self._horizon:
+                moment = self._horizon + _STAMP_STEP
+            if self._last_stamp is None or moment > self._last_stamp:
+                self._last_stamp = moment
+            # Writes of one burst share their millisecond: format each stamp once.
+            if self._stamp_text[0] != moment:
+                self._stamp_text = (moment, stamp_text(moment))
+            token = next(self._tokens)
+            self._inflight[token] = moment
+            tokens.append(token)
+            return moment, self._stamp_text[1]
+
+    async def _write(
+        self,
+        request: Callable[[_writes.ChangeSet], T],
+        upsert: _write_batch.UpsertRequest | None = None,
+    ) -> T:
         # Each attempt of a write transaction registers the timestamp it stamps documents with,
         # until it has committed or rolled back, so that :meth:`timestamp_horizon` never reports a
         # time at or after a stamp that readers cannot see yet.
         tokens: list[int] = []
-        attempts: list[_writes.ChangeSet] = []
+        attempts: list[_writes.ChangeSet | _write_batch.UpsertDone] = []
 
         def work(tx: Transaction) -> T:
             if self._database_clock:
@@ -138,16 +172,7 @@ class Store:
                 changes = _writes.ChangeSet(tx, self.model, stamp_text(moment), moment)
                 attempts.append(changes)
                 return request(changes)
-            with self._inflight_lock:
-                moment = stamp_moment(self.clock.now())
-                if self._horizon is not None and moment <= self._horizon:
-                    moment = self._horizon + _STAMP_STEP
-                if self._last_stamp is None or moment > self._last_stamp:
-                    self._last_stamp = moment
-                now = stamp_text(moment)
-                token = next(self._tokens)
-                self._inflight[token] = moment
-                tokens.append(token)
+            moment, now = self._stamp(tokens)
             changes = _writes.ChangeSet(tx, self.model, now, moment, self.indexes)
             attempts.append(changes)
             return request(changes)
@@ -157,7 +182,11 @@ class Store:
                 for token in tokens:
                     self._inflight.pop(token, None)
 
-        result = await self.engine.write(work, on_done=done)
+        if upsert is not None and not self._database_clock:
+            batch = BatchedWrite(self._run_upserts, _BatchedUpsert(upsert, tokens, attempts))
+            result = await self.engine.write(work, on_done=done, batch=batch)
+        else:
+            result = await self.engine.write(work, on_done=done)
         committed = attempts[-1]  # earlier attempts (retried on PostgreSQL) were rolled back
         if committed.allocated:
             self.counters.increment("change_versions_allocated", committed.allocated)
@@ -166,6 +195,18 @@ class Store:
         if isinstance(result, WriteOutcome) and not result.changed:
             self.counters.increment("noop_writes")
         return result
+
+    def _run_upserts(self, tx: Transaction, items: list[_BatchedUpsert]) -> list[WriteOutcome]:
+        """The engine's runner for consecutive upserts of one group (see :class:`BatchedWrite`):
+        one stamp for the run, registered with the first write (every write of a group is done
+        when its transaction is)."""
+        moment, now = self._stamp(items[0].tokens)
+        done = _write_batch.upsert_many(
+            tx, [item.request for item in items], now, moment, self.indexes
+        )
+        for item, one in zip(items, done, strict=False):
+            item.attempts.append(one)
+        return [one.outcome for one in done]
 
     async def timestamp_horizon(self) -> datetime:
         """A time T such that every write stamped at or before T is visible to readers now, and
@@ -195,6 +236,9 @@ class Store:
         (``sessions``). Raises :class:`NotFoundError` for an unknown resource."""
         if isinstance(resource, ResourceSpec):
             return resource
+        spec = self._resources.get(resource)
+        if spec is not None:
+            return spec
         spec = self.model.by_collection(resource)
         if spec is None and ":" not in resource:
             for project in self.model.project_endpoints:
@@ -203,6 +247,8 @@ class Store:
                     break
         if spec is None:
             raise NotFoundError(f"Unknown resource {resource!r}.")
+        if len(self._resources) < 4096:  # names that resolve: bounded by the model's size
+            self._resources[resource] = spec
         return spec
 
     async def upsert(
@@ -217,7 +263,8 @@ class Store:
         spec = self.resource(resource)
         facts = self._facts(spec, body)  # computed here, outside the writer's critical section
         return await self._write(
-            lambda changes: _writes.upsert(changes, spec, facts, if_none_match)
+            lambda changes: _writes.upsert(changes, spec, facts, if_none_match),
+            _write_batch.UpsertRequest(spec, facts, if_none_match),
         )
 
     async def replace(

@@ -13,12 +13,15 @@ T = TypeVar("T")
 
 def stamp_text(moment: datetime) -> str:
     """How the store writes a timestamp: ISO-8601 UTC with milliseconds and ``Z`` (sortable)."""
+    if moment.tzinfo is UTC:  # every write's stamp: skip the conversions (``+00:00`` → ``Z``)
+        return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
     return iso_utc(moment, timespec="milliseconds")
 
 
 def stamp_moment(moment: datetime) -> datetime:
     """``moment`` in UTC at the store's precision: the instant :func:`stamp_text` writes."""
-    moment = moment.astimezone(UTC)
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 

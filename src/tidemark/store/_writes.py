@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from tidemark.core import (
 
 from . import _index_sql
 from ._engine import RetryTransaction, Transaction
+from ._ids import new_document_id
 from ._index import IndexEntry
 from ._indexing import Indexes
 from ._model import Facts, ResolvedReference, ResourceModel, ResourceSpec, referential_id
@@ -406,7 +406,7 @@ class ChangeSet:
         text = facts.text
         digest = content_hash(text)
         version = self._allocate()
-        doc_id = id or uuid.uuid4().hex
+        doc_id = id or new_document_id()
         pk = self.tx.insert_id(
             "INSERT INTO documents (collection, id, body, content_hash, key_values, content_version, "
             "content_modified_at, identity_version, identity_modified_at, created_at, referential_id) "
