@@ -38,6 +38,7 @@ from ._fhir_model import FHIR_JSON, error_outcome
 from ._metrics import RequestMetrics, metrics_endpoint, record_store_count, route_templates
 from ._openapi import openapi_document
 from ._responses import FastJSONResponse, correlation_id, problem
+from ._routing import IndexedRouter
 from ._settings import ServerSettings, parse_clients
 
 log = get_logger("api")
@@ -126,7 +127,7 @@ class _AccessRecord(logging.LogRecord):
 
     _template: ClassVar[dict[str, Any] | None] = None
 
-    def __init__(self, fields: dict[str, Any]) -> None:
+    def __init__(self, fields: dict[str, Any], created: float) -> None:
         template = _AccessRecord._template
         if template is None:
             base = logging.LogRecord(
@@ -134,10 +135,9 @@ class _AccessRecord(logging.LogRecord):
             )
             template = _AccessRecord._template = {**base.__dict__, "component": "access"}
         self.__dict__.update(template)
-        now = time.time()
-        self.created = now
-        self.msecs = (now - int(now)) * 1000
-        self.relativeCreated = (now - _LOGGING_STARTED) * 1000
+        self.created = created
+        self.msecs = (created - int(created)) * 1000
+        self.relativeCreated = (created - _LOGGING_STARTED) * 1000
         thread = threading.current_thread()
         self.thread = thread.ident
         self.threadName = thread.name
@@ -156,11 +156,14 @@ class AccessLog:
 
     Lines of one event-loop iteration are written together: each stream handler formats them
     with its own formatter and writes them with one write. Under load that is one system call
-    for many requests; an idle server writes each line as its request ends.
+    for many requests; an idle server writes each line as its request ends. A formatter with a
+    ``format_fields`` method (tidemark's JSON and text formatters) formats the line from its
+    fields; the others, and every handler that is not a plain stream handler or has filters,
+    get a full :class:`logging.LogRecord`.
     """
 
     def __init__(self) -> None:
-        self._pending: list[logging.LogRecord] = []
+        self._pending: list[tuple[float, dict[str, Any]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, method: str, path: str, status: int, seconds: float, cid: str) -> None:
@@ -180,33 +183,56 @@ class AccessLog:
         if not self._pending:
             self._loop = loop
             loop.call_soon(self.flush)
-        self._pending.append(_AccessRecord(fields))
+        self._pending.append((time.time(), fields))
 
     def flush(self) -> None:
         """Write the pending lines now."""
-        records, self._pending = self._pending, []
-        if not records:
+        pending, self._pending = self._pending, []
+        if not pending:
             return
+        records: list[logging.LogRecord] | None = None
         handlers = _handlers_of(_ACCESS_LOGGER)
         if not handlers or _ACCESS_LOGGER.filters:
-            for record in records:
-                _ACCESS_LOGGER.handle(record)
+            for created, fields in pending:
+                _ACCESS_LOGGER.handle(_AccessRecord(fields, created))
             return
         for handler in handlers:
-            accepted = [r for r in records if r.levelno >= handler.level and handler.filter(r)]
+            if handler.level > logging.INFO:
+                continue
+            formatter = handler.formatter
+            format_fields = getattr(formatter, "format_fields", None)
+            if (
+                format_fields is not None
+                and not handler.filters
+                and type(handler).emit is logging.StreamHandler.emit
+            ):
+                stream_handler = cast(logging.StreamHandler[Any], handler)
+                end = stream_handler.terminator
+                text = "".join(
+                    format_fields(created, "info", "access", "request", fields) + end
+                    for created, fields in pending
+                )
+                _write(stream_handler, text)
+                continue
+            if records is None:
+                records = [_AccessRecord(fields, created) for created, fields in pending]
+            accepted = [r for r in records if handler.filter(r)]
             if not accepted:
                 continue
             if type(handler).emit is logging.StreamHandler.emit:
                 stream_handler = cast(logging.StreamHandler[Any], handler)
-                text = "".join(
-                    stream_handler.format(r) + stream_handler.terminator for r in accepted
-                )
-                with stream_handler.lock or contextlib.nullcontext():
-                    stream_handler.stream.write(text)
-                    stream_handler.flush()
+                end = stream_handler.terminator
+                _write(stream_handler, "".join(stream_handler.format(r) + end for r in accepted))
             else:
                 for record in accepted:
                     handler.handle(record)
+
+
+def _write(handler: logging.StreamHandler[Any], text: str) -> None:
+    """Write ``text`` to a stream handler's stream with one write, as its ``emit`` would."""
+    with handler.lock or contextlib.nullcontext():
+        handler.stream.write(text)
+        handler.flush()
 
 
 def _handlers_of(logger: logging.Logger) -> list[logging.Handler]:
@@ -401,7 +427,8 @@ def create_app(
         TidemarkError: _tidemark_error,
         Exception: _unexpected,
     }
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app = Starlette(lifespan=lifespan, exception_handlers=handlers)
+    app.router = IndexedRouter(routes, lifespan=lifespan)
     # Outermost first when a request arrives: observation (log + metrics), authentication, routes.
     app.add_middleware(BearerAuthMiddleware, issuer=issuer)
     app.add_middleware(RequestObserver, templates=route_templates(routes), access_log=access)

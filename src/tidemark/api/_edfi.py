@@ -24,7 +24,7 @@ from tidemark.core import (
     iso_utc,
     version_etag,
 )
-from tidemark.store import Cursor, Page, ResourceSpec, StoredDocument
+from tidemark.store import Cursor, Page, ResourceSpec, Store, StoredDocument
 
 from ._responses import FastJSONResponse, app_settings, app_store, problem, read_json_body
 from ._settings import ServerSettings
@@ -61,11 +61,12 @@ def edfi_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-def resolve_resource(request: Request) -> ResourceSpec:
-    """The model resource named by the path, or 404."""
-    project = request.path_params["project"]
-    endpoint = request.path_params["endpoint"]
-    spec = app_store(request).model.find(project, endpoint)
+def resolve_resource(request: Request, store: Store | None = None) -> ResourceSpec:
+    """The model resource named by the path, or 404 (``store``: the app's, when looked up)."""
+    params = request.scope["path_params"]
+    project = params["project"]
+    endpoint = params["endpoint"]
+    spec = (store or app_store(request)).model.find(project, endpoint)
     if spec is None:
         raise NotFoundError(f"The resource '/{project}/{endpoint}' does not exist.")
     return spec
@@ -338,6 +339,8 @@ async def _create(request: Request, spec: ResourceSpec) -> Response:
 
 
 def _no_parameters(request: Request) -> None:
+    if not request.scope["query_string"]:
+        return  # the common case, without parsing an empty query string
     errors: list[str] = []
     reject_parameters(single_parameters(request, errors), (), errors)
     _raise_parameter_errors(errors)
@@ -345,11 +348,12 @@ def _no_parameters(request: Request) -> None:
 
 @edfi_errors
 async def item(request: Request) -> Response:
-    spec = resolve_resource(request)
-    id = request.path_params["id"]
-    _no_parameters(request)
     store = app_store(request)
-    if request.method in ("GET", "HEAD"):
+    spec = resolve_resource(request, store)
+    id = request.scope["path_params"]["id"]
+    _no_parameters(request)
+    method = request.scope["method"]
+    if method in ("GET", "HEAD"):
         if_none_match = request.headers.get("if-none-match")
         if if_none_match is not None:  # answer a matching tag before loading the body
             current = await store.current_version(spec.collection, id)
@@ -359,10 +363,11 @@ async def item(request: Request) -> Response:
         document = await store.get(spec.collection, id)
         if document is None:
             raise NotFoundError(f"The {spec.resource_name} with id '{id}' was not found.")
-        if etag_matches(request.headers.get("if-none-match"), document.etag):
-            return Response(status_code=304, headers=etag_header(document))
-        return FastJSONResponse(document.representation(), headers=etag_header(document))
-    if request.method == "PUT":
+        headers = etag_header(document)
+        if if_none_match is not None and etag_matches(if_none_match, document.etag):
+            return Response(status_code=304, headers=headers)
+        return FastJSONResponse(document.representation(), headers=headers)
+    if method == "PUT":
         body = await read_json_body(request, app_settings(request).max_body_bytes)
         outcome = await store.replace(
             spec,
