@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
-import os
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
-from typing import Any, ClassVar, cast
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,12 +34,12 @@ from ._auth import BearerAuthMiddleware, TokenIssuer, token_endpoint, token_info
 from ._fhir_model import FHIR_JSON, error_outcome
 from ._metrics import RequestMetrics, metrics_endpoint, record_store_count, route_templates
 from ._openapi import openapi_document
+from ._request_log import AccessLog
 from ._responses import FastJSONResponse, correlation_id, problem
 from ._routing import IndexedRouter
 from ._settings import ServerSettings, parse_clients
 
 log = get_logger("api")
-_ACCESS_LOGGER = get_logger("access").logger
 
 RouteGroup = Callable[[], Sequence[BaseRoute]]
 
@@ -114,135 +111,6 @@ _cid_counter = itertools.count(1)
 def new_correlation_id() -> str:
     """A fresh correlation id (32 hex digits)."""
     return f"{_CID_PREFIX}{next(_cid_counter):016x}"
-
-
-#: When the logging module was loaded (what ``LogRecord.relativeCreated`` counts from).
-_LOGGING_STARTED: float = getattr(logging, "_startTime", time.time())
-
-
-class _AccessRecord(logging.LogRecord):
-    """An access-log record built from a per-process template: ``LogRecord.__init__`` looks
-    up the source file, process and thread names for every record, which costs more than
-    formatting the line. Handlers and formatters see every standard attribute."""
-
-    _template: ClassVar[dict[str, Any] | None] = None
-
-    def __init__(self, fields: dict[str, Any], created: float) -> None:
-        template = _AccessRecord._template
-        if template is None:
-            base = logging.LogRecord(
-                _ACCESS_LOGGER.name, logging.INFO, "", 0, "request", None, None
-            )
-            template = _AccessRecord._template = {**base.__dict__, "component": "access"}
-        self.__dict__.update(template)
-        self.created = created
-        self.msecs = (created - int(created)) * 1000
-        self.relativeCreated = (created - _LOGGING_STARTED) * 1000
-        thread = threading.current_thread()
-        self.thread = thread.ident
-        self.threadName = thread.name
-        self.fields = fields
-
-
-def _forget_access_template() -> None:
-    _AccessRecord._template = None  # a forked child has another process id
-
-
-os.register_at_fork(after_in_child=_forget_access_template)
-
-
-class AccessLog:
-    """The access log: one ``request`` line per request on the ``tidemark.access`` logger.
-
-    Lines of one event-loop iteration are written together: each stream handler formats them
-    with its own formatter and writes them with one write. Under load that is one system call
-    for many requests; an idle server writes each line as its request ends. A formatter with a
-    ``format_fields`` method (tidemark's JSON and text formatters) formats the line from its
-    fields; the others, and every handler that is not a plain stream handler or has filters,
-    get a full :class:`logging.LogRecord`.
-    """
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[float, dict[str, Any]]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def add(self, method: str, path: str, status: int, seconds: float, cid: str) -> None:
-        """Log one finished request (written before the event loop's next iteration)."""
-        if not _ACCESS_LOGGER.isEnabledFor(logging.INFO):
-            return
-        fields = {
-            "method": method,
-            "path": path,
-            "status": status,
-            "ms": round(seconds * 1000, 2),
-            "correlation_id": cid,
-        }
-        loop = asyncio.get_running_loop()
-        if self._pending and loop is not self._loop:
-            self.flush()  # their loop ended before it wrote them
-        if not self._pending:
-            self._loop = loop
-            loop.call_soon(self.flush)
-        self._pending.append((time.time(), fields))
-
-    def flush(self) -> None:
-        """Write the pending lines now."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        records: list[logging.LogRecord] | None = None
-        handlers = _handlers_of(_ACCESS_LOGGER)
-        if not handlers or _ACCESS_LOGGER.filters:
-            for created, fields in pending:
-                _ACCESS_LOGGER.handle(_AccessRecord(fields, created))
-            return
-        for handler in handlers:
-            if handler.level > logging.INFO:
-                continue
-            formatter = handler.formatter
-            format_fields = getattr(formatter, "format_fields", None)
-            if (
-                format_fields is not None
-                and not handler.filters
-                and type(handler).emit is logging.StreamHandler.emit
-            ):
-                stream_handler = cast(logging.StreamHandler[Any], handler)
-                end = stream_handler.terminator
-                text = "".join(
-                    format_fields(created, "info", "access", "request", fields) + end
-                    for created, fields in pending
-                )
-                _write(stream_handler, text)
-                continue
-            if records is None:
-                records = [_AccessRecord(fields, created) for created, fields in pending]
-            accepted = [r for r in records if handler.filter(r)]
-            if not accepted:
-                continue
-            if type(handler).emit is logging.StreamHandler.emit:
-                stream_handler = cast(logging.StreamHandler[Any], handler)
-                end = stream_handler.terminator
-                _write(stream_handler, "".join(stream_handler.format(r) + end for r in accepted))
-            else:
-                for record in accepted:
-                    handler.handle(record)
-
-
-def _write(handler: logging.StreamHandler[Any], text: str) -> None:
-    """Write ``text`` to a stream handler's stream with one write, as its ``emit`` would."""
-    with handler.lock or contextlib.nullcontext():
-        handler.stream.write(text)
-        handler.flush()
-
-
-def _handlers_of(logger: logging.Logger) -> list[logging.Handler]:
-    """The handlers a record of ``logger`` reaches, as ``Logger.callHandlers`` walks them."""
-    handlers: list[logging.Handler] = []
-    current: logging.Logger | None = logger
-    while current is not None:
-        handlers.extend(current.handlers)
-        current = current.parent if current.propagate else None
-    return handlers
 
 
 class RequestObserver:
@@ -433,6 +301,7 @@ def create_app(
     app.add_middleware(BearerAuthMiddleware, issuer=issuer)
     app.add_middleware(RequestObserver, templates=route_templates(routes), access_log=access)
     app.state.settings = settings
+    app.state.request_log = access
     app.state.token_issuer = issuer
     app.state.edfi_openapi = {}
     app.state.store = None

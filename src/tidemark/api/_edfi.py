@@ -29,6 +29,7 @@ from tidemark.core import (
 )
 from tidemark.store import Cursor, Page, ResourceSpec, Store, StoredDocument
 
+from ._request_log import AccessLog
 from ._responses import FastJSONResponse, app_settings, app_store, problem, read_json_body
 from ._settings import ServerSettings
 
@@ -75,6 +76,15 @@ def resolve_resource(request: Request, store: Store | None = None) -> ResourceSp
     return spec
 
 
+def request_log(request: Request) -> Callable[..., None]:
+    """``log.info`` for a line about this request, written with the iteration's access lines
+    when the app has an access log."""
+    access: AccessLog | None = getattr(request.app.state, "request_log", None)
+    if access is None:
+        return log.info
+    return functools.partial(access.event, log)
+
+
 def etag_header(document: StoredDocument) -> dict[str, str]:
     """The ``ETag`` header of a representation (the quoted ``_etag``)."""
     return {"ETag": document.etag.header()}
@@ -86,9 +96,28 @@ def data_root(request: Request) -> str:
     return root
 
 
+#: Base URLs by what they are made of (scheme, server, root paths, Host header): building one
+#: parses the request's URL, which costs a POST more than its Location. Cleared when full,
+#: since Host is the client's to choose.
+_BASE_URLS: dict[tuple[Any, ...], str] = {}
+
+
 def item_location(request: Request, spec: ResourceSpec, id: str) -> str:
     """The absolute URL of a document, in the layout of the request."""
-    base = str(request.base_url).rstrip("/")
+    scope = request.scope
+    host = next((value for name, value in scope["headers"] if name == b"host"), None)
+    key = (
+        scope.get("scheme"),
+        scope.get("server"),
+        scope.get("root_path"),
+        scope.get("app_root_path"),
+        host,
+    )
+    base = _BASE_URLS.get(key)
+    if base is None:
+        if len(_BASE_URLS) >= 256:
+            _BASE_URLS.clear()
+        base = _BASE_URLS[key] = str(request.base_url).rstrip("/")
     return f"{base}{data_root(request)}/{spec.project_endpoint}/{spec.endpoint}/{id}"
 
 
@@ -330,7 +359,7 @@ async def _create(request: Request, spec: ResourceSpec) -> Response:
     )
     document = outcome.document
     headers = {**etag_header(document), "Location": item_location(request, spec, document.id)}
-    log.info(
+    request_log(request)(
         "upsert",
         resource=spec.endpoint,
         id=document.id,
@@ -379,7 +408,7 @@ async def item(request: Request) -> Response:
             if_match=request.headers.get("if-match"),
             if_none_match=request.headers.get("if-none-match"),
         )
-        log.info(
+        request_log(request)(
             "replace",
             resource=spec.endpoint,
             id=id,
@@ -388,7 +417,9 @@ async def item(request: Request) -> Response:
         )
         return Response(status_code=204, headers=etag_header(outcome.document))
     tombstone = await store.delete(spec.collection, id, if_match=request.headers.get("if-match"))
-    log.info("delete", resource=spec.endpoint, id=id, change_version=tombstone.change_version)
+    request_log(request)(
+        "delete", resource=spec.endpoint, id=id, change_version=tombstone.change_version
+    )
     return Response(status_code=204)
 
 
