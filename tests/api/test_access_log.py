@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tidemark.api import ServerSettings, create_app
-from tidemark.api._app import AccessLog
+from tidemark.api._request_log import AccessLog
 from tidemark.core._observe import JsonLogFormatter
 from tidemark.store import Store
 
