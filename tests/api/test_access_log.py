@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tidemark.api import ServerSettings, create_app
-from tidemark.api._app import AccessLog
+from tidemark.api._request_log import AccessLog
 from tidemark.core._observe import JsonLogFormatter
 from tidemark.store import Store
 
@@ -118,3 +118,40 @@ async def test_no_access_line_when_the_access_logger_is_off(api_store: Store, st
         assert (await http.get("/health")).status_code == 200
         await asyncio.sleep(0)
     assert stream.getvalue() == ""
+
+
+async def test_a_writes_info_line_comes_before_its_access_line_with_its_fields(
+    api_store: Store, stream: io.StringIO
+):
+    api = logging.getLogger("tidemark.api")
+    collected = Collect()
+    api.addHandler(collected)
+    api.addHandler(stream_handler := logging.StreamHandler(stream))
+    stream_handler.setFormatter(JsonLogFormatter())
+    level = api.level
+    api.setLevel(logging.INFO)
+    try:
+        app = create_app(api_store, ServerSettings())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            created = await http.post(
+                "/data/ed-fi/schools", json={"schoolId": 8, "nameOfInstitution": "Eight"}
+            )
+            await asyncio.sleep(0)
+    finally:
+        api.removeHandler(collected)
+        api.removeHandler(stream_handler)
+        api.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["component"], line["message"]) for line in lines] == [
+        ("api", "upsert"),
+        ("access", "request"),
+    ]
+    id = created.headers["location"].rsplit("/", 1)[1]
+    assert lines[0]["resource"] == "schools" and lines[0]["id"] == id
+    assert lines[0]["created"] is True and lines[0]["changed"] is True
+    assert lines[0]["change_version"] == int(created.headers["etag"].strip('"'))
+    [record] = collected.records
+    assert record.getMessage() == "upsert" and record.name == "tidemark.api"
+    assert record.component == "api"  # type: ignore[attr-defined]
+    assert record.fields["id"] == id  # type: ignore[attr-defined]

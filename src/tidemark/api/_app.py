@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
-import os
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
-from typing import Any, ClassVar, cast
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,11 +34,12 @@ from ._auth import BearerAuthMiddleware, TokenIssuer, token_endpoint, token_info
 from ._fhir_model import FHIR_JSON, error_outcome
 from ._metrics import RequestMetrics, metrics_endpoint, record_store_count, route_templates
 from ._openapi import openapi_document
+from ._request_log import AccessLog
 from ._responses import FastJSONResponse, correlation_id, problem
+from ._routing import IndexedRouter
 from ._settings import ServerSettings, parse_clients
 
 log = get_logger("api")
-_ACCESS_LOGGER = get_logger("access").logger
 
 RouteGroup = Callable[[], Sequence[BaseRoute]]
 
@@ -113,110 +111,6 @@ _cid_counter = itertools.count(1)
 def new_correlation_id() -> str:
     """A fresh correlation id (32 hex digits)."""
     return f"{_CID_PREFIX}{next(_cid_counter):016x}"
-
-
-#: When the logging module was loaded (what ``LogRecord.relativeCreated`` counts from).
-_LOGGING_STARTED: float = getattr(logging, "_startTime", time.time())
-
-
-class _AccessRecord(logging.LogRecord):
-    """An access-log record built from a per-process template: ``LogRecord.__init__`` looks
-    up the source file, process and thread names for every record, which costs more than
-    formatting the line. Handlers and formatters see every standard attribute."""
-
-    _template: ClassVar[dict[str, Any] | None] = None
-
-    def __init__(self, fields: dict[str, Any]) -> None:
-        template = _AccessRecord._template
-        if template is None:
-            base = logging.LogRecord(
-                _ACCESS_LOGGER.name, logging.INFO, "", 0, "request", None, None
-            )
-            template = _AccessRecord._template = {**base.__dict__, "component": "access"}
-        self.__dict__.update(template)
-        now = time.time()
-        self.created = now
-        self.msecs = (now - int(now)) * 1000
-        self.relativeCreated = (now - _LOGGING_STARTED) * 1000
-        thread = threading.current_thread()
-        self.thread = thread.ident
-        self.threadName = thread.name
-        self.fields = fields
-
-
-def _forget_access_template() -> None:
-    _AccessRecord._template = None  # a forked child has another process id
-
-
-os.register_at_fork(after_in_child=_forget_access_template)
-
-
-class AccessLog:
-    """The access log: one ``request`` line per request on the ``tidemark.access`` logger.
-
-    Lines of one event-loop iteration are written together: each stream handler formats them
-    with its own formatter and writes them with one write. Under load that is one system call
-    for many requests; an idle server writes each line as its request ends.
-    """
-
-    def __init__(self) -> None:
-        self._pending: list[logging.LogRecord] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def add(self, method: str, path: str, status: int, seconds: float, cid: str) -> None:
-        """Log one finished request (written before the event loop's next iteration)."""
-        if not _ACCESS_LOGGER.isEnabledFor(logging.INFO):
-            return
-        fields = {
-            "method": method,
-            "path": path,
-            "status": status,
-            "ms": round(seconds * 1000, 2),
-            "correlation_id": cid,
-        }
-        loop = asyncio.get_running_loop()
-        if self._pending and loop is not self._loop:
-            self.flush()  # their loop ended before it wrote them
-        if not self._pending:
-            self._loop = loop
-            loop.call_soon(self.flush)
-        self._pending.append(_AccessRecord(fields))
-
-    def flush(self) -> None:
-        """Write the pending lines now."""
-        records, self._pending = self._pending, []
-        if not records:
-            return
-        handlers = _handlers_of(_ACCESS_LOGGER)
-        if not handlers or _ACCESS_LOGGER.filters:
-            for record in records:
-                _ACCESS_LOGGER.handle(record)
-            return
-        for handler in handlers:
-            accepted = [r for r in records if r.levelno >= handler.level and handler.filter(r)]
-            if not accepted:
-                continue
-            if type(handler).emit is logging.StreamHandler.emit:
-                stream_handler = cast(logging.StreamHandler[Any], handler)
-                text = "".join(
-                    stream_handler.format(r) + stream_handler.terminator for r in accepted
-                )
-                with stream_handler.lock or contextlib.nullcontext():
-                    stream_handler.stream.write(text)
-                    stream_handler.flush()
-            else:
-                for record in accepted:
-                    handler.handle(record)
-
-
-def _handlers_of(logger: logging.Logger) -> list[logging.Handler]:
-    """The handlers a record of ``logger`` reaches, as ``Logger.callHandlers`` walks them."""
-    handlers: list[logging.Handler] = []
-    current: logging.Logger | None = logger
-    while current is not None:
-        handlers.extend(current.handlers)
-        current = current.parent if current.propagate else None
-    return handlers
 
 
 class RequestObserver:
@@ -401,11 +295,13 @@ def create_app(
         TidemarkError: _tidemark_error,
         Exception: _unexpected,
     }
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app = Starlette(lifespan=lifespan, exception_handlers=handlers)
+    app.router = IndexedRouter(routes, lifespan=lifespan)
     # Outermost first when a request arrives: observation (log + metrics), authentication, routes.
     app.add_middleware(BearerAuthMiddleware, issuer=issuer)
     app.add_middleware(RequestObserver, templates=route_templates(routes), access_log=access)
     app.state.settings = settings
+    app.state.request_log = access
     app.state.token_issuer = issuer
     app.state.edfi_openapi = {}
     app.state.store = None

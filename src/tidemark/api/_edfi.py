@@ -13,19 +13,23 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, request_response
+from starlette.types import Receive, Scope, Send
 
 from tidemark.core import (
+    EntityTag,
     NotFoundError,
     ParameterValidationError,
     TidemarkError,
     etag_matches,
     get_logger,
     iso_utc,
+    json_bytes,
     version_etag,
 )
-from tidemark.store import Cursor, Page, ResourceSpec, StoredDocument
+from tidemark.store import Cursor, Page, ResourceSpec, Store, StoredDocument
 
+from ._request_log import AccessLog
 from ._responses import FastJSONResponse, app_settings, app_store, problem, read_json_body
 from ._settings import ServerSettings
 
@@ -61,14 +65,24 @@ def edfi_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-def resolve_resource(request: Request) -> ResourceSpec:
-    """The model resource named by the path, or 404."""
-    project = request.path_params["project"]
-    endpoint = request.path_params["endpoint"]
-    spec = app_store(request).model.find(project, endpoint)
+def resolve_resource(request: Request, store: Store | None = None) -> ResourceSpec:
+    """The model resource named by the path, or 404 (``store``: the app's, when looked up)."""
+    params = request.scope["path_params"]
+    project = params["project"]
+    endpoint = params["endpoint"]
+    spec = (store or app_store(request)).model.find(project, endpoint)
     if spec is None:
         raise NotFoundError(f"The resource '/{project}/{endpoint}' does not exist.")
     return spec
+
+
+def request_log(request: Request) -> Callable[..., None]:
+    """``log.info`` for a line about this request, written with the iteration's access lines
+    when the app has an access log."""
+    access: AccessLog | None = getattr(request.app.state, "request_log", None)
+    if access is None:
+        return log.info
+    return functools.partial(access.event, log)
 
 
 def etag_header(document: StoredDocument) -> dict[str, str]:
@@ -82,9 +96,28 @@ def data_root(request: Request) -> str:
     return root
 
 
+#: Base URLs by what they are made of (scheme, server, root paths, Host header): building one
+#: parses the request's URL, which costs a POST more than its Location. Cleared when full,
+#: since Host is the client's to choose.
+_BASE_URLS: dict[tuple[Any, ...], str] = {}
+
+
 def item_location(request: Request, spec: ResourceSpec, id: str) -> str:
     """The absolute URL of a document, in the layout of the request."""
-    base = str(request.base_url).rstrip("/")
+    scope = request.scope
+    host = next((value for name, value in scope["headers"] if name == b"host"), None)
+    key = (
+        scope.get("scheme"),
+        scope.get("server"),
+        scope.get("root_path"),
+        scope.get("app_root_path"),
+        host,
+    )
+    base = _BASE_URLS.get(key)
+    if base is None:
+        if len(_BASE_URLS) >= 256:
+            _BASE_URLS.clear()
+        base = _BASE_URLS[key] = str(request.base_url).rstrip("/")
     return f"{base}{data_root(request)}/{spec.project_endpoint}/{spec.endpoint}/{id}"
 
 
@@ -326,7 +359,7 @@ async def _create(request: Request, spec: ResourceSpec) -> Response:
     )
     document = outcome.document
     headers = {**etag_header(document), "Location": item_location(request, spec, document.id)}
-    log.info(
+    request_log(request)(
         "upsert",
         resource=spec.endpoint,
         id=document.id,
@@ -338,6 +371,8 @@ async def _create(request: Request, spec: ResourceSpec) -> Response:
 
 
 def _no_parameters(request: Request) -> None:
+    if not request.scope["query_string"]:
+        return  # the common case, without parsing an empty query string
     errors: list[str] = []
     reject_parameters(single_parameters(request, errors), (), errors)
     _raise_parameter_errors(errors)
@@ -345,11 +380,12 @@ def _no_parameters(request: Request) -> None:
 
 @edfi_errors
 async def item(request: Request) -> Response:
-    spec = resolve_resource(request)
-    id = request.path_params["id"]
-    _no_parameters(request)
     store = app_store(request)
-    if request.method in ("GET", "HEAD"):
+    spec = resolve_resource(request, store)
+    id = request.scope["path_params"]["id"]
+    _no_parameters(request)
+    method = request.scope["method"]
+    if method in ("GET", "HEAD"):
         if_none_match = request.headers.get("if-none-match")
         if if_none_match is not None:  # answer a matching tag before loading the body
             current = await store.current_version(spec.collection, id)
@@ -359,10 +395,11 @@ async def item(request: Request) -> Response:
         document = await store.get(spec.collection, id)
         if document is None:
             raise NotFoundError(f"The {spec.resource_name} with id '{id}' was not found.")
-        if etag_matches(request.headers.get("if-none-match"), document.etag):
-            return Response(status_code=304, headers=etag_header(document))
-        return FastJSONResponse(document.representation(), headers=etag_header(document))
-    if request.method == "PUT":
+        headers = etag_header(document)
+        if if_none_match is not None and etag_matches(if_none_match, document.etag):
+            return Response(status_code=304, headers=headers)
+        return FastJSONResponse(document.representation(), headers=headers)
+    if method == "PUT":
         body = await read_json_body(request, app_settings(request).max_body_bytes)
         outcome = await store.replace(
             spec,
@@ -371,7 +408,7 @@ async def item(request: Request) -> Response:
             if_match=request.headers.get("if-match"),
             if_none_match=request.headers.get("if-none-match"),
         )
-        log.info(
+        request_log(request)(
             "replace",
             resource=spec.endpoint,
             id=id,
@@ -380,7 +417,9 @@ async def item(request: Request) -> Response:
         )
         return Response(status_code=204, headers=etag_header(outcome.document))
     tombstone = await store.delete(spec.collection, id, if_match=request.headers.get("if-match"))
-    log.info("delete", resource=spec.endpoint, id=id, change_version=tombstone.change_version)
+    request_log(request)(
+        "delete", resource=spec.endpoint, id=id, change_version=tombstone.change_version
+    )
     return Response(status_code=204)
 
 
@@ -518,6 +557,69 @@ def _in_layout(handler: Handler, root: str) -> Handler:
     return handle
 
 
+class ItemEndpoint:
+    """The ASGI endpoint of ``…/{endpoint}/{id}`` in one layout.
+
+    A plain ``GET`` (no query string) that finds its document is answered here, straight from
+    the store: 304 when ``If-None-Match`` holds the current tag (checked before the body is
+    read), else 200 with the representation. The bytes and headers are those :func:`item`
+    answers; the Starlette request, response and handler wrappers it goes through cost the
+    busiest request more than its store read. Every other request (other methods, parameters,
+    an unknown resource or id) is :func:`item`'s, so its errors are answered in one place.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.handler = request_response(_in_layout(item, root))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "GET" or scope["query_string"] or not await self._get(scope, send):
+            await self.handler(scope, receive, send)
+
+    async def _get(self, scope: Scope, send: Send) -> bool:
+        """Answer a plain GET; False (nothing sent) when :func:`item` must answer it."""
+        store: Store = scope["app"].state.store
+        params = scope["path_params"]
+        spec = store.model.find(params["project"], params["endpoint"])
+        if spec is None:
+            return False
+        id = params["id"]
+        if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+                break
+        if if_none_match is not None:
+            current = await store.current_version(spec.collection, id)
+            if current is not None:
+                tag = version_etag(current)
+                if etag_matches(if_none_match, tag):
+                    await _send_not_modified(send, tag)
+                    return True
+        document = await store.get(spec.collection, id)
+        if document is None:
+            return False
+        tag = document.etag
+        if if_none_match is not None and etag_matches(if_none_match, tag):
+            await _send_not_modified(send, tag)
+            return True
+        body = json_bytes(document.representation())
+        headers = [
+            (b"etag", tag.header().encode("latin-1")),
+            (b"content-length", str(len(body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return True
+
+
+async def _send_not_modified(send: Send, tag: EntityTag) -> None:
+    headers = [(b"etag", tag.header().encode("latin-1"))]
+    await send({"type": "http.response.start", "status": 304, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
 def routes() -> list[BaseRoute]:
     """The Ed-Fi data API routes, in both layouts (mounted by :func:`tidemark.api.create_app`)."""
     table: list[BaseRoute] = [
@@ -541,7 +643,7 @@ def routes() -> list[BaseRoute]:
         table.extend(
             Route(
                 f"{root}/{{project}}/{{endpoint}}{tail}",
-                _in_layout(handler, root),
+                ItemEndpoint(root) if handler is item else _in_layout(handler, root),
                 methods=methods,
                 name=name + suffix,
             )

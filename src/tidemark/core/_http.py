@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +61,8 @@ def etag_matches(header: str | None, current: EntityTag | None) -> bool:
     versions, so equal values mean the same representation, and FHIR clients echo ``W/"n"`` tags
     in ``If-Match``. A missing header never matches.
     """
+    if current is not None and header == current.header():
+        return True  # the one tag a client echoes, without parsing the list
     tags = parse_etags(header)
     if tags is None or current is None:
         return False
@@ -91,6 +94,9 @@ def iso_utc(moment: datetime, *, timespec: str = "auto") -> str:
 
     ``timespec`` follows :meth:`datetime.isoformat`; ``auto`` keeps microseconds only when set.
     """
+    if moment.tzinfo is UTC and timespec == "milliseconds":
+        # the store's stamps: already UTC, so only the offset differs (``+00:00`` → ``Z``)
+        return moment.isoformat(timespec=timespec)[:-6] + "Z"
     if moment.tzinfo is None:
         raise ValueError("iso_utc needs an aware datetime")
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
@@ -101,6 +107,10 @@ def parse_iso_utc(text: str) -> datetime:
 
     A date-time without offset is taken as UTC. Raises ``ValueError`` when malformed.
     """
+    if len(text) == 24 and text[-1] == "Z" and text[10] == "T":
+        # the store's own stamps (``2024-01-02T03:04:05.123Z``) parse straight to UTC
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(text)
     value = datetime.fromisoformat(text.strip().replace("z", "Z"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)

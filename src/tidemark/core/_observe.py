@@ -48,12 +48,28 @@ def _fields(record: logging.LogRecord) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+#: The last millisecond :func:`_iso_millis` formatted, and its text: the lines of one
+#: millisecond share it (formatting a datetime costs more than the rest of a short line).
+_last_stamp: tuple[int, str] = (-1, "")
+
+
+def _iso_millis(created: float) -> str:
+    global _last_stamp
+    millis = int(created * 1000)
+    last = _last_stamp
+    if last[0] == millis:
+        return last[1]
+    text = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    _last_stamp = (millis, text)
+    return text
+
+
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``component``, ``message`` and the fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": _iso_millis(record.created),
             "level": record.levelname.lower(),
             "component": getattr(record, "component", record.name.removeprefix(f"{ROOT_LOGGER}.")),
             "message": record.getMessage(),
@@ -61,6 +77,20 @@ class JsonLogFormatter(logging.Formatter):
         entry.update(_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+    def format_fields(
+        self, created: float, level: str, component: str, message: str, fields: Mapping[str, Any]
+    ) -> str:
+        """The line :meth:`format` writes for a record with these attributes (``level`` in
+        lower case), without building the record."""
+        entry: dict[str, Any] = {
+            "ts": _iso_millis(created),
+            "level": level,
+            "component": component,
+            "message": message,
+        }
+        entry.update(fields)
         return orjson.dumps(entry, default=str).decode()
 
 
