@@ -71,16 +71,21 @@ async def seed(store: Store) -> None:
             "shortDescription": "Fall",
         },
     )
+    await store.upsert(
+        "schoolYearTypes",
+        {"schoolYear": 2025, "currentSchoolYear": True, "schoolYearDescription": "2024-2025"},
+    )
     for school in range(1, SCHOOLS + 1):
         await store.upsert("schools", {"schoolId": school, "nameOfInstitution": f"School {school}"})
         await store.upsert(
             "sessions",
             {
                 "schoolReference": {"schoolId": school},
-                "schoolYear": 2025,
+                "schoolYearTypeReference": {"schoolYear": 2025},
                 "sessionName": "Fall",
                 "beginDate": "2024-08-20",
                 "endDate": "2024-12-20",
+                "totalInstructionalDays": 82,
                 "termDescriptor": TERM,
             },
         )
