@@ -78,6 +78,12 @@ class Transaction(Protocol):
         """The parameter that :meth:`json_value`'s placeholder takes for ``path``."""
         ...
 
+    def exclusive(self, name: str) -> None:
+        """Wait for, then hold until this transaction ends, the lock called ``name``: write
+        transactions that take the same name run one after the other, in every process on the
+        database (SQLite's single writer serialises every write already)."""
+        ...
+
 
 class Engine(Protocol):
     """A database: runs functions inside transactions on worker threads."""

@@ -91,19 +91,43 @@ def query(
         if op not in _COMPARATORS:
             raise ParameterValidationError(f"unknown comparison {op!r}")
         tests.append(Sql(f"d.content_modified_at {_COMPARATORS[op]} ?", (stamp_text(moment),)))
-    found = _index_sql.plan(tx, collection, conditions, tests, orders)
-    rows, total = _paged(
-        tx,
-        _DOC_COLUMNS_D,
-        found.source.text,
-        list(found.source.params),
-        found.order.text,
-        limit,
-        offset,
-        total_count,
-        list(found.order.params),
-    )
+    found: _index_sql.Plan | None = _index_sql.plan(tx, collection, conditions, tests, orders)
+    rows: list[tuple[Any, ...]] = []
+    total: int | None = 0 if total_count else None
+    before = 0  # documents of the plans already passed
+    while found is not None:
+        wanted = limit - len(rows)
+        skip = max(0, offset - before)
+        page, counted = _paged(
+            tx,
+            _DOC_COLUMNS_D,
+            found.source.text,
+            list(found.source.params),
+            found.order.text,
+            wanted,
+            skip,
+            total_count,
+            list(found.order.params),
+        )
+        rows += page
+        if total is not None and counted is not None:
+            total += counted
+        if found.then is None or (len(page) == wanted and not total_count):
+            break
+        # This plan ran out within the page: how many it has decides where the next starts.
+        if counted is not None:
+            before += counted
+        elif page or not skip:
+            before += skip + len(page)
+        else:
+            before += _count(tx, found.source)
+        found = found.then
     return Page([DocRow.from_row(r).document() for r in rows], total)
+
+
+def _count(tx: Transaction, source: Sql) -> int:
+    row = tx.query_one(f"SELECT count(*) {source.text}", list(source.params))
+    return int(row[0]) if row else 0
 
 
 def walk(

@@ -87,6 +87,9 @@ class _SqliteTransaction:
     def json_path_param(self, path: Sequence[str]) -> str:
         return "$" + "".join(f'."{p}"' for p in path)
 
+    def exclusive(self, name: str) -> None:
+        return None  # the writer holds the database's write lock for the whole transaction
+
 
 @dataclass(slots=True)
 class _WriteJob:

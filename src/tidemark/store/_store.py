@@ -125,7 +125,9 @@ class Store:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.engine.close()
 
-    async def _write(self, request: Callable[[_writes.ChangeSet], T]) -> T:
+    async def _write(
+        self, request: Callable[[_writes.ChangeSet], T], exclusive: str | None = None
+    ) -> T:
         # Each attempt of a write transaction registers the timestamp it stamps documents with,
         # until it has committed or rolled back, so that :meth:`timestamp_horizon` never reports a
         # time at or after a stamp that readers cannot see yet.
@@ -133,6 +135,8 @@ class Store:
         attempts: list[_writes.ChangeSet] = []
 
         def work(tx: Transaction) -> T:
+            if exclusive is not None:
+                tx.exclusive(exclusive)  # before the stamp: waiting must not hold horizons back
             if self._database_clock:
                 moment = tx.announce_stamp()
                 changes = _writes.ChangeSet(tx, self.model, stamp_text(moment), moment)
@@ -288,6 +292,50 @@ class Store:
                 changes, collection, id, spec, facts, if_match, if_none_match
             )
         )
+
+    async def put_unless_matched(
+        self,
+        collection: str,
+        id: str,
+        body: Any,
+        conditions: Sequence[Condition] = (),
+        *,
+        ids: Sequence[str] | None = None,
+        modified: Sequence[tuple[str, datetime]] = (),
+        if_none_match: str | None = None,
+    ) -> tuple[WriteOutcome | None, list[StoredDocument]]:
+        """:meth:`put` ``body`` as document ``id`` unless a document of ``collection`` matches
+        ``conditions``, ``ids`` and ``modified`` (as :meth:`search` takes them): a conditional
+        create. Returns the outcome of the put (``None`` when something matched) and up to two
+        matching documents (two: more than one matched).
+
+        The search and the put are one write transaction, serialised with every other
+        conditional create of the same collection and conditions (in every process on the
+        database): concurrent ones with the same conditions create one document, the others
+        find it.
+        """
+        _check_collection(collection)
+        _check_id(id)
+        if not isinstance(body, dict):
+            raise MalformedBodyError("The document must be a JSON object.")
+        checked = list(check_conditions(conditions))
+        spec = self.model.by_collection(collection)
+        facts = (
+            self._facts(spec, body) if spec is not None else self._generic_facts(collection, body)
+        )
+        if ids is not None and not ids:
+            return await self.put(collection, id, body, if_none_match=if_none_match), []
+
+        def request(changes: _writes.ChangeSet) -> tuple[WriteOutcome | None, list[StoredDocument]]:
+            found = _reads.query(
+                changes.tx, collection, 2, 0, ids, None, modified, ["id"], False, checked
+            )
+            if found.items:
+                return None, found.items
+            return _writes.put(changes, collection, id, spec, facts, None, if_none_match), []
+
+        lock = repr((collection, sorted(map(repr, checked)), sorted(ids or ()), list(modified)))
+        return await self._write(request, exclusive=lock)
 
     async def write_many(
         self, operations: Sequence[PutDocument | DeleteDocument]
