@@ -55,6 +55,12 @@ class Transaction(Protocol):
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
 
+    def search(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """:meth:`query` for SQL whose best plan depends on the parameter values (a search of
+        the index: how many rows each condition reads), planned for those values every time
+        (PostgreSQL would otherwise switch a prepared statement to one generic plan)."""
+        ...
+
     def allocate_version(self) -> int:
         """The next value of the global change-version sequence (unique, increasing)."""
         ...

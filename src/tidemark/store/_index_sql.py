@@ -556,12 +556,12 @@ def sorted_walk(
 
 def entry_kinds(tx: Transaction, collection: str, name: str) -> tuple[bool, bool]:
     """Whether ``name`` has key entries, and range entries, in ``collection``."""
-    row = tx.query_one(
+    rows = tx.search(
         "SELECT EXISTS (SELECT 1 FROM index_keys WHERE collection = ? AND name = ?), "
         "EXISTS (SELECT 1 FROM index_ranges WHERE collection = ? AND name = ?)",
         (collection, name, collection, name),
     )
-    return (bool(row[0]), bool(row[1])) if row else (False, False)
+    return (bool(rows[0][0]), bool(rows[0][1])) if rows else (False, False)
 
 
 def _where(head: str, params: tuple[Any, ...], tests: Sequence[Sql]) -> Sql:
@@ -571,5 +571,5 @@ def _where(head: str, params: tuple[Any, ...], tests: Sequence[Sql]) -> Sql:
 
 def _capped_count(tx: Transaction, sql: Sql, limit: int) -> int:
     """How many index rows ``sql`` reads, counted up to ``limit``."""
-    row = tx.query_one(f"SELECT count(*) FROM ({sql.text} LIMIT {int(limit)}) c", list(sql.params))
-    return int(row[0]) if row else 0
+    rows = tx.search(f"SELECT count(*) FROM ({sql.text} LIMIT {int(limit)}) c", list(sql.params))
+    return int(rows[0][0]) if rows else 0

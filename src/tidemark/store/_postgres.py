@@ -87,6 +87,12 @@ class _PostgresTransaction:
         row: Row | None = self._conn.execute(self._sql(sql), params, prepare=True).fetchone()
         return row
 
+    def search(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        # Not prepared: after five executions PostgreSQL may keep a prepared statement's
+        # generic plan, which cannot tell a key matching ten rows from one matching a million.
+        rows: list[Row] = self._conn.execute(self._sql(sql), params, prepare=False).fetchall()
+        return rows
+
     def allocate_version(self) -> int:
         if not self._announced and self._lock_tag:
             # Before the first allocation, publish a floor below every version this transaction

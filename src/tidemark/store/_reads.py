@@ -108,6 +108,7 @@ def query(
             skip,
             total_count,
             list(found.order.params),
+            fresh_plan=True,
         )
         rows += page
         if total is not None and counted is not None:
@@ -126,8 +127,8 @@ def query(
 
 
 def _count(tx: Transaction, source: Sql) -> int:
-    row = tx.query_one(f"SELECT count(*) {source.text}", list(source.params))
-    return int(row[0]) if row else 0
+    rows = tx.search(f"SELECT count(*) {source.text}", list(source.params))
+    return int(rows[0][0]) if rows else 0
 
 
 def walk(
@@ -451,14 +452,18 @@ def _paged(
     offset: int,
     total_count: bool,
     order_params: Sequence[Any] = (),
+    *,
+    fresh_plan: bool = False,
 ) -> tuple[list[tuple[Any, ...]], int | None]:
-    """One page of ``SELECT columns base ORDER BY order`` and, when asked, the count of ``base``."""
-    rows = tx.query(
+    """One page of ``SELECT columns base ORDER BY order`` and, when asked, the count of ``base``
+    (``fresh_plan``: planned for the parameter values each time, see Transaction.search)."""
+    run = tx.search if fresh_plan else tx.query
+    rows = run(
         f"SELECT {columns} {base} ORDER BY {order} LIMIT ? OFFSET ?",
         [*params, *order_params, limit, offset],
     )
     total = None
     if total_count:
-        counted = tx.query_one(f"SELECT count(*) {base}", params)
-        total = int(counted[0]) if counted else 0
+        counted = run(f"SELECT count(*) {base}", params)
+        total = int(counted[0][0]) if counted else 0
     return rows, total

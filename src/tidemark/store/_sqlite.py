@@ -51,6 +51,9 @@ class _SqliteTransaction:
         row: Row | None = self._conn.execute(sql, params).fetchone()
         return row
 
+    def search(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()  # SQLite plans each execution
+
     def allocate_version(self) -> int:
         # The counter is read once per transaction (under the write lock taken by BEGIN
         # IMMEDIATE, so no other process can move it) and written back once before COMMIT.

@@ -451,8 +451,10 @@ class Store:
         (``-`` for descending), or :class:`IndexOrder` (several: ties broken by the next).
         Cost: one exact key in id order reads about ``limit + offset`` index rows however many
         documents match; other conditions are probed per document, and the condition matching
-        fewest documents drives; ranges, prefixes, several keys, other orders and
-        :class:`IndexOrder` may read every match, and ``total_count`` counts every match.
+        fewest documents drives. A page in id order, or by one :class:`IndexOrder` (of keys, or
+        of ranges in one unit), stops reading when full; when the driving condition matches
+        few documents they are all read and sorted instead. Several orders, other orders, and
+        ``total_count`` read every match.
         Entries are those of the prefix's indexer; while a background reindex runs (see
         :meth:`index_status`), documents it has not reached yet match by their former entries.
         """
