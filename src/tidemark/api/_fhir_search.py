@@ -27,7 +27,9 @@ from tidemark.fhir.search import (
     reference_keys,
     summary_elements,
 )
+from tidemark.store import Condition as StoreCondition
 from tidemark.store import IndexOrder, Store, StoredDocument, WriteOutcome
+from tidemark.store import KeyIn as StoreKeyIn
 
 from ._fhir_index import store_condition
 from ._fhir_model import collection_of
@@ -104,7 +106,7 @@ async def find(store: Store, parameters: SearchParameterSet, query: SearchQuery)
     want_total = query.total != "none" or query.counts_only
     page = await store.search(
         collection,
-        [store_condition(condition) for condition in query.conditions],
+        await _conditions(store, parameters, query),
         order=_orders(query),
         limit=0 if query.counts_only else query.count + 1,
         offset=query.offset,
@@ -133,11 +135,37 @@ async def put_unless_found(
         collection_of(query.resource_type),
         id,
         body,
-        [store_condition(condition) for condition in query.conditions],
+        await _conditions(store, parameters, query),
         ids=sorted(wanted) if wanted is not None else None,
         modified=query.modified,
         if_none_match=if_none_match,
     )
+
+
+async def _conditions(
+    store: Store, parameters: SearchParameterSet, query: SearchQuery
+) -> list[StoreCondition]:
+    """The store conditions of ``query``: its own, and one per chain (the references to the
+    resources the chain selects)."""
+    conditions = [store_condition(condition) for condition in query.conditions]
+    for chain in query.chains:
+        keys: list[str] = []
+        for target, condition in chain.targets:
+            inner = SearchQuery(target, count=MAX_HAS, conditions=[condition], total="none")
+            result = await find(store, parameters, inner)
+            if result.has_next:
+                raise BadRequestError(
+                    f"The chain on {chain.reference} selects more than {MAX_HAS} {target} "
+                    "resources; narrow it down.",
+                    data={"issue_code": "too-costly"},
+                )
+            keys += [
+                entry.key
+                for document in result.documents
+                for entry in reference_keys("", f"{target}/{document.id}")
+            ]
+        conditions.append(StoreKeyIn(chain.reference, tuple(keys)))
+    return conditions
 
 
 async def _wanted_ids(
