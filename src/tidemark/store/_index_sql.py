@@ -551,7 +551,9 @@ def sorted_walk(
     missing = Sql(f"NOT {present.text}", present.params)
     rest = _where("FROM documents d WHERE d.collection = ?", (collection,), [*tests, missing])
     rest_order = Sql("d.doc_pk DESC" if order.descending else "d.doc_pk")
-    return Plan(_where(head, params, tests), Sql(walk), Plan(rest, rest_order))
+    # The walk probes each index row before it reads the document (s, not d).
+    walked = list(extra) + [probe(tx, c, doc="s.doc_pk") for c in conditions]
+    return Plan(_where(head, params, walked), Sql(walk), Plan(rest, rest_order))
 
 
 def entry_kinds(tx: Transaction, collection: str, name: str) -> tuple[bool, bool]:
