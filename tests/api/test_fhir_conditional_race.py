@@ -136,3 +136,55 @@ def test_a_conditional_create_whose_criteria_match_two_resources_is_a_412(
         assert response.status_code == 412, response.text
         assert response.json()["resourceType"] == "OperationOutcome"
     assert len(_matches(servers[0], "twin")) == 2
+
+
+def _bundle(value: str, n: int) -> dict[str, Any]:
+    """A transaction: a Patient created unless one has the identifier, and an Observation
+    referring to it (by the Patient's urn:uuid, rewritten to whichever Patient it is)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:6f1e2a36-0000-4000-8000-000000000001",
+                "resource": _patient(value),
+                "request": {
+                    "method": "POST",
+                    "url": "Patient",
+                    "ifNoneExist": f"identifier={SYSTEM}|{value}",
+                },
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": f"reading {n}"},
+                    "subject": {"reference": "urn:uuid:6f1e2a36-0000-4000-8000-000000000001"},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
+
+
+def test_concurrent_transactions_with_the_same_conditional_create_create_one_resource(
+    servers: list[ServerProcess],
+):
+    for round in range(ROUNDS):
+        value = f"bundle-{round}"
+
+        def post(http: httpx.Client, n: int, value: str = value) -> httpx.Response:
+            return http.post("", json=_bundle(value, n))
+
+        responses = _at_once(servers, post)
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+        statuses = sorted(r.json()["entry"][0]["response"]["status"] for r in responses)
+        assert statuses == ["200 OK"] * (CLIENTS - 1) + ["201 Created"], statuses
+        ids = _matches(servers[0], value)
+        assert len(ids) == 1
+        observations = httpx.get(
+            f"{servers[0].base_url}/fhir/Observation",
+            params={"subject": f"Patient/{ids[0]}", "_count": "100"},
+            timeout=30,
+        ).json()
+        assert len(observations.get("entry", [])) == CLIENTS

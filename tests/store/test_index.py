@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from tests.store import samples
-from tidemark.core import ManualClock, ParameterValidationError, UnresolvedReferenceError
+from tidemark.core import (
+    ManualClock,
+    ParameterValidationError,
+    PreconditionFailedError,
+    UnresolvedReferenceError,
+)
 from tidemark.store import (
     AnyOf,
     Condition,
@@ -21,9 +26,11 @@ from tidemark.store import (
     KeyPrefix,
     Missing,
     Not,
+    PutDocument,
     RangeEntry,
     RangeMatch,
     Store,
+    Unmatched,
     open_store,
 )
 
@@ -429,3 +436,20 @@ async def test_concurrent_puts_unless_matched_with_the_same_conditions_write_onc
     assert len(written) == 1
     assert all([d.id for d in found] == written for w, found in results if w is None)
     assert await ids(things, *conditions) == written
+
+
+async def test_write_many_refuses_a_put_whose_unless_conditions_match(things: Store):
+    await things.put(C, "one", {"tags": ["mrn-3"]})
+    unless = Unmatched((KeyIn("tag", ("mrn-3",)),))
+    with pytest.raises(PreconditionFailedError) as raised:
+        await things.write_many(
+            [
+                PutDocument(C, "other", {"tags": ["x"]}),
+                PutDocument(C, "two", {"tags": ["mrn-3"]}, unless=unless),
+            ]
+        )
+    assert raised.value.data["operation"] == 1
+    assert await things.get(C, "other") is None  # all or nothing
+    fresh = Unmatched((KeyIn("tag", ("mrn-4",)),))
+    await things.write_many([PutDocument(C, "four", {"tags": ["mrn-4"]}, unless=fresh)])
+    assert await ids(things, KeyIn("tag", ("mrn-4",))) == ["four"]

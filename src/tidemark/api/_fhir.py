@@ -47,7 +47,14 @@ from tidemark.core import (
     version_etag,
 )
 from tidemark.fhir.search import SearchParameterSet, SearchQuery, parse_search
-from tidemark.store import HistoryEntry, IndexStatus, Store, StoredDocument, WriteOutcome
+from tidemark.store import (
+    HistoryEntry,
+    IndexStatus,
+    Store,
+    StoredDocument,
+    Unmatched,
+    WriteOutcome,
+)
 
 from ._fhir_criteria import parse_criteria
 from ._fhir_index import register_fhir_index
@@ -74,6 +81,7 @@ from ._fhir_search import (
     put_unless_found,
     search_parameters,
     shape,
+    unmatched,
 )
 from ._responses import app_settings, app_store, read_json_body
 
@@ -512,6 +520,15 @@ async def create_unless_found(
             data={"issue_code": "multiple-matches"},
         )
     return matches[0] if outcome is None else outcome
+
+
+async def criteria_unmatched(
+    request: Request, resource_type: str, criteria: Sequence[tuple[str, str]]
+) -> Unmatched:
+    """The store precondition "nothing matches ``criteria``" of a conditional create written
+    by :meth:`Store.write_many` (a transaction Bundle's entry)."""
+    query = _search_query(request, resource_type, criteria, lenient=False)
+    return await unmatched(app_store(request), fhir_parameters(request), query)
 
 
 async def conditional_matches(

@@ -28,7 +28,7 @@ from tidemark.fhir.search import (
     summary_elements,
 )
 from tidemark.store import Condition as StoreCondition
-from tidemark.store import IndexOrder, Store, StoredDocument, WriteOutcome
+from tidemark.store import IndexOrder, Store, StoredDocument, Unmatched, WriteOutcome
 from tidemark.store import KeyIn as StoreKeyIn
 
 from ._fhir_index import store_condition
@@ -139,6 +139,16 @@ async def put_unless_found(
         ids=sorted(wanted) if wanted is not None else None,
         modified=query.modified,
         if_none_match=if_none_match,
+    )
+
+
+async def unmatched(store: Store, parameters: SearchParameterSet, query: SearchQuery) -> Unmatched:
+    """The precondition of a conditional create in a transaction: nothing matches ``query``."""
+    wanted = await _wanted_ids(store, parameters, query)
+    return Unmatched(
+        tuple(await _conditions(store, parameters, query)),
+        tuple(sorted(wanted)) if wanted is not None else None,
+        tuple(query.modified),
     )
 
 

@@ -22,6 +22,7 @@ from tidemark.core import (
     MalformedBodyError,
     NotFoundError,
     ParameterValidationError,
+    PreconditionFailedError,
     TidemarkError,
     get_logger,
 )
@@ -69,6 +70,16 @@ def _check_id(id: str) -> str:
     if not ID_PATTERN.match(id):
         raise BadRequestError(f"invalid id {id!r}: 1-64 characters from A-Z a-z 0-9 - .")
     return id
+
+
+def _unmatched_lock(
+    collection: str,
+    conditions: Sequence[Condition],
+    ids: Sequence[str] | None,
+    modified: Sequence[tuple[str, datetime]],
+) -> str:
+    """The name of the lock that serialises conditional creates with these conditions."""
+    return repr((collection, sorted(map(repr, conditions)), sorted(ids or ()), list(modified)))
 
 
 class Store:
@@ -126,7 +137,7 @@ class Store:
         await self.engine.close()
 
     async def _write(
-        self, request: Callable[[_writes.ChangeSet], T], exclusive: str | None = None
+        self, request: Callable[[_writes.ChangeSet], T], exclusive: Sequence[str] = ()
     ) -> T:
         # Each attempt of a write transaction registers the timestamp it stamps documents with,
         # until it has committed or rolled back, so that :meth:`timestamp_horizon` never reports a
@@ -135,8 +146,8 @@ class Store:
         attempts: list[_writes.ChangeSet] = []
 
         def work(tx: Transaction) -> T:
-            if exclusive is not None:
-                tx.exclusive(exclusive)  # before the stamp: waiting must not hold horizons back
+            for name in sorted(set(exclusive)):  # one order: two writers cannot deadlock
+                tx.exclusive(name)  # before the stamp: waiting must not hold horizons back
             if self._database_clock:
                 moment = tx.announce_stamp()
                 changes = _writes.ChangeSet(tx, self.model, stamp_text(moment), moment)
@@ -334,8 +345,9 @@ class Store:
                 return None, found.items
             return _writes.put(changes, collection, id, spec, facts, None, if_none_match), []
 
-        lock = repr((collection, sorted(map(repr, checked)), sorted(ids or ()), list(modified)))
-        return await self._write(request, exclusive=lock)
+        return await self._write(
+            request, exclusive=[_unmatched_lock(collection, checked, ids, modified)]
+        )
 
     async def write_many(
         self, operations: Sequence[PutDocument | DeleteDocument]
@@ -364,11 +376,48 @@ class Store:
                     if spec is not None
                     else self._generic_facts(operation.collection, operation.body)
                 )
+                if operation.unless is not None:
+                    check_conditions(operation.unless.conditions)
             except TidemarkError as error:
                 error.data.setdefault("operation", index)
                 raise
             planned.append((operation, spec, facts))
-        results = await self._write(lambda changes: _writes.write_many(changes, planned))
+        guarded = [
+            (index, operation)
+            for index, operation in enumerate(operations)
+            if isinstance(operation, PutDocument) and operation.unless is not None
+        ]
+
+        def request(changes: _writes.ChangeSet) -> list[WriteOutcome | Tombstone]:
+            for index, operation in guarded:
+                unless = operation.unless
+                assert unless is not None
+                found = _reads.query(
+                    changes.tx,
+                    operation.collection,
+                    1,
+                    0,
+                    unless.ids,
+                    None,
+                    unless.modified,
+                    ["id"],
+                    False,
+                    unless.conditions,
+                )
+                if found.items:
+                    raise PreconditionFailedError(
+                        f"{found.items[0].id} of {operation.collection} matches the conditions "
+                        "of a conditional create (written concurrently).",
+                        data={"operation": index},
+                    )
+            return _writes.write_many(changes, planned)
+
+        locks = [
+            _unmatched_lock(o.collection, o.unless.conditions, o.unless.ids, o.unless.modified)
+            for _index, o in guarded
+            if o.unless is not None
+        ]
+        results = await self._write(request, exclusive=locks)
         unchanged = sum(1 for r in results if isinstance(r, WriteOutcome) and not r.changed)
         if unchanged:
             self.counters.increment("noop_writes", unchanged)

@@ -74,14 +74,27 @@ class WriteOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Unmatched:
+    """A precondition of a :class:`PutDocument`: no document of its collection matches these
+    (as :meth:`Store.search` takes them) when the transaction writes it (a conditional create,
+    serialised with the others of the same collection and conditions)."""
+
+    conditions: tuple[Any, ...] = ()
+    ids: tuple[str, ...] | None = None
+    modified: tuple[tuple[str, datetime], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PutDocument:
-    """A create-or-replace of one document in :meth:`Store.write_many` (as :meth:`Store.put`)."""
+    """A create-or-replace of one document in :meth:`Store.write_many` (as :meth:`Store.put`);
+    ``unless``: a 412 (``PreconditionFailedError``) when a document matches it."""
 
     collection: str
     id: str
     body: dict[str, Any]
     if_match: str | None = None
     if_none_match: str | None = None
+    unless: Unmatched | None = None
 
 
 @dataclass(frozen=True, slots=True)
