@@ -459,7 +459,9 @@ def plan(
       from the index and sorted (the cost grows with the matches);
     - many matches of ranges, prefixes or several keys, in id order, or no condition the index
       can read (only negations, ``Missing``, ``KeyContains``): the collection's documents are
-      walked in order, each probed, until the page is full.
+      walked in order, each probed, until the page is full;
+    - one :class:`IndexOrder` and many matches (or no condition the index can read): the
+      index of the order's name is walked in that order (see :func:`sorted_walk`).
     """
     kinds = {
         o.name: entry_kinds(tx, collection, o.name) for o in orders if isinstance(o, IndexOrder)
@@ -504,8 +506,9 @@ def sorted_walk(
 ) -> Plan | None:
     """Documents in ``order`` read from the index in that order, each probed, and then those
     without an entry in document order: a page stops the walk when full, whatever the number
-    of matches. ``kinds``: whether the name has key and range entries. ``None`` when the name has both key and range entries in ``collection``, or
-    ranges and ``order`` names no unit (the index is not in one order then)."""
+    of matches. ``kinds``: whether the name has key and range entries in ``collection``.
+    ``None`` when it has both, or ranges and ``order`` names no unit (the index is not in one
+    order then)."""
     has_keys, has_ranges = kinds
     tests = list(extra) + [probe(tx, c) for c in conditions]
     if has_ranges and (has_keys or order.unit is None):
