@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -143,3 +144,85 @@ def test_fhirclient_crud_transaction_conditional_create_and_validate(server: Ser
     gone = fhir_server.session.get(url + "/" + created.id)
     assert gone.status_code == 410
     assert {"Patient", "Bundle", "OperationOutcome"} <= set(bodies.parsed)
+
+
+MRN = "urn:oid:2.16.840.1.113883.19.5"
+
+
+def test_fhirpy_conditional_writes_by_identifier(server: ServerProcess):
+    bodies = Bodies()
+    client = SyncFHIRClient(
+        server.base_url + "/fhir",
+        requests_config={"hooks": {"response": [bodies.hook]}, "timeout": 60},
+    )
+    patients = client.resources("Patient")
+    by_mrn = patients.search(identifier=f"{MRN}|m-1")
+
+    def lee(gender: str) -> Any:
+        return client.resource(
+            "Patient",
+            identifier=[{"system": MRN, "value": "m-1"}],
+            name=[{"family": "Lee"}],
+            gender=gender,
+        )
+
+    created, was_created = by_mrn.get_or_create(lee("male"))
+    assert was_created and created.id
+    again, was_created = by_mrn.get_or_create(lee("male"))
+    assert not was_created and again.id == created.id
+
+    updated, was_created = by_mrn.update(lee("female"))
+    assert not was_created and updated.id == created.id and updated.gender == "female"
+    assert client.get("Patient", created.id)["gender"] == "female"
+
+    # A conditional update that matches nothing creates (and only the system|value pair matches).
+    other, was_created = patients.search(identifier=f"{MRN}|m-2").update(
+        client.resource("Patient", identifier=[{"system": MRN, "value": "m-2"}])
+    )
+    assert was_created and other.id != created.id
+    assert [p.id for p in patients.search(identifier="urn:other|m-1").fetch()] == []
+    assert [p.id for p in patients.search(identifier="m-1").fetch()] == [created.id]
+
+    by_mrn.delete()
+    assert by_mrn.fetch() == []
+    assert [p.id for p in patients.search(identifier=f"{MRN}|m-2").fetch()] == [other.id]
+    assert {"Patient", "Bundle"} <= set(bodies.parsed)
+
+
+def test_fhirclient_conditional_writes_by_identifier(server: ServerProcess):
+    bodies = Bodies()
+    smart = fhirclient_client.FHIRClient(
+        settings={"app_id": "tidemark-tests", "api_base": server.base_url + "/fhir/"}
+    )
+    fhir_server = smart.server
+    assert fhir_server is not None
+    fhir_server.session.hooks["response"].append(bodies.hook)
+    criteria = f"identifier={quote(f'{MRN}|c-1')}"
+    body = {"resourceType": "Patient", "identifier": [{"system": MRN, "value": "c-1"}]}
+    headers = {"Content-Type": "application/fhir+json", "If-None-Exist": f"identifier={MRN}|c-1"}
+    url = fhir_server.base_uri + "Patient"
+
+    first = fhir_server.session.post(url, json=body, headers=headers)
+    assert first.status_code == 201
+    created = ClientPatient(first.json())
+    second = fhir_server.session.post(url, json=body, headers=headers)
+    assert second.status_code == 200 and ClientPatient(second.json()).id == created.id
+
+    updated = fhir_server.put_json(f"Patient?{criteria}", {**body, "gender": "other"})
+    assert updated.status_code == 200
+    assert ClientPatient(updated.json()).id == created.id
+    found = list(
+        ClientPatient.where({"identifier": f"{MRN}|c-1"}).perform_resources_iter(fhir_server)
+    )
+    assert [(p.id, p.gender) for p in found] == [(created.id, "other")]
+
+    made = fhir_server.put_json(
+        f"Patient?identifier={quote(f'{MRN}|c-2')}",
+        {"resourceType": "Patient", "identifier": [{"system": MRN, "value": "c-2"}]},
+    )
+    assert made.status_code == 201 and ClientPatient(made.json()).id != created.id
+
+    fhir_server.delete_json(f"Patient?{criteria}")
+    gone = ClientPatient.where({"identifier": f"{MRN}|c-1"}).perform_resources_iter(fhir_server)
+    assert list(gone) == []
+    assert {"Patient", "Bundle"} <= set(bodies.parsed)

@@ -211,6 +211,30 @@ async def test_has_selects_the_resources_others_refer_to(clinic: httpx.AsyncClie
     )
 
 
+async def test_a_chain_of_one_level_selects_by_the_referred_resources(
+    clinic: httpx.AsyncClient,
+) -> None:
+    assert await _ids_of(clinic, "/Observation", **{"subject:Patient.name": "nunez"}) == [
+        "o1",
+        "o2",
+    ]
+    assert await _ids_of(clinic, "/Observation", **{"patient.gender": "male"}) == ["o3"]
+    # Without a type every target type that has the parameter is searched.
+    assert await _ids_of(clinic, "/Observation", **{"subject.identifier": "urn:mrn|M-2"}) == ["o3"]
+    assert await _ids_of(clinic, "/Observation", **{"subject:Group.type": "person"}) == ["o4"]
+    combined = await clinic.get(
+        "/Observation", params=[("subject:Patient.name", "nunez"), ("code", "8867-4")]
+    )
+    assert _ids(combined.json()) == ["o1"]
+    assert "subject%3APatient.name=nunez" in str(_link(combined.json(), "self")) or (
+        "subject:Patient.name=nunez" in str(_link(combined.json(), "self"))
+    )
+    assert await _ids_of(clinic, "/Observation", **{"subject:Patient.name": "nobody"}) == []
+    for bad in ("subject:Patient.organization.name", "subject:Patient.nope", "code.name"):
+        assert_outcome(await clinic.get("/Observation", params={bad: "x"}), 400)
+    assert_outcome(await clinic.get("/Observation", params={"subject:Organization.name": "x"}), 400)
+
+
 async def test_summary_count_data_true_and_elements(clinic: httpx.AsyncClient) -> None:
     counted = await _search(clinic, "/Observation", code="8867-4", _summary="count")
     assert counted["total"] == 3 and "entry" not in counted

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import pytest
 
 from tests.store import samples
-from tidemark.core import ManualClock, ParameterValidationError, UnresolvedReferenceError
+from tidemark.core import (
+    ManualClock,
+    ParameterValidationError,
+    PreconditionFailedError,
+    UnresolvedReferenceError,
+)
 from tidemark.store import (
     AnyOf,
     Condition,
@@ -20,9 +26,11 @@ from tidemark.store import (
     KeyPrefix,
     Missing,
     Not,
+    PutDocument,
     RangeEntry,
     RangeMatch,
     Store,
+    Unmatched,
     open_store,
 )
 
@@ -330,3 +338,118 @@ async def test_every_plan_finds_the_same_documents(
         where={"nameOfInstitution": "Odd"},
     )
     assert [d.body["schoolId"] for d in again.items] == [4, 6, 8, 10, 12]
+
+
+# -- sorting by an index name, read from the index in order --------------------------------------
+WALKED: dict[str, dict[str, Any]] = {
+    "a": {"name": "Abe", "span": [1, 9], "tags": ["x"]},
+    "b": {"name": "Bob", "span": [5, 5], "tags": ["x", "y"]},
+    "c": {"span": [5, 7], "tags": ["y"]},
+    "d": {"name": "Cy"},
+    "e": {},
+    "f": {"name": "abe", "span": [1, 2]},
+}
+
+
+async def pages(store: Store, order: IndexOrder, *conditions: Any, limit: int) -> list[str]:
+    """Every page of a search, followed by offset as FHIR paging does."""
+    found: list[str] = []
+    while True:
+        page = await store.search(C, conditions, order=order, limit=limit, offset=len(found))
+        found += [d.id for d in page.items]
+        if len(page.items) < limit:
+            return found
+
+
+async def test_a_sort_by_an_index_name_alone_walks_the_index_then_documents_without_it(
+    things: Store,
+):
+    await put_all(things, WALKED)
+    expected = {
+        IndexOrder("name"): ["a", "f", "b", "d", "c", "e"],
+        IndexOrder("name", descending=True): ["d", "b", "f", "a", "e", "c"],
+        IndexOrder("span", unit=""): ["a", "f", "b", "c", "d", "e"],
+        IndexOrder("span", descending=True, unit=""): ["a", "c", "b", "f", "e", "d"],
+    }
+    for order, want in expected.items():
+        # Ties (and documents without the name) go newest first when the order descends.
+        tie = "-id" if order.descending else "id"
+        assert await ids(things, order=[order, tie]) == want, order  # sorts every match
+        assert await ids(things, order=order) == want, order  # reads the index in order
+        for limit in (1, 2, 4):
+            assert await pages(things, order, limit=limit) == want, (order, limit)
+        page = await things.search(C, order=order, limit=2, offset=3, total_count=True)
+        assert ([d.id for d in page.items], page.total) == (want[3:5], 6)
+
+
+async def test_a_walked_sort_probes_every_condition_and_counts_only_matches(things: Store):
+    await put_all(things, WALKED)
+    not_y = Not(KeyIn("tag", ("y",)))
+    order = IndexOrder("span", descending=True, unit="")
+    assert await pages(things, order, not_y, limit=1) == ["a", "f", "e", "d"]
+    page = await things.search(C, [not_y], order=order, limit=1, offset=3, total_count=True)
+    assert ([d.id for d in page.items], page.total) == (["d"], 4)
+    assert await ids(things, KeyIn("tag", ("x",)), order=IndexOrder("name")) == ["a", "b"]
+
+
+async def test_a_sort_by_ranges_of_one_unit_puts_documents_without_that_unit_last(
+    things: Store,
+):
+    await put_all(
+        things,
+        {
+            "lb": {"weight": {"value": 200, "unit": "lb"}},
+            "heavy": {"weight": {"value": 90, "unit": "kg"}},
+            "light": {"weight": {"value": 50, "unit": "kg"}},
+        },
+    )
+    for order in (IndexOrder("weight", unit="kg"), [IndexOrder("weight", unit="kg"), "id"]):
+        assert await ids(things, order=order) == ["light", "heavy", "lb"]
+
+
+# -- conditional put: search and write in one transaction ----------------------------------------
+async def test_put_unless_matched_writes_only_when_nothing_matches(things: Store):
+    written, found = await things.put_unless_matched(
+        C, "one", {"tags": ["mrn-1"]}, [KeyIn("tag", ("mrn-1",))]
+    )
+    assert written is not None and written.created and found == []
+    written, found = await things.put_unless_matched(
+        C, "two", {"tags": ["mrn-1"]}, [KeyIn("tag", ("mrn-1",))]
+    )
+    assert written is None and [d.id for d in found] == ["one"]
+    assert await things.get(C, "two") is None
+    await things.put(C, "three", {"tags": ["mrn-1"]})
+    written, found = await things.put_unless_matched(
+        C, "four", {"tags": ["mrn-1"]}, [KeyIn("tag", ("mrn-1",))]
+    )
+    assert written is None and [d.id for d in found] == ["one", "three"]
+
+
+async def test_concurrent_puts_unless_matched_with_the_same_conditions_write_once(
+    things: Store,
+):
+    conditions = [KeyIn("tag", ("mrn-2",))]
+    results = await asyncio.gather(
+        *(things.put_unless_matched(C, f"p{n}", {"tags": ["mrn-2"]}, conditions) for n in range(12))
+    )
+    written = [w.document.id for w, _found in results if w is not None]
+    assert len(written) == 1
+    assert all([d.id for d in found] == written for w, found in results if w is None)
+    assert await ids(things, *conditions) == written
+
+
+async def test_write_many_refuses_a_put_whose_unless_conditions_match(things: Store):
+    await things.put(C, "one", {"tags": ["mrn-3"]})
+    unless = Unmatched((KeyIn("tag", ("mrn-3",)),))
+    with pytest.raises(PreconditionFailedError) as raised:
+        await things.write_many(
+            [
+                PutDocument(C, "other", {"tags": ["x"]}),
+                PutDocument(C, "two", {"tags": ["mrn-3"]}, unless=unless),
+            ]
+        )
+    assert raised.value.data["operation"] == 1
+    assert await things.get(C, "other") is None  # all or nothing
+    fresh = Unmatched((KeyIn("tag", ("mrn-4",)),))
+    await things.write_many([PutDocument(C, "four", {"tags": ["mrn-4"]}, unless=fresh)])
+    assert await ids(things, KeyIn("tag", ("mrn-4",))) == ["four"]

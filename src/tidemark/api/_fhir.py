@@ -47,7 +47,14 @@ from tidemark.core import (
     version_etag,
 )
 from tidemark.fhir.search import SearchParameterSet, SearchQuery, parse_search
-from tidemark.store import HistoryEntry, IndexStatus, Store, StoredDocument
+from tidemark.store import (
+    HistoryEntry,
+    IndexStatus,
+    Store,
+    StoredDocument,
+    Unmatched,
+    WriteOutcome,
+)
 
 from ._fhir_criteria import parse_criteria
 from ._fhir_index import register_fhir_index
@@ -66,7 +73,16 @@ from ._fhir_model import (
     representation,
     stored_body,
 )
-from ._fhir_search import DateRange, find, included, parse_date_range, search_parameters, shape
+from ._fhir_search import (
+    DateRange,
+    find,
+    included,
+    parse_date_range,
+    put_unless_found,
+    search_parameters,
+    shape,
+    unmatched,
+)
 from ._responses import app_settings, app_store, read_json_body
 
 log = get_logger("fhir")
@@ -427,9 +443,14 @@ async def _create(request: Request, resource_type: str) -> Response:
         # get_or_create sends them); without any, a POST always creates.
         what = "If-None-Exist" if condition is not None else f"POST {resource_type}?…"
         criteria = parse_criteria(condition if condition is not None else query, what)
-        matches = await find_matches(request, resource_type, criteria, what)
-        if matches:
-            return _write_response(request, resource_type, matches[0], created=False)
+        id = str(uuid.uuid4())
+        outcome = await create_unless_found(
+            request, resource_type, criteria, what, {**resource, "id": id}, if_none_match="*"
+        )
+        if isinstance(outcome, StoredDocument):
+            return _write_response(request, resource_type, outcome, created=False)
+        log.info("create", type=resource_type, id=id, version=outcome.document.content_version)
+        return _write_response(request, resource_type, outcome.document, created=True)
     id = str(uuid.uuid4())
     body = stored_body(resource)
     await _validate(request, {**resource, "id": id})
@@ -459,6 +480,55 @@ async def find_matches(
             data={"issue_code": "multiple-matches"},
         )
     return documents[:1]
+
+
+async def create_unless_found(
+    request: Request,
+    resource_type: str,
+    criteria: Sequence[tuple[str, str]],
+    what: str,
+    resource: dict[str, Any],
+    *,
+    if_none_match: str | None,
+) -> WriteOutcome | StoredDocument:
+    """Validate and store ``resource`` (with its ``id``) unless conditional ``criteria`` select
+    a resource: the write's outcome, or the one resource they select (not written, nor
+    validated). The last search and the write are one transaction, serialised with conditional
+    creates of the same criteria in every server process, so concurrent ones create one.
+
+    Raises 400 for criteria the search does not understand and 412 when more than one resource
+    matches.
+    """
+    # A plain search first: when something matches (the usual case of a retried create) no
+    # lock is taken and the body is not validated.
+    found = await find_matches(request, resource_type, criteria, what)
+    if found:
+        return found[0]
+    query = _search_query(request, resource_type, criteria, lenient=False)
+    await _validate(request, resource)
+    outcome, matches = await put_unless_found(
+        app_store(request),
+        fhir_parameters(request),
+        query,
+        resource["id"],
+        stored_body(resource),
+        if_none_match=if_none_match,
+    )
+    if len(matches) > 1:
+        raise PreconditionFailedError(
+            f"{what} matched more than one {resource_type} resource; it must match at most one.",
+            data={"issue_code": "multiple-matches"},
+        )
+    return matches[0] if outcome is None else outcome
+
+
+async def criteria_unmatched(
+    request: Request, resource_type: str, criteria: Sequence[tuple[str, str]]
+) -> Unmatched:
+    """The store precondition "nothing matches ``criteria``" of a conditional create written
+    by :meth:`Store.write_many` (a transaction Bundle's entry)."""
+    query = _search_query(request, resource_type, criteria, lenient=False)
+    return await unmatched(app_store(request), fhir_parameters(request), query)
 
 
 async def conditional_matches(

@@ -27,7 +27,14 @@ from tidemark.core import (
     get_logger,
     version_etag,
 )
-from tidemark.store import DeleteDocument, PutDocument, StoredDocument, Tombstone, WriteOutcome
+from tidemark.store import (
+    DeleteDocument,
+    PutDocument,
+    StoredDocument,
+    Tombstone,
+    Unmatched,
+    WriteOutcome,
+)
 
 from ._fhir import (
     _allow,
@@ -37,6 +44,7 @@ from ._fhir import (
     _read_resource,
     _respond,
     _validate,
+    criteria_unmatched,
     fhir_errors,
     find_matches,
 )
@@ -107,6 +115,8 @@ class _Entry:
     operation: PutDocument | DeleteDocument | None = None
     existing: StoredDocument | None = None
     guarded: bool = False
+    #: A conditional create's precondition: nothing matches its criteria when it is written.
+    unless: Unmatched | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -316,6 +326,9 @@ async def _resolve_target(request: Request, entry: _Entry) -> None:
                 entry.existing = matches[0]
                 entry.target = f"{entry.resource_type}/{matches[0].id}"
                 return
+            # Checked again where it is written: a concurrent create makes this plan again.
+            entry.unless = await criteria_unmatched(request, entry.resource_type, criteria)
+            entry.guarded = True
         entry.target = f"{entry.resource_type}/{uuid.uuid4()}"
         return
     if entry.id is None:
@@ -331,6 +344,8 @@ async def _resolve_target(request: Request, entry: _Entry) -> None:
         elif entry.method == "PUT":
             body_id = (entry.resource or {}).get("id")
             entry.target = f"{entry.resource_type}/{body_id or uuid.uuid4()}"
+            if entry.guarded:
+                entry.unless = await criteria_unmatched(request, entry.resource_type, criteria)
         elif entry.method == "PATCH":
             raise NotFoundError(f"no {entry.resource_type} matches the criteria of the PATCH.")
         return
@@ -395,7 +410,9 @@ async def _plan_put(request: Request, entry: _Entry, resource: dict[str, Any]) -
     await _validate(request, full)
     collection = collection_of(entry.resource_type)
     if entry.method == "POST":
-        entry.operation = PutDocument(collection, id, stored_body(full), if_none_match="*")
+        entry.operation = PutDocument(
+            collection, id, stored_body(full), if_none_match="*", unless=entry.unless
+        )
     else:
         entry.operation = PutDocument(
             collection,
@@ -403,6 +420,7 @@ async def _plan_put(request: Request, entry: _Entry, resource: dict[str, Any]) -
             stored_body(full),
             if_match=_guard(entry),
             if_none_match=entry.headers.get("if-none-match"),
+            unless=entry.unless,
         )
 
 

@@ -315,6 +315,7 @@ class CapabilityStatementBuilder:
                         "quantity, with :missing, :not and :text (token), :exact and :contains "
                         "(string), :identifier and :[type] (reference), :below and :above "
                         "(uri); _sort on any of them, _include and _revinclude (:iterate), _has, "
+                        "chains of one level (subject:Patient.name), "
                         "_summary, _elements and _total. Unknown search parameters are rejected "
                         "with 400 unless Prefer: handling=lenient."
                     ),

@@ -27,7 +27,9 @@ from tidemark.fhir.search import (
     reference_keys,
     summary_elements,
 )
-from tidemark.store import IndexOrder, Store, StoredDocument
+from tidemark.store import Condition as StoreCondition
+from tidemark.store import IndexOrder, Store, StoredDocument, Unmatched, WriteOutcome
+from tidemark.store import KeyIn as StoreKeyIn
 
 from ._fhir_index import store_condition
 from ._fhir_model import collection_of
@@ -100,14 +102,11 @@ async def find(store: Store, parameters: SearchParameterSet, query: SearchQuery)
     Raises a 400 (``too-costly``) when a ``_has`` selects more than :data:`MAX_HAS` resources.
     """
     collection = collection_of(query.resource_type)
-    wanted = query.ids
-    for has in query.has:
-        referred = await _referred_ids(store, parameters, query.resource_type, has)
-        wanted = referred if wanted is None else wanted & referred
+    wanted = await _wanted_ids(store, parameters, query)
     want_total = query.total != "none" or query.counts_only
     page = await store.search(
         collection,
-        [store_condition(condition) for condition in query.conditions],
+        await _conditions(store, parameters, query),
         order=_orders(query),
         limit=0 if query.counts_only else query.count + 1,
         offset=query.offset,
@@ -117,6 +116,77 @@ async def find(store: Store, parameters: SearchParameterSet, query: SearchQuery)
     )
     documents = page.items[: query.count]
     return SearchResult(documents, page.total, len(page.items) > query.count)
+
+
+async def put_unless_found(
+    store: Store,
+    parameters: SearchParameterSet,
+    query: SearchQuery,
+    id: str,
+    body: dict[str, Any],
+    *,
+    if_none_match: str | None,
+) -> tuple[WriteOutcome | None, list[StoredDocument]]:
+    """Store ``body`` as ``id`` unless something matches ``query`` (a conditional create, see
+    :meth:`Store.put_unless_matched`: concurrent ones with the same criteria create once);
+    the write's outcome (``None`` when something matched) and up to two matches."""
+    wanted = await _wanted_ids(store, parameters, query)
+    return await store.put_unless_matched(
+        collection_of(query.resource_type),
+        id,
+        body,
+        await _conditions(store, parameters, query),
+        ids=sorted(wanted) if wanted is not None else None,
+        modified=query.modified,
+        if_none_match=if_none_match,
+    )
+
+
+async def unmatched(store: Store, parameters: SearchParameterSet, query: SearchQuery) -> Unmatched:
+    """The precondition of a conditional create in a transaction: nothing matches ``query``."""
+    wanted = await _wanted_ids(store, parameters, query)
+    return Unmatched(
+        tuple(await _conditions(store, parameters, query)),
+        tuple(sorted(wanted)) if wanted is not None else None,
+        tuple(query.modified),
+    )
+
+
+async def _conditions(
+    store: Store, parameters: SearchParameterSet, query: SearchQuery
+) -> list[StoreCondition]:
+    """The store conditions of ``query``: its own, and one per chain (the references to the
+    resources the chain selects)."""
+    conditions = [store_condition(condition) for condition in query.conditions]
+    for chain in query.chains:
+        keys: list[str] = []
+        for target, condition in chain.targets:
+            inner = SearchQuery(target, count=MAX_HAS, conditions=[condition], total="none")
+            result = await find(store, parameters, inner)
+            if result.has_next:
+                raise BadRequestError(
+                    f"The chain on {chain.reference} selects more than {MAX_HAS} {target} "
+                    "resources; narrow it down.",
+                    data={"issue_code": "too-costly"},
+                )
+            keys += [
+                entry.key
+                for document in result.documents
+                for entry in reference_keys("", f"{target}/{document.id}")
+            ]
+        conditions.append(StoreKeyIn(chain.reference, tuple(keys)))
+    return conditions
+
+
+async def _wanted_ids(
+    store: Store, parameters: SearchParameterSet, query: SearchQuery
+) -> set[str] | None:
+    """The ids ``_id`` and ``_has`` allow (``None``: any)."""
+    wanted = query.ids
+    for has in query.has:
+        referred = await _referred_ids(store, parameters, query.resource_type, has)
+        wanted = referred if wanted is None else wanted & referred
+    return wanted
 
 
 async def _referred_ids(
@@ -150,7 +220,9 @@ def _orders(query: SearchQuery) -> list[str | IndexOrder]:
         elif sort.code == "_lastUpdated":
             orders.append("-last_modified" if sort.descending else "last_modified")
         else:
-            orders.append(IndexOrder(sort.code, sort.descending))
+            # Every range entry is also indexed without a unit (see extract): sorting by
+            # those alone is the same order, and the store can read it from its index.
+            orders.append(IndexOrder(sort.code, sort.descending, unit=""))
     return orders or ["id"]
 
 

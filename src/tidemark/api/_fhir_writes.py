@@ -23,6 +23,8 @@ from ._fhir import (
     _read_resource,
     _respond,
     _type,
+    _write_response,
+    create_unless_found,
     criteria_query,
     delete_resource,
     fhir_errors,
@@ -178,16 +180,23 @@ async def type_conditional(request: Request) -> Response:
             )
         if if_match is not None:
             raise PreconditionFailedError("No resource matches the criteria; If-Match cannot hold.")
-        # No match: a create, with the body's id (update as create) or a new one.
+        # No match: a create, with the body's id (update as create) or a new one, unless a
+        # concurrent conditional write of the same criteria created the match meanwhile.
         id = resource.get("id") or _new_id()
-        return await put_resource(
+        outcome = await create_unless_found(
             request,
             resource_type,
-            id,
+            criteria,
+            what,
             {**resource, "id": id},
-            if_match=None,
             if_none_match=None if "id" in resource else "*",
         )
+        if isinstance(outcome, StoredDocument):
+            # Created by a concurrent write meanwhile: the next attempt updates it.
+            raise PreconditionFailedError(
+                f"{resource_type}/{outcome.id} was created by a concurrent write; try again."
+            )
+        return _write_response(request, resource_type, outcome.document, created=outcome.created)
 
     return await guarded(if_match, update_attempt)
 

@@ -47,6 +47,7 @@ from ._types import (
     PutDocument,
     StoredDocument,
     Tombstone,
+    Unmatched,
     WriteOutcome,
     stamp_text,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "Store",
     "StoredDocument",
     "Tombstone",
+    "Unmatched",
     "WriteOutcome",
     "descriptor_uri",
     "load_model",

@@ -72,6 +72,12 @@ class Transaction(Protocol):
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
 
+    def search(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """:meth:`query` for SQL whose best plan depends on the parameter values (a search of
+        the index: how many rows each condition reads), planned for those values every time
+        (PostgreSQL would otherwise switch a prepared statement to one generic plan)."""
+        ...
+
     def allocate_version(self) -> int:
         """The next value of the global change-version sequence (unique, increasing)."""
         ...
@@ -93,6 +99,12 @@ class Transaction(Protocol):
 
     def json_path_param(self, path: Sequence[str]) -> Any:
         """The parameter that :meth:`json_value`'s placeholder takes for ``path``."""
+        ...
+
+    def exclusive(self, name: str) -> None:
+        """Wait for, then hold until this transaction ends, the lock called ``name``: write
+        transactions that take the same name run one after the other, in every process on the
+        database (SQLite's single writer serialises every write already)."""
         ...
 
 

@@ -188,10 +188,16 @@ Condition = KeyIn | KeyPrefix | KeyContains | Missing | RangeMatch | Not | AnyOf
 @dataclass(frozen=True, slots=True)
 class IndexOrder:
     """Sort by an index name: by the smallest key (or ``low``) of ``name`` ascending, by the
-    largest key (or ``high``) descending; documents without an entry last."""
+    largest key (or ``high``) descending; documents without an entry last.
+
+    ``unit``: only range entries in this unit count (key entries are unaffected); with it, a
+    search sorted by ranges alone can read the index in sort order instead of sorting every
+    match.
+    """
 
     name: str
     descending: bool = False
+    unit: str | None = None
 
 
 Order = str | IndexOrder

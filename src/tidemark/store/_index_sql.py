@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -286,8 +286,10 @@ def _range_test(condition: RangeMatch, alias: str) -> Sql:
         "ne": Sql(f"({low} < ? OR {high} > ?)", (sl, sh)),
         "gt": Sql(f"{high} > ?", (sh,)),
         "lt": Sql(f"{low} < ?", (sl,)),
-        "ge": Sql(f"({high} > ? OR {low} >= ?)", (sh, sl)),
-        "le": Sql(f"({low} < ? OR {high} <= ?)", (sl, sh)),
+        # ge and le are ORs; the bound before each (implied by it, as low <= high) lets an
+        # index range scan read them in order, so that a LIMIT stops it early.
+        "ge": Sql(f"{high} >= ? AND ({high} > ? OR {low} >= ?)", (sl, sh, sl)),
+        "le": Sql(f"{low} <= ? AND ({low} < ? OR {high} <= ?)", (sh, sl, sh)),
         "sa": Sql(f"{low} > ?", (sh,)),
         "eb": Sql(f"{high} < ?", (sl,)),
         "ap": Sql(f"{high} >= ? AND {low} <= ?", (sl, sh)),
@@ -385,23 +387,29 @@ ESTIMATE_LIMIT = 256
 SORT_LIMIT = 5000
 
 
-def order_sql(orders: Sequence[Order]) -> Sql:
-    """The ``ORDER BY`` list for ``orders`` (ties broken by ``doc_pk``)."""
+def order_sql(orders: Sequence[Order], kinds: Mapping[str, tuple[bool, bool]] | None = None) -> Sql:
+    """The ``ORDER BY`` list for ``orders`` (ties broken by ``doc_pk``). ``kinds``: whether each
+    :class:`IndexOrder` name has key and range entries (see :func:`entry_kinds`); unknown
+    names are looked up in both tables."""
     parts: list[str] = []
     params: list[Any] = []
     for order in orders:
         if isinstance(order, IndexOrder):
             pick, direction = ("max", " DESC") if order.descending else ("min", "")
-            for table, column in (
-                ("index_ranges", "high" if order.descending else "low"),
-                ("index_keys", "key"),
+            has_keys, has_ranges = (kinds or {}).get(order.name, (True, True))
+            for table, column, present in (
+                ("index_ranges", "high" if order.descending else "low", has_ranges),
+                ("index_keys", "key", has_keys),
             ):
+                if not present:
+                    continue
+                unit = table == "index_ranges" and order.unit is not None
                 value = (
                     f"(SELECT {pick}(i.{column}) FROM {table} i WHERE i.doc_pk = d.doc_pk "
-                    "AND i.name = ?)"
+                    "AND i.name = ?" + (" AND i.unit = ?)" if unit else ")")
                 )
-                parts += [f"{value} IS NULL", value + direction]
-                params += [order.name, order.name]
+                parts.append(f"{value}{direction} NULLS LAST")
+                params += [order.name, order.unit] if unit else [order.name]
             continue
         if order not in ORDERS:
             raise ParameterValidationError(
@@ -410,16 +418,25 @@ def order_sql(orders: Sequence[Order]) -> Sql:
             )
         parts.append(ORDERS[order])
     if not any(p.startswith("d.doc_pk") for p in parts):
-        parts.append("d.doc_pk DESC" if orders and orders[0] == "-id" else "d.doc_pk")
+        parts.append("d.doc_pk DESC" if _descending(orders) else "d.doc_pk")
     return Sql(", ".join(parts), tuple(params))
+
+
+def _descending(orders: Sequence[Order]) -> bool:
+    """Whether ties are broken newest first: when the first order is descending (so that an
+    index read backwards gives the whole order)."""
+    first = orders[0] if orders else "id"
+    return first == "-id" or (isinstance(first, IndexOrder) and first.descending)
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """``FROM … WHERE …`` selecting documents as ``d`` (each at most once), and its order."""
+    """``FROM … WHERE …`` selecting documents as ``d`` (each at most once), and its order;
+    ``then``: the documents that come after all of those (another plan, none in both)."""
 
     source: Sql
     order: Sql
+    then: Plan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,11 +504,24 @@ def plan(
       from the index and sorted (the cost grows with the matches);
     - many matches of ranges, prefixes or several keys, in id order, or no condition the index
       can read (only negations, ``Missing``, ``KeyContains``): the collection's documents are
-      walked in order, each probed, until the page is full.
+      walked in order, each probed, until the page is full;
+    - one :class:`IndexOrder` and many matches (or no condition the index can read): the
+      index of the order's name is walked in that order (see :func:`sorted_walk`).
     """
-    order = order_sql(orders)
+    kinds = {
+        o.name: entry_kinds(tx, collection, o.name) for o in orders if isinstance(o, IndexOrder)
+    }
+    order = order_sql(orders, kinds)
     id_order = not orders or orders[0] in ("id", "-id")
     best = best_driver(tx, collection, conditions, id_order=id_order)
+    if (
+        len(orders) == 1
+        and isinstance(orders[0], IndexOrder)
+        and (best is None or not best.fewer_than(tx, SORT_LIMIT))
+    ):
+        walked = sorted_walk(tx, collection, orders[0], kinds[orders[0].name], conditions, extra)
+        if walked is not None:
+            return walked
     tests = list(extra)
     if best is None or (
         id_order and not _ordered(best.condition) and not best.fewer_than(tx, SORT_LIMIT)
@@ -511,6 +541,79 @@ def plan(
     return Plan(driven_by(best.sql, tests), order)
 
 
+def sorted_walk(
+    tx: Transaction,
+    collection: str,
+    order: IndexOrder,
+    kinds: tuple[bool, bool],
+    conditions: Sequence[Condition],
+    extra: Sequence[Sql],
+) -> Plan | None:
+    """Documents in ``order`` read from the index in that order, each probed, and then those
+    without an entry in document order: a page stops the walk when full, whatever the number
+    of matches. ``kinds``: whether the name has key and range entries in ``collection``.
+    ``None`` when it has both, or ranges and ``order`` names no unit (the index is not in one
+    order then)."""
+    has_keys, has_ranges = kinds
+    tests = list(extra) + [probe(tx, c) for c in conditions]
+    if has_ranges and (has_keys or order.unit is None):
+        return None
+    if has_keys:
+        # The document's entry that sorts it: its largest key descending, smallest ascending.
+        beyond = ">" if order.descending else "<"
+        head = (
+            "FROM index_keys s CROSS JOIN documents d WHERE s.collection = ? AND s.name = ? "
+            "AND d.doc_pk = s.doc_pk AND NOT EXISTS (SELECT 1 FROM index_keys o "
+            f"WHERE o.doc_pk = s.doc_pk AND o.name = s.name AND o.key {beyond} s.key)"
+        )
+        params: tuple[Any, ...] = (collection, order.name)
+        walk = "s.key DESC, s.doc_pk DESC" if order.descending else "s.key, s.doc_pk"
+        present = Sql(
+            "EXISTS (SELECT 1 FROM index_keys x WHERE x.doc_pk = d.doc_pk AND x.name = ?)",
+            (order.name,),
+        )
+    elif has_ranges:
+        # Largest high descending, smallest low ascending; ties within a document go to the
+        # entry first in (unit, low, high) order, so each document is read once.
+        value, other = ("high", "low") if order.descending else ("low", "high")
+        beyond = ">" if order.descending else "<"
+        head = (
+            "FROM index_ranges s CROSS JOIN documents d WHERE s.collection = ? AND s.name = ? "
+            "AND s.unit = ? AND d.doc_pk = s.doc_pk AND NOT EXISTS (SELECT 1 FROM index_ranges o "
+            "WHERE o.doc_pk = s.doc_pk AND o.name = s.name AND o.unit = s.unit "
+            f"AND (o.{value} {beyond} s.{value} OR (o.{value} = s.{value} "
+            f"AND o.{other} < s.{other})))"
+        )
+        params = (collection, order.name, order.unit)
+        walk = f"s.{value} DESC, s.doc_pk DESC" if order.descending else f"s.{value}, s.doc_pk"
+        present = Sql(
+            "EXISTS (SELECT 1 FROM index_ranges x WHERE x.doc_pk = d.doc_pk AND x.name = ? "
+            "AND x.unit = ?)",
+            (order.name, order.unit),
+        )
+    else:
+        return Plan(
+            _where("FROM documents d WHERE d.collection = ?", (collection,), tests),
+            Sql("d.doc_pk DESC" if order.descending else "d.doc_pk"),
+        )
+    missing = Sql(f"NOT {present.text}", present.params)
+    rest = _where("FROM documents d WHERE d.collection = ?", (collection,), [*tests, missing])
+    rest_order = Sql("d.doc_pk DESC" if order.descending else "d.doc_pk")
+    # The walk probes each index row before it reads the document (s, not d).
+    walked = list(extra) + [probe(tx, c, doc="s.doc_pk") for c in conditions]
+    return Plan(_where(head, params, walked), Sql(walk), Plan(rest, rest_order))
+
+
+def entry_kinds(tx: Transaction, collection: str, name: str) -> tuple[bool, bool]:
+    """Whether ``name`` has key entries, and range entries, in ``collection``."""
+    rows = tx.search(
+        "SELECT EXISTS (SELECT 1 FROM index_keys WHERE collection = ? AND name = ?), "
+        "EXISTS (SELECT 1 FROM index_ranges WHERE collection = ? AND name = ?)",
+        (collection, name, collection, name),
+    )
+    return (bool(rows[0][0]), bool(rows[0][1])) if rows else (False, False)
+
+
 def _where(head: str, params: tuple[Any, ...], tests: Sequence[Sql]) -> Sql:
     text = head + "".join(f" AND {t.text}" for t in tests)
     return Sql(text, params + tuple(v for t in tests for v in t.params))
@@ -518,5 +621,5 @@ def _where(head: str, params: tuple[Any, ...], tests: Sequence[Sql]) -> Sql:
 
 def _capped_count(tx: Transaction, sql: Sql, limit: int) -> int:
     """How many index rows ``sql`` reads, counted up to ``limit``."""
-    row = tx.query_one(f"SELECT count(*) FROM ({sql.text} LIMIT {int(limit)}) c", list(sql.params))
-    return int(row[0]) if row else 0
+    rows = tx.search(f"SELECT count(*) FROM ({sql.text} LIMIT {int(limit)}) c", list(sql.params))
+    return int(rows[0][0]) if rows else 0

@@ -22,6 +22,8 @@ log = get_logger("store")
 #: Advisory-lock keys of in-flight writers: ``tag * 2**48 + floor`` (see PostgresEngine).
 _LOCK_SHIFT = 2**48
 _STAMP_STEP = timedelta(milliseconds=1)
+#: First key of the advisory locks of :meth:`_PostgresTransaction.exclusive`.
+_EXCLUSIVE_KEY = -0x5EA1
 
 # A writer's stamp floor: the database clock in epoch milliseconds, published as a shared
 # two-key advisory lock (objsubid 2, apart from the one-key version floors) whose first key
@@ -85,6 +87,12 @@ class _PostgresTransaction:
         row: Row | None = self._conn.execute(self._sql(sql), params, prepare=True).fetchone()
         return row
 
+    def search(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        # Not prepared: after five executions PostgreSQL may keep a prepared statement's
+        # generic plan, which cannot tell a key matching ten rows from one matching a million.
+        rows: list[Row] = self._conn.execute(self._sql(sql), params, prepare=False).fetchall()
+        return rows
+
     def allocate_version(self) -> int:
         if not self._announced and self._lock_tag:
             # Before the first allocation, publish a floor below every version this transaction
@@ -115,6 +123,13 @@ class _PostgresTransaction:
 
     def json_path_param(self, path: Sequence[str]) -> list[str]:
         return list(path)
+
+    def exclusive(self, name: str) -> None:
+        # A two-key advisory lock whose first key is negative: as an unsigned classid it is
+        # above every lock tag's range, so the floors above never count it.
+        self._conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_EXCLUSIVE_KEY, name), prepare=True
+        )
 
 
 def _run_then(

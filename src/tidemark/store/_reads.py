@@ -91,19 +91,44 @@ def query(
         if op not in _COMPARATORS:
             raise ParameterValidationError(f"unknown comparison {op!r}")
         tests.append(Sql(f"d.content_modified_at {_COMPARATORS[op]} ?", (stamp_text(moment),)))
-    found = _index_sql.plan(tx, collection, conditions, tests, orders)
-    rows, total = _paged(
-        tx,
-        _DOC_COLUMNS_D,
-        found.source.text,
-        list(found.source.params),
-        found.order.text,
-        limit,
-        offset,
-        total_count,
-        list(found.order.params),
-    )
+    found: _index_sql.Plan | None = _index_sql.plan(tx, collection, conditions, tests, orders)
+    rows: list[tuple[Any, ...]] = []
+    total: int | None = 0 if total_count else None
+    before = 0  # documents of the plans already passed
+    while found is not None:
+        wanted = limit - len(rows)
+        skip = max(0, offset - before)
+        page, counted = _paged(
+            tx,
+            _DOC_COLUMNS_D,
+            found.source.text,
+            list(found.source.params),
+            found.order.text,
+            wanted,
+            skip,
+            total_count,
+            list(found.order.params),
+            fresh_plan=True,
+        )
+        rows += page
+        if total is not None and counted is not None:
+            total += counted
+        if found.then is None or (len(page) == wanted and not total_count):
+            break
+        # This plan ran out within the page: how many it has decides where the next starts.
+        if counted is not None:
+            before += counted
+        elif page or not skip:
+            before += skip + len(page)
+        else:
+            before += _count(tx, found.source)
+        found = found.then
     return Page([DocRow.from_row(r).document() for r in rows], total)
+
+
+def _count(tx: Transaction, source: Sql) -> int:
+    rows = tx.search(f"SELECT count(*) {source.text}", list(source.params))
+    return int(rows[0][0]) if rows else 0
 
 
 def walk(
@@ -427,14 +452,18 @@ def _paged(
     offset: int,
     total_count: bool,
     order_params: Sequence[Any] = (),
+    *,
+    fresh_plan: bool = False,
 ) -> tuple[list[tuple[Any, ...]], int | None]:
-    """One page of ``SELECT columns base ORDER BY order`` and, when asked, the count of ``base``."""
-    rows = tx.query(
+    """One page of ``SELECT columns base ORDER BY order`` and, when asked, the count of ``base``
+    (``fresh_plan``: planned for the parameter values each time, see Transaction.search)."""
+    run = tx.search if fresh_plan else tx.query
+    rows = run(
         f"SELECT {columns} {base} ORDER BY {order} LIMIT ? OFFSET ?",
         [*params, *order_params, limit, offset],
     )
     total = None
     if total_count:
-        counted = tx.query_one(f"SELECT count(*) {base}", params)
-        total = int(counted[0]) if counted else 0
+        counted = run(f"SELECT count(*) {base}", params)
+        total = int(counted[0][0]) if counted else 0
     return rows, total

@@ -51,6 +51,9 @@ class _SqliteTransaction:
         row: Row | None = self._conn.execute(sql, params).fetchone()
         return row
 
+    def search(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()  # SQLite plans each execution
+
     def allocate_version(self) -> int:
         # The counter is read once per transaction (under the write lock taken by BEGIN
         # IMMEDIATE, so no other process can move it) and written back once before COMMIT.
@@ -86,6 +89,9 @@ class _SqliteTransaction:
 
     def json_path_param(self, path: Sequence[str]) -> str:
         return "$" + "".join(f'."{p}"' for p in path)
+
+    def exclusive(self, name: str) -> None:
+        return None  # the writer holds the database's write lock for the whole transaction
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from tidemark.core import (
     MalformedBodyError,
     NotFoundError,
     ParameterValidationError,
+    PreconditionFailedError,
     TidemarkError,
     get_logger,
 )
@@ -80,6 +81,16 @@ class _BatchedUpsert:
     request: _write_batch.UpsertRequest
     tokens: list[int]
     attempts: list[Any]
+
+
+def _unmatched_lock(
+    collection: str,
+    conditions: Sequence[Condition],
+    ids: Sequence[str] | None,
+    modified: Sequence[tuple[str, datetime]],
+) -> str:
+    """The name of the lock that serialises conditional creates with these conditions."""
+    return repr((collection, sorted(map(repr, conditions)), sorted(ids or ()), list(modified)))
 
 
 class Store:
@@ -159,6 +170,7 @@ class Store:
         self,
         request: Callable[[_writes.ChangeSet], T],
         upsert: _write_batch.UpsertRequest | None = None,
+        exclusive: Sequence[str] = (),
     ) -> T:
         # Each attempt of a write transaction registers the timestamp it stamps documents with,
         # until it has committed or rolled back, so that :meth:`timestamp_horizon` never reports a
@@ -167,6 +179,8 @@ class Store:
         attempts: list[_writes.ChangeSet | _write_batch.UpsertDone] = []
 
         def work(tx: Transaction) -> T:
+            for name in sorted(set(exclusive)):  # one order: two writers cannot deadlock
+                tx.exclusive(name)  # before the stamp: waiting must not hold horizons back
             if self._database_clock:
                 moment = tx.announce_stamp()
                 changes = _writes.ChangeSet(tx, self.model, stamp_text(moment), moment)
@@ -336,6 +350,51 @@ class Store:
             )
         )
 
+    async def put_unless_matched(
+        self,
+        collection: str,
+        id: str,
+        body: Any,
+        conditions: Sequence[Condition] = (),
+        *,
+        ids: Sequence[str] | None = None,
+        modified: Sequence[tuple[str, datetime]] = (),
+        if_none_match: str | None = None,
+    ) -> tuple[WriteOutcome | None, list[StoredDocument]]:
+        """:meth:`put` ``body`` as document ``id`` unless a document of ``collection`` matches
+        ``conditions``, ``ids`` and ``modified`` (as :meth:`search` takes them): a conditional
+        create. Returns the outcome of the put (``None`` when something matched) and up to two
+        matching documents (two: more than one matched).
+
+        The search and the put are one write transaction, serialised with every other
+        conditional create of the same collection and conditions (in every process on the
+        database): concurrent ones with the same conditions create one document, the others
+        find it.
+        """
+        _check_collection(collection)
+        _check_id(id)
+        if not isinstance(body, dict):
+            raise MalformedBodyError("The document must be a JSON object.")
+        checked = list(check_conditions(conditions))
+        spec = self.model.by_collection(collection)
+        facts = (
+            self._facts(spec, body) if spec is not None else self._generic_facts(collection, body)
+        )
+        if ids is not None and not ids:
+            return await self.put(collection, id, body, if_none_match=if_none_match), []
+
+        def request(changes: _writes.ChangeSet) -> tuple[WriteOutcome | None, list[StoredDocument]]:
+            found = _reads.query(
+                changes.tx, collection, 2, 0, ids, None, modified, ["id"], False, checked
+            )
+            if found.items:
+                return None, found.items
+            return _writes.put(changes, collection, id, spec, facts, None, if_none_match), []
+
+        return await self._write(
+            request, exclusive=[_unmatched_lock(collection, checked, ids, modified)]
+        )
+
     async def write_many(
         self, operations: Sequence[PutDocument | DeleteDocument]
     ) -> list[WriteOutcome | Tombstone]:
@@ -363,11 +422,48 @@ class Store:
                     if spec is not None
                     else self._generic_facts(operation.collection, operation.body)
                 )
+                if operation.unless is not None:
+                    check_conditions(operation.unless.conditions)
             except TidemarkError as error:
                 error.data.setdefault("operation", index)
                 raise
             planned.append((operation, spec, facts))
-        results = await self._write(lambda changes: _writes.write_many(changes, planned))
+        guarded = [
+            (index, operation)
+            for index, operation in enumerate(operations)
+            if isinstance(operation, PutDocument) and operation.unless is not None
+        ]
+
+        def request(changes: _writes.ChangeSet) -> list[WriteOutcome | Tombstone]:
+            for index, operation in guarded:
+                unless = operation.unless
+                assert unless is not None
+                found = _reads.query(
+                    changes.tx,
+                    operation.collection,
+                    1,
+                    0,
+                    unless.ids,
+                    None,
+                    unless.modified,
+                    ["id"],
+                    False,
+                    unless.conditions,
+                )
+                if found.items:
+                    raise PreconditionFailedError(
+                        f"{found.items[0].id} of {operation.collection} matches the conditions "
+                        "of a conditional create (written concurrently).",
+                        data={"operation": index},
+                    )
+            return _writes.write_many(changes, planned)
+
+        locks = [
+            _unmatched_lock(o.collection, o.unless.conditions, o.unless.ids, o.unless.modified)
+            for _index, o in guarded
+            if o.unless is not None
+        ]
+        results = await self._write(request, exclusive=locks)
         unchanged = sum(1 for r in results if isinstance(r, WriteOutcome) and not r.changed)
         if unchanged:
             self.counters.increment("noop_writes", unchanged)
@@ -450,8 +546,10 @@ class Store:
         (``-`` for descending), or :class:`IndexOrder` (several: ties broken by the next).
         Cost: one exact key in id order reads about ``limit + offset`` index rows however many
         documents match; other conditions are probed per document, and the condition matching
-        fewest documents drives; ranges, prefixes, several keys, other orders and
-        :class:`IndexOrder` may read every match, and ``total_count`` counts every match.
+        fewest documents drives. A page in id order, or by one :class:`IndexOrder` (of keys, or
+        of ranges in one unit), stops reading when full; when the driving condition matches
+        few documents they are all read and sorted instead. Several orders, other orders, and
+        ``total_count`` read every match.
         Entries are those of the prefix's indexer; while a background reindex runs (see
         :meth:`index_status`), documents it has not reached yet match by their former entries.
         """

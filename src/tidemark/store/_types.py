@@ -77,6 +77,17 @@ class WriteOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Unmatched:
+    """A precondition of a :class:`PutDocument`: no document of its collection matches these
+    (as :meth:`Store.search` takes them) when the transaction writes it (a conditional create,
+    serialised with the others of the same collection and conditions)."""
+
+    conditions: tuple[Any, ...] = ()
+    ids: tuple[str, ...] | None = None
+    modified: tuple[tuple[str, datetime], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PutDocument:
     """A create-or-replace of one document in :meth:`Store.write_many` (as :meth:`Store.put`).
 
@@ -84,6 +95,7 @@ class PutDocument:
     (leaving its tombstone) instead of failing with 409, and let the references to the key
     follow it to this document. This is what a replica does when its source deleted a document
     and created another with the same key, or moved a key from one document to another.
+    ``unless``: a 412 (``PreconditionFailedError``) when a document matches it.
     """
 
     collection: str
@@ -92,6 +104,7 @@ class PutDocument:
     if_match: str | None = None
     if_none_match: str | None = None
     displace: bool = False
+    unless: Unmatched | None = None
 
 
 @dataclass(frozen=True, slots=True)

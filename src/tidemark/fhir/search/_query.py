@@ -96,6 +96,16 @@ class Has:
     conditions: tuple[Condition, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """``reference.param=value`` (or ``reference:Type.param=value``): resources whose
+    ``reference`` parameter refers to a resource of one of the types in ``targets`` that
+    matches that type's condition (a chain of one level)."""
+
+    reference: str
+    targets: tuple[tuple[str, Condition], ...]
+
+
 @dataclass
 class SearchQuery:
     """A parsed search: index conditions, document filters, and result options."""
@@ -110,6 +120,7 @@ class SearchQuery:
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     has: list[Has] = field(default_factory=list)
+    chains: list[Chain] = field(default_factory=list)
     summary: str | None = None
     elements: tuple[str, ...] | None = None
     total: str | None = None
@@ -186,8 +197,8 @@ class _Parser:
         if name in RESULT_PARAMETERS:
             self.result_parameter(raw_name, name, modifier, value, max_count)
             return
-        if "." in name:
-            self.unknown(raw_name, f"Chained search ({raw_name!r}) is not supported.")
+        if "." in raw_name and name != "_has":
+            self.chain(raw_name, value)
             return
         if name == "_has":
             self.reverse_chain(raw_name, modifier, value)
@@ -349,6 +360,46 @@ class _Parser:
         if condition is not None:
             self.query.has.append(Has(source, reference, (condition,)))
             self.query.applied.append((raw_name, value))
+
+    def chain(self, raw_name: str, value: str) -> None:
+        head, _, tail = raw_name.partition(".")
+        reference, _, target = head.partition(":")
+        inner_name, _, inner_modifier = tail.partition(":")
+        if "." in tail:
+            self.errors.append(f"{raw_name}: chains of more than one level are not supported.")
+            return
+        link = self.own.get(reference)
+        if link is None:
+            self.unknown(
+                raw_name, f"Unknown search parameter {reference!r} for {self.query.resource_type}."
+            )
+            return
+        if link.type != "reference":
+            self.errors.append(f"{raw_name}: {reference} is not a reference parameter.")
+            return
+        if target and (target not in self.types or (link.targets and target not in link.targets)):
+            self.errors.append(f"{raw_name}: {reference} does not refer to {target!r}.")
+            return
+        candidates = [target] if target else [t for t in link.targets if t in self.types]
+        targets: list[tuple[str, Condition]] = []
+        for kind in candidates:
+            parameter = self.parameters.get(kind, inner_name)
+            if parameter is None:
+                continue
+            condition = self.condition(parameter, raw_name, inner_modifier, value)
+            if condition is None:
+                return
+            targets.append((kind, condition))
+        if not targets:
+            self.errors.append(
+                f"{raw_name}: no search parameter {inner_name!r} on {target or ', '.join(candidates)}."
+                if target or candidates
+                else f"{raw_name}: {reference} may refer to any type; name one "
+                f"({reference}:Type.{tail})."
+            )
+            return
+        self.query.chains.append(Chain(reference, tuple(targets)))
+        self.query.applied.append((raw_name, value))
 
     # -- filters on the document itself ---------------------------------------------------
     def ids(self, raw_name: str, modifier: str, value: str) -> None:
