@@ -321,10 +321,24 @@ class Replicator:
         """Count the renames of the window. The live window carries each renamed document's
         new body under the same id, and a displacing write takes over a key another document
         held, so the renames need no write of their own."""
+        async for rows in self._window_pages(spec, "/keyChanges", low, high):
+            self.counters.increment("renamed", len(rows))
+
+    async def _apply_deletes(
+        self, spec: ResourceSpec, low: int, high: int, state: ReplicaState
+    ) -> None:
+        async for rows in self._window_pages(spec, "/deletes", low, high):
+            await self._delete(spec, [str(row["id"]) for row in rows if "id" in row], state)
+
+    async def _window_pages(
+        self, spec: ResourceSpec, feed: str, low: int, high: int
+    ) -> AsyncIterator[list[Any]]:
+        """The non-empty pages of one of a resource's change feeds (``/deletes``,
+        ``/keyChanges``) in the window ``low``..``high``, paged by offset."""
         offset = 0
         while True:
             answer = await self.source.get(
-                self._url(spec, "/keyChanges"),
+                self._url(spec, feed),
                 {
                     "minChangeVersion": low,
                     "maxChangeVersion": high,
@@ -334,27 +348,7 @@ class Replicator:
             )
             rows = answer.body if isinstance(answer.body, list) else []
             if rows:
-                self.counters.increment("renamed", len(rows))
-            if len(rows) < self.page_size:
-                return
-            offset += len(rows)
-
-    async def _apply_deletes(
-        self, spec: ResourceSpec, low: int, high: int, state: ReplicaState
-    ) -> None:
-        offset = 0
-        while True:
-            answer = await self.source.get(
-                self._url(spec, "/deletes"),
-                {
-                    "minChangeVersion": low,
-                    "maxChangeVersion": high,
-                    "limit": self.page_size,
-                    "offset": offset,
-                },
-            )
-            rows = answer.body if isinstance(answer.body, list) else []
-            await self._delete(spec, [str(row["id"]) for row in rows if "id" in row], state)
+                yield rows
             if len(rows) < self.page_size:
                 return
             offset += len(rows)
