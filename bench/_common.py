@@ -100,3 +100,27 @@ def drop_schema(dsn: str, schema: str) -> None:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def finish_bulk_load(store: Any, newest: int, dsn: str | None, tables: str) -> None:
+    """After rows were inserted behind the store's back: move the change-version counter (and on
+    PostgreSQL the documents' serial) past them, then on PostgreSQL do what autovacuum would after
+    a bulk load (statistics, and the visibility map that lets index-only scans skip the table)."""
+    pg = store.engine.name == "postgresql"
+
+    def finish(tx: Any) -> None:
+        if pg:
+            tx.execute("SELECT setval('change_version_seq', ?)", (newest,))
+            tx.execute(
+                "SELECT setval(pg_get_serial_sequence('documents', 'doc_pk'), max(doc_pk)) "
+                "FROM documents"
+            )
+        else:
+            tx.execute("UPDATE change_version_counter SET value = ?", (newest,))
+
+    await store.engine.write(finish)
+    if pg and dsn is not None:
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"VACUUM (ANALYZE) {tables}")

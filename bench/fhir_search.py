@@ -31,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import drop_schema, pg_schema_dsn, print_table
+from _common import drop_schema, finish_bulk_load, pg_schema_dsn, print_table
 from tidemark.api import ServerSettings, create_app
 from tidemark.api._fhir import prepare_fhir_index
 from tidemark.core import canonical_bytes, content_hash
@@ -144,25 +144,7 @@ async def fill(store: Store, count: int, dsn: str | None = None, chunk: int = 5_
         done = min(count, start + chunk)
         if done % 100_000 == 0:
             print(f"    {done:,} written ({time.perf_counter() - started:.0f} s)", flush=True)
-    newest = top + count
-
-    def finish(tx: Any) -> None:
-        if pg:
-            tx.execute("SELECT setval('change_version_seq', ?)", (newest,))
-            tx.execute(
-                "SELECT setval(pg_get_serial_sequence('documents', 'doc_pk'), max(doc_pk)) "
-                "FROM documents"
-            )
-        else:
-            tx.execute("UPDATE change_version_counter SET value = ?", (newest,))
-
-    await store.engine.write(finish)
-    if pg and dsn is not None:
-        # What autovacuum does after a bulk load: statistics, and the visibility map.
-        import psycopg
-
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("VACUUM (ANALYZE) documents, index_keys, index_ranges")
+    await finish_bulk_load(store, top + count, dsn, "documents, index_keys, index_ranges")
     return time.perf_counter() - started
 
 

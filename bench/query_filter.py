@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import drop_schema, pg_schema_dsn, print_table
+from _common import drop_schema, finish_bulk_load, pg_schema_dsn, print_table
 from tidemark.core import content_hash
 from tidemark.store import KeyEntry, Store, open_store
 from tidemark.store._model import Facts
@@ -142,25 +142,7 @@ async def fill(store: Store, documents: int, dsn: str | None = None, chunk: int 
             )
 
         await store.engine.write(work)
-    newest = top + documents
-
-    def finish(tx: Any) -> None:
-        if pg:
-            tx.execute("SELECT setval('change_version_seq', ?)", (newest,))
-            tx.execute(
-                "SELECT setval(pg_get_serial_sequence('documents', 'doc_pk'), max(doc_pk)) FROM documents"
-            )
-        else:
-            tx.execute("UPDATE change_version_counter SET value = ?", (newest,))
-
-    await store.engine.write(finish)
-    if pg and dsn is not None:
-        # What autovacuum does after a bulk load: statistics, and the visibility map that lets
-        # index-only scans skip the table.
-        import psycopg
-
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("VACUUM (ANALYZE) documents, index_keys")
+    await finish_bulk_load(store, top + documents, dsn, "documents, index_keys")
 
 
 async def page_ms(store: Store, where: dict[str, str]) -> tuple[float, int]:
