@@ -229,12 +229,32 @@ _POSTGRES_V3 = [
     "CREATE INDEX index_ranges_doc ON index_ranges (doc_pk, name)",
 ]
 
+# Version 4: a search sorted by a range name walks the index in its exact order (the value,
+# then doc_pk as the tie-break) and stops when the page is full; the former index put ``low``
+# between the two, so every entry sharing the first page's last value was read and sorted.
+_SQLITE_V4 = [
+    "DROP INDEX index_ranges_high",
+    "CREATE INDEX index_ranges_by_high ON index_ranges (collection, name, unit, high, doc_pk)",
+    "CREATE INDEX index_ranges_by_low ON index_ranges (collection, name, unit, low, doc_pk)",
+]
+_POSTGRES_V4 = [
+    "DROP INDEX index_ranges_high",
+    "CREATE INDEX index_ranges_by_high ON index_ranges (collection, name, unit, high, doc_pk, low)",
+    "CREATE INDEX index_ranges_by_low ON index_ranges (collection, name, unit, low, doc_pk, high)",
+]
+
 #: (version, statements) in order. Both engines share version numbers and meaning. A store
 #: applies every version it has not applied yet, in this order (not only those above its
 #: highest), so versions added on parallel branches apply whichever lands first.
-SQLITE_MIGRATIONS: list[tuple[int, list[str]]] = [(1, _SQLITE_V1), (2, _SQLITE_V2), (3, _SQLITE_V3)]
+SQLITE_MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, _SQLITE_V1),
+    (2, _SQLITE_V2),
+    (3, _SQLITE_V3),
+    (4, _SQLITE_V4),
+]
 POSTGRES_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _POSTGRES_V1),
     (2, _POSTGRES_V2),
     (3, _POSTGRES_V3),
+    (4, _POSTGRES_V4),
 ]
