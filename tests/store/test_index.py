@@ -448,13 +448,17 @@ async def test_a_sorted_search_continues_after_a_position(things: Store):
     assert (await things.search(C, order="id", limit=2)).positions == []
 
 
-@pytest.mark.parametrize("limits", [(1, 1), (1, 10_000)], ids=["walk-and-probe", "sort-matches"])
+@pytest.mark.parametrize(
+    "limits",
+    [(1, 1, 1), (1, 1, 10_000), (1, 10_000, 10_000)],
+    ids=["walk-and-probe", "walk-with-set", "sort-matches"],
+)
 @pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
 @pytest.mark.parametrize("name", ["span", "tag"])
 async def test_keyset_pages_return_every_match_once_in_order_across_writes(
     things: Store,
     monkeypatch: pytest.MonkeyPatch,
-    limits: tuple[int, int],
+    limits: tuple[int, int, int],
     descending: bool,
     name: str,
 ):
@@ -471,6 +475,7 @@ async def test_keyset_pages_return_every_match_once_in_order_across_writes(
     await put_all(things, bodies)
     monkeypatch.setattr(_index_sql, "ESTIMATE_LIMIT", limits[0])
     monkeypatch.setattr(_index_sql, "SORT_LIMIT", limits[1])
+    monkeypatch.setattr(_index_sql, "SET_LIMIT", limits[2])
     order = IndexOrder(name, descending=descending, unit="" if name == "span" else None)
     condition = KeyPrefix("name", "n")  # every document: the same result by either plan
     want = await ids(things, condition, order=order)

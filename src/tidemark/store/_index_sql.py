@@ -387,6 +387,10 @@ ESTIMATE_LIMIT = 256
 #: A driving condition that matches at least this many documents is not sorted in id order:
 #: the documents are walked in order instead and every condition probed (see :func:`plan`).
 SORT_LIMIT = 5000
+#: A search walked in the order of an index name reads the matches of its driving condition
+#: once as a set when they are fewer than this (see :func:`sorted_walk`); more are probed per
+#: row (a set of most of the collection would cost more than the page).
+SET_LIMIT = 32_768
 
 
 def order_sql(orders: Sequence[Order], kinds: Mapping[str, tuple[bool, bool]] | None = None) -> Sql:
@@ -530,7 +534,8 @@ def plan(
             )
         _check_position(after, kind)
     if sort is not None and (best is None or not best.fewer_than(tx, SORT_LIMIT)):
-        walked = sorted_walk(tx, collection, sort, kinds[sort.name], conditions, extra, after)
+        semi = best if best is not None and best.fewer_than(tx, SET_LIMIT) else None
+        walked = sorted_walk(tx, collection, sort, kinds[sort.name], conditions, extra, after, semi)
         if walked is not None:
             return walked
     tests = list(extra)
@@ -563,12 +568,16 @@ def sorted_walk(
     conditions: Sequence[Condition],
     extra: Sequence[Sql],
     after: SearchAfter | None = None,
+    semi: Driver | None = None,
 ) -> Plan | None:
     """Documents in ``order`` read from the index in that order, each probed, and then those
     without an entry in document order: a page stops the walk when full, whatever the number
     of matches. ``kinds``: whether the name has key and range entries in ``collection``.
     ``None`` when it has both, or ranges and ``order`` names no unit (the index is not in one
-    order then). ``after``: the walk starts after that position (a seek in the index)."""
+    order then). ``after``: the walk starts after that position (a seek in the index).
+    ``semi``: a driving condition whose matches are read once as a set that each index row is
+    looked up in, instead of a probe per row (for a condition matching fewer than
+    :data:`SET_LIMIT` documents: the walk then reads about ``page * N / matches`` rows)."""
     has_keys, has_ranges = kinds
     tests = list(extra) + [probe(tx, c) for c in conditions]
     if has_ranges and (has_keys or order.unit is None):
@@ -583,7 +592,10 @@ def sorted_walk(
         beyond = ">" if order.descending else "<"
         head = (
             "FROM index_keys s CROSS JOIN documents d WHERE s.collection = ? AND s.name = ? "
-            "AND d.doc_pk = s.doc_pk AND NOT EXISTS (SELECT 1 FROM index_keys o "
+            "AND d.doc_pk = s.doc_pk"
+        )
+        once = Sql(
+            "NOT EXISTS (SELECT 1 FROM index_keys o "
             f"WHERE o.doc_pk = s.doc_pk AND o.name = s.name AND o.key {beyond} s.key)"
         )
         params: tuple[Any, ...] = (collection, order.name)
@@ -599,7 +611,10 @@ def sorted_walk(
         beyond = ">" if order.descending else "<"
         head = (
             "FROM index_ranges s CROSS JOIN documents d WHERE s.collection = ? AND s.name = ? "
-            "AND s.unit = ? AND d.doc_pk = s.doc_pk AND NOT EXISTS (SELECT 1 FROM index_ranges o "
+            "AND s.unit = ? AND d.doc_pk = s.doc_pk"
+        )
+        once = Sql(
+            "NOT EXISTS (SELECT 1 FROM index_ranges o "
             "WHERE o.doc_pk = s.doc_pk AND o.name = s.name AND o.unit = s.unit "
             f"AND (o.{value} {beyond} s.{value} OR (o.{value} = s.{value} "
             f"AND o.{other} < s.{other})))"
@@ -621,12 +636,22 @@ def sorted_walk(
     rest_order = Sql("d.doc_pk DESC" if order.descending else "d.doc_pk")
     if after is not None and after.value is None:
         return Plan(rest, rest_order)
-    # The walk probes each index row before it reads the document (s, not d).
-    walked = list(extra) + [probe(tx, c, doc="s.doc_pk") for c in conditions]
+    # The walk tests each index row before it reads the document (s, not d), the cheapest
+    # tests first: the position (a seek), the set of the driving condition's matches (read
+    # once), the other conditions (a probe each), and last whether the row is the one that
+    # sorts its document.
+    walked: list[Sql] = []
     if after is not None:
         # A row value compares as the index is ordered, so the walk seeks to the position.
         column = "key" if has_keys else ("high" if order.descending else "low")
-        walked.insert(0, Sql(f"(s.{column}, s.doc_pk) {beyond_pk} (?, ?)", (after.value, after.pk)))
+        walked.append(Sql(f"(s.{column}, s.doc_pk) {beyond_pk} (?, ?)", (after.value, after.pk)))
+    if semi is not None:
+        walked.append(Sql(f"s.doc_pk IN ({semi.sql.text})", semi.sql.params))
+    walked += list(extra)
+    walked += [
+        probe(tx, c, doc="s.doc_pk") for c in conditions if semi is None or c is not semi.condition
+    ]
+    walked.append(once)
     return Plan(_where(head, params, walked), Sql(walk), Plan(rest, rest_order))
 
 
