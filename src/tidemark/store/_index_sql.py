@@ -646,7 +646,9 @@ def sorted_walk(
         column = "key" if has_keys else ("high" if order.descending else "low")
         walked.append(Sql(f"(s.{column}, s.doc_pk) {beyond_pk} (?, ?)", (after.value, after.pk)))
     if semi is not None:
-        walked.append(Sql(f"s.doc_pk IN ({semi.sql.text})", semi.sql.params))
+        # "IS TRUE" keeps PostgreSQL from making the IN a semi-join (which sorts every match
+        # instead of walking): it stays a hashed subplan, built once. SQLite builds the set.
+        walked.append(Sql(f"(s.doc_pk IN ({semi.sql.text})) IS TRUE", semi.sql.params))
     walked += list(extra)
     walked += [
         probe(tx, c, doc="s.doc_pk") for c in conditions if semi is None or c is not semi.condition
