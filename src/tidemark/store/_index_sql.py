@@ -516,7 +516,7 @@ def plan(
       index of the order's name is walked in that order (see :func:`sorted_walk`).
 
     ``after``: only the documents after that position of a search sorted by one
-    :class:`IndexOrder` (see :func:`position_sql`); a walk starts there in the index.
+    :class:`IndexOrder` (see :class:`SearchAfter`); a walk starts there in the index.
     """
     kinds = {
         o.name: entry_kinds(tx, collection, o.name) for o in orders if isinstance(o, IndexOrder)

@@ -550,8 +550,10 @@ class Store:
         documents match; other conditions are probed per document, and the condition matching
         fewest documents drives. A page in id order, or by one :class:`IndexOrder` (of keys, or
         of ranges in one unit), stops reading when full; when the driving condition matches
-        few documents they are all read and sorted instead. Several orders, other orders, and
-        ``total_count`` read every match.
+        few documents they are all read and sorted instead. A page walked by an
+        :class:`IndexOrder` reads about ``limit * N / matches`` index rows (the driving
+        condition's matches read once as a set when fewer than ``SET_LIMIT``, 32,768). Several
+        orders, other orders, and ``total_count`` read every match.
         Sorted by one :class:`IndexOrder` whose name has key entries or range entries (not
         both), the page gives each document's position (``Page.positions``); ``after=`` one of
         them continues after it without ``offset`` (a walk seeks there in the index), and a
