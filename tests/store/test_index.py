@@ -508,13 +508,14 @@ async def test_keyset_pages_return_every_match_once_in_order_across_writes(
 async def test_a_position_that_does_not_fit_the_search_is_refused(things: Store):
     await put_all(things, WALKED)
     span = IndexOrder("span", unit="")
-    for order, after, offset in [
+    cases: list[tuple[str | IndexOrder | list[str | IndexOrder], SearchAfter, int]] = [
         (span, SearchAfter("text", 1), 0),
         (IndexOrder("name"), SearchAfter(1.0, 1), 0),
         (span, SearchAfter(1.0, 1), 2),
         ("id", SearchAfter(None, 1), 0),
         ([span, "id"], SearchAfter(1.0, 1), 0),
-    ]:
+    ]
+    for order, after, offset in cases:
         with pytest.raises(ParameterValidationError):
             await things.search(C, order=order, after=after, offset=offset)
 
