@@ -232,7 +232,7 @@ _POSTGRES_V3 = [
 # Version 5: no index of natural keys by document. Every insert paid for one more b-tree (a
 # page of the WAL at each commit, on SQLite) so that the rare delete or key change could find
 # a document's keys by its storage key; those compute the keys from the document's identity
-# instead (see ChangeSet._release_aliases). Number 4 is left to a parallel branch.
+# instead (see ChangeSet._release_aliases). Number 4 is the sorted-search index change.
 _SQLITE_V5 = ["DROP INDEX reference_targets_doc"]
 _POSTGRES_V5 = ["DROP INDEX reference_targets_doc"]
 
