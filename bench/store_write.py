@@ -23,9 +23,11 @@ import argparse
 import asyncio
 import os
 import sqlite3
+import struct
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +106,48 @@ def workload(rows: int) -> list[dict[str, Any]]:
     ]
 
 
+async def _seed(store: Any) -> None:
+    """The documents every course offering references (and their own references)."""
+    await store.upsert(
+        "termDescriptors",
+        {
+            "namespace": "uri://ed-fi.org/TermDescriptor",
+            "codeValue": "Fall",
+            "shortDescription": "Fall",
+        },
+    )
+    await store.upsert("schools", {"schoolId": 1, "nameOfInstitution": "Bench High"})
+    await store.upsert(
+        "sessions",
+        {
+            "schoolReference": {"schoolId": 1},
+            "schoolYearTypeReference": {"schoolYear": 2025},
+            "sessionName": "Fall",
+            "beginDate": "2024-08-20",
+            "endDate": "2024-12-20",
+            "termDescriptor": TERM,
+        },
+    )
+
+
+async def _phase(
+    store: Any,
+    bodies: list[dict[str, Any]],
+    concurrency: int,
+    latencies: list[float] | None = None,
+) -> None:
+    """Upsert ``bodies`` from ``concurrency`` tasks, each awaiting one call at a time."""
+
+    async def lane(items: list[dict[str, Any]]) -> None:
+        for body in items:
+            began = time.perf_counter()
+            await store.upsert("courseOfferings", body)
+            if latencies is not None:
+                latencies.append(time.perf_counter() - began)
+
+    await asyncio.gather(*(lane(bodies[i::concurrency]) for i in range(concurrency)))
+
+
 async def store_rate(
     url: str,
     bodies: list[dict[str, Any]],
@@ -117,46 +161,63 @@ async def store_rate(
     """
     store = await open_store(url)
     try:
-        await store.upsert(
-            "termDescriptors",
-            {
-                "namespace": "uri://ed-fi.org/TermDescriptor",
-                "codeValue": "Fall",
-                "shortDescription": "Fall",
-            },
-        )
-        await store.upsert("schools", {"schoolId": 1, "nameOfInstitution": "Bench High"})
-        await store.upsert(
-            "sessions",
-            {
-                "schoolReference": {"schoolId": 1},
-                "schoolYearTypeReference": {"schoolYear": 2025},
-                "sessionName": "Fall",
-                "beginDate": "2024-08-20",
-                "endDate": "2024-12-20",
-                "termDescriptor": TERM,
-            },
-        )
+        await _seed(store)
         half = len(bodies) // 2
         meter = _Meter(store.engine)
         cpu = time.process_time()
         started = time.perf_counter()
         for phase in (bodies[:half], bodies[half:]):  # all inserts, then all updates
-            lanes = [phase[i::concurrency] for i in range(concurrency)]
-
-            async def lane(items: list[dict[str, Any]]) -> None:
-                for body in items:
-                    began = time.perf_counter()
-                    await store.upsert("courseOfferings", body)
-                    if latencies is not None:
-                        latencies.append(time.perf_counter() - began)
-
-            await asyncio.gather(*(lane(items) for items in lanes))
+            await _phase(store, phase, concurrency, latencies)
         elapsed = time.perf_counter() - started
         cpu_per_write = (time.process_time() - cpu) / len(bodies)
         return Run(len(bodies) / elapsed, cpu_per_write, *meter.stop())
     finally:
         await store.close()
+
+
+async def page_breakdown(
+    path: str, bodies: list[dict[str, Any]], concurrency: int
+) -> dict[str, tuple[int, Counter[str]]]:
+    """The WAL frames of the store's commits by b-tree, for the insert and the update phase
+    (SQLite, default durability): commits, and frames per table or index.
+
+    Checkpoints are turned off for the run so that the WAL keeps every frame; a frame's page
+    is named by the b-tree that holds it at the end of its phase (a page freed and reused in
+    the same phase counts under its last owner)."""
+    store = await open_store(f"sqlite:///{path}")
+    found: dict[str, tuple[int, Counter[str]]] = {}
+    try:
+        await _seed(store)
+        await store.engine.write(lambda tx: tx.execute("PRAGMA wal_autocheckpoint = 0"))
+        half = len(bodies) // 2
+        for label, phase in (("insert", bodies[:half]), ("update", bodies[half:])):
+            start = await asyncio.to_thread(os.path.getsize, path + "-wal")
+            await _phase(store, phase, concurrency)
+            owners = await store.engine.read(
+                lambda tx: {int(p): str(n) for n, p in tx.query("SELECT name, pageno FROM dbstat")}
+            )
+            wal = await asyncio.to_thread(Path(path + "-wal").read_bytes)
+            found[label] = _frames(wal, start, owners)
+    finally:
+        await store.close()
+    return found
+
+
+def _frames(wal: bytes, start: int, owners: dict[int, str]) -> tuple[int, Counter[str]]:
+    """Commits and frames by owner in ``wal`` from byte ``start`` on (frames of this WAL's
+    generation only: their salts are the header's)."""
+    page_size = struct.unpack(">I", wal[8:12])[0]
+    salts = wal[16:24]
+    commits, pages = 0, Counter[str]()
+    offset = max(start, 32)
+    while offset + 24 + page_size <= len(wal):
+        page, size = struct.unpack(">II", wal[offset : offset + 8])
+        if wal[offset + 8 : offset + 16] != salts:
+            break
+        pages[owners.get(page, "(free)")] += 1
+        commits += 1 if size else 0
+        offset += 24 + page_size
+    return commits, pages
 
 
 async def engine_bare_rate(engine: Any, bodies: list[dict[str, Any]], concurrency: int) -> Run:
@@ -296,6 +357,9 @@ def main() -> None:
         default=os.environ.get("TIDEMARK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument(
+        "--no-breakdown", action="store_true", help="skip the WAL frames by b-tree (SQLite)"
+    )
     args = parser.parse_args()
     bodies = workload(args.rows)
     rows: list[list[Any]] = []
@@ -327,6 +391,11 @@ def main() -> None:
                 measured = _pair(bare_run, store_run, args.repeat)
                 label = f"sqlite {mode}" + (" (default)" if mode == "FULL" else "")
                 rows.append([label, clients, *measured, raw])
+        breakdown = (
+            None
+            if args.no_breakdown
+            else asyncio.run(page_breakdown(f"{tmp}/pages.db", bodies, args.concurrency))
+        )
     if not args.no_pg:
         schema = f"bench_{os.getpid()}"
         created: list[str] = []
@@ -372,6 +441,30 @@ def main() -> None:
         ],
         rows,
     )
+    if breakdown is not None:
+        (inserts, by_insert), (updates, by_update) = breakdown["insert"], breakdown["update"]
+        names = sorted(set(by_insert) | set(by_update), key=lambda n: -by_insert[n] - by_update[n])
+        print_table(
+            f"store WAL frames per commit by b-tree, sqlite FULL, {args.concurrency} clients "
+            f"({inserts} insert commits, {updates} update commits)",
+            ["table or index", "insert phase", "update phase"],
+            [
+                [
+                    name,
+                    f"{by_insert[name] / max(inserts, 1):.1f}",
+                    f"{by_update[name] / max(updates, 1):.1f}",
+                ]
+                for name in names
+                if by_insert[name] + by_update[name] >= (inserts + updates) / 10
+            ]
+            + [
+                [
+                    "all",
+                    f"{sum(by_insert.values()) / max(inserts, 1):.1f}",
+                    f"{sum(by_update.values()) / max(updates, 1):.1f}",
+                ]
+            ],
+        )
     print_table(
         "store upsert latency, 1 client, all runs (ms; the slowest include WAL checkpoints)",
         ["engine", "calls", "p50", "p99", "p99.9", "max"],
