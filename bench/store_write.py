@@ -341,7 +341,7 @@ def _pair(
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "--rows", type=int, default=1000, help="documents (each inserted then updated)"
+        "--rows", type=int, default=2000, help="documents (each inserted then updated)"
     )
     parser.add_argument(
         "--concurrency", type=int, default=16, help="concurrent clients of the second run"
