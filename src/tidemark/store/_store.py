@@ -93,7 +93,9 @@ def _unmatched_lock(
     return repr((collection, sorted(map(repr, conditions)), sorted(ids or ()), list(modified)))
 
 
-def _plain_put(planned: tuple[PutDocument | DeleteDocument, ResourceSpec | None, Facts | None]) -> bool:
+def _plain_put(
+    planned: tuple[PutDocument | DeleteDocument, ResourceSpec | None, Facts | None],
+) -> bool:
     """Whether a planned :meth:`Store.write_many` operation is a put of a model document without
     preconditions (one the group-commit planner may take)."""
     operation, spec, _facts = planned
