@@ -67,8 +67,10 @@ _KEPT_KEYWORDS = ("type", "format", "description")
 
 
 async def source_model(source: EdFiSource) -> ResourceModel:
-    """The resource model the source's OpenAPI metadata describes; a
-    :class:`ModelMismatchError` when the metadata cannot be read or describes no resource."""
+    """The resource model the source's OpenAPI metadata describes (the bundled sample model when
+    the metadata describes exactly its resources, keys and references, so that ``tidemark
+    serve`` opens the replica without options); a :class:`ModelMismatchError` when the metadata
+    cannot be read or describes no resource."""
     discovery = source.discovery or await source.discover()
     where = discovery.metadata
     try:
@@ -96,8 +98,25 @@ async def source_model(source: EdFiSource) -> ResourceModel:
             "pass --api-schema with the source's ApiSchema"
         )
     model = load_model(schema, label=f"the OpenAPI metadata of {source.base_url}")
+    sample = load_model()
+    if _outline(model) == _outline(sample) and model.projects == sample.projects:
+        model = sample
     log.info("model read from the source's metadata", model=model.describe())
     return model
+
+
+def _outline(model: ResourceModel) -> dict[str, Any]:
+    """What a replica relies on in a model: per resource, its key, references and descriptors."""
+    return {
+        spec.collection: (
+            spec.is_descriptor,
+            sorted(p.text for p in spec.identity_paths),
+            sorted((r.target, r.object_path.text, r.fields) for r in spec.references),
+            sorted((d.target, d.path.text) for d in spec.descriptor_references),
+            None if spec.superclass is None else spec.superclass[:2],
+        )
+        for spec in model
+    }
 
 
 def _upper(name: str) -> str:
@@ -393,9 +412,9 @@ def api_schema_from_openapi(
                     kinds = member_types.setdefault(target, {})
                     kinds.setdefault(inner_name, str(schemas.resolve(inner_schema).get("type")))
             elif child.get("type") == "string" and member.endswith("Descriptor"):
-                target = _target(member, dict.fromkeys(descriptors))
-                if target is not None:
-                    described.append((path, target))
+                descriptor = _target(member, dict.fromkeys(descriptors))
+                if descriptor is not None:
+                    described.append((path, descriptor))
         references[name] = found
         descriptor_paths[name] = described
 
@@ -457,7 +476,7 @@ def api_schema_from_openapi(
 
     for name, info in sorted(resources.items()):
         project_endpoint = info["project_endpoint"]
-        project = projects.setdefault(
+        entry = projects.setdefault(
             project_endpoint,
             {
                 "projectName": info["project"],
@@ -470,7 +489,7 @@ def api_schema_from_openapi(
         mapping: dict[str, Any] = {}
         for ref in references[name]:
             target_paths = identity.get(ref.target) or abstract.get(ref.target) or []
-            pairs = []
+            pairs: list[dict[str, str]] = []
             for target_path in target_paths:
                 carried = _member_for(target_path, ref.members)
                 if carried is None:
@@ -488,11 +507,11 @@ def api_schema_from_openapi(
                     target=ref.target,
                 )
                 continue
-            owner = resources.get(ref.target)
+            holder = resources.get(ref.target)
             mapping[ref.path] = {
                 "isReference": True,
                 "isDescriptor": False,
-                "projectName": owner["project"] if owner else info["project"],
+                "projectName": holder["project"] if holder else info["project"],
                 "resourceName": ref.target,
                 "referenceJsonPaths": pairs,
             }
@@ -524,10 +543,10 @@ def api_schema_from_openapi(
                     "superclassIdentityJsonPath": parent_path,
                 }
             )
-        project["resourceSchemas"][info["endpoint"]] = raw_schema
+        entry["resourceSchemas"][info["endpoint"]] = raw_schema
     for target, target_paths in abstract.items():
-        for project in projects.values():
-            project["abstractResources"][target] = {"identityJsonPaths": target_paths}
+        for entry in projects.values():
+            entry["abstractResources"][target] = {"identityJsonPaths": target_paths}
     return {"projectSchemas": projects}
 
 
