@@ -107,15 +107,17 @@ def delete(
 def write_many(
     changes: ChangeSet,
     operations: Sequence[tuple[PutDocument | DeleteDocument, ResourceSpec | None, Facts | None]],
+    first: int = 0,
 ) -> list[WriteOutcome | Tombstone]:
     """Several puts and deletes in one transaction, in order, each seeing the ones before it.
 
     Each operation gets a change set of its own (a change set is finalised once) sharing the
-    transaction and its stamp. An error names the failing operation's index in
-    ``error.data["operation"]`` and, raised through the engine, rolls back every operation.
+    transaction and its stamp. An error names the failing operation's index (counted from
+    ``first``) in ``error.data["operation"]`` and, raised through the engine, rolls back every
+    operation.
     """
     results: list[WriteOutcome | Tombstone] = []
-    for index, (operation, spec, facts) in enumerate(operations):
+    for index, (operation, spec, facts) in enumerate(operations, start=first):
         step = changes.fork()
         try:
             if isinstance(operation, DeleteDocument):
@@ -297,6 +299,11 @@ class ChangeSet:
         self.journaled = 0
         #: Whether a natural key held by another document is taken from it (see ``PutDocument``).
         self.displace = False
+
+    @property
+    def moment(self) -> datetime:
+        """This transaction's stamp, parsed."""
+        return self._now_parsed
 
     def fork(self) -> ChangeSet:
         """A fresh change set in the same transaction, with the same stamp."""
