@@ -113,6 +113,11 @@ async def _tables(store: Store, *, stamps: bool) -> dict[str, list[tuple[Any, ..
     return await store.engine.read(read)
 
 
+def _write_counters(store: Store) -> dict[str, int]:
+    """The store's counters of writes (not those of background reindexing, which runs on its own)."""
+    return {k: v for k, v in dict(store.counters).items() if k != "documents_reindexed"}
+
+
 async def test_bulk_puts_leave_what_one_by_one_puts_leave(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -123,7 +128,7 @@ async def test_bulk_puts_leave_what_one_by_one_puts_leave(
             patch.setattr(_store, "_plain_put", lambda _planned: False)
             expected = await _run(reference)
             expected_tables = await _tables(reference, stamps=store.engine.name == "sqlite")
-            expected_counters = dict(reference.counters)
+            expected_counters = _write_counters(reference)
     finally:
         await reference.close()
 
@@ -138,7 +143,7 @@ async def test_bulk_puts_leave_what_one_by_one_puts_leave(
     monkeypatch.setattr(_write_batch, "upsert_many", spy)
     assert await _run(store) == expected
     assert await _tables(store, stamps=store.engine.name == "sqlite") == expected_tables
-    assert dict(store.counters) == expected_counters
+    assert _write_counters(store) == expected_counters
     assert expected[2] == (1, "UnresolvedReferenceError")
     if store.engine.name == "sqlite":
         # most puts took the multi-row path; key changes, displacements and repeats did not
