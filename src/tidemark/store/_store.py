@@ -536,6 +536,13 @@ class Store:
         """The current document, or ``None`` when it does not exist (see :meth:`get_tombstone`)."""
         return await self.engine.read_point(lambda tx: _reads.get(tx, collection, id))
 
+    async def get_representation(
+        self, collection: str, id: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        """``(content_version, representation)`` of the current document, or ``None``: what a
+        GET by id answers, read without building a :class:`StoredDocument`."""
+        return await self.engine.read_point(lambda tx: _reads.representation(tx, collection, id))
+
     async def current_version(self, collection: str, id: str) -> int | None:
         """The ``content_version`` of the current document (what its ETag is made of), or
         ``None`` when it does not exist: a conditional read checks it without loading the body."""
