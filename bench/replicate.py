@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,9 @@ async def main() -> None:
     parser.add_argument("--pg", default=None, help="replicate into PostgreSQL at this DSN")
     args = parser.parse_args()
     engine = "postgresql" if args.pg else "sqlite"
+    print(
+        "load average (1, 5, 15 min) at the start: " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    )
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         print(f"filling the source with {args.documents:,} schools …", flush=True)
@@ -189,6 +193,17 @@ async def main() -> None:
             "target >= 0.5x",
             at_least=0.5,
         )
+    )
+    print(
+        ratio_line(
+            "replicate vs store write_many only",
+            replicate_rate,
+            args.documents / ceiling_seconds,
+            "how close the replicator runs to the store's own write rate",
+        )
+    )
+    print(
+        "load average (1, 5, 15 min) at the end: " + " ".join(f"{v:.2f}" for v in os.getloadavg())
     )
     counts = second.counters
     print_table(

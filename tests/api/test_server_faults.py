@@ -95,9 +95,14 @@ def test_a_body_sent_too_slowly_closes_the_connection_and_is_logged_at_info(tmp_
         )
         assert _read_until_closed(sock) == b""
         wait_until(
-            lambda: _logged(server, "client disconnected mid-request"),
+            lambda: (
+                _logged(server, "client disconnected mid-request")
+                and any(
+                    r["component"] == "access" and r["method"] == "POST" for r in _records(server)
+                )
+            ),
             timeout=PATIENCE,
-            message="the application logs the disconnect",
+            message="the application logs the disconnect and its access line",
         )
         records = _records(server)
     assert not [r for r in records if r["level"] in ("error", "critical")]

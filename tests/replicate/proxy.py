@@ -1,5 +1,6 @@
 """A transport that forwards the replicator's requests to a real server, and on request answers
-in ways a healthy server does not: faults, and the discovery document of another URL layout."""
+in ways a healthy server does not: faults, and the discovery document of another URL layout or
+an older version (no cursor paging)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ class ForwardingTransport(httpx.AsyncBaseTransport):
         fault: Fault | None = None,
         data_root: str | None = None,
         token_lifetime: int | None = None,
+        version: str | None = None,
     ) -> None:
         self._real = httpx.AsyncHTTPTransport()
         self.fault = fault
         self.data_root = data_root
         self.token_lifetime = token_lifetime
+        self.version = version
         self.requests: list[httpx.Request] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -43,11 +46,14 @@ class ForwardingTransport(httpx.AsyncBaseTransport):
             return httpx.Response(
                 200, content=json_bytes(grant), headers={"content-type": "application/json"}
             )
-        if self.data_root is not None and request.url.path == "/":
+        if (self.data_root is not None or self.version is not None) and request.url.path == "/":
             await response.aread()
             document = parse_json(response.content)
             base = str(request.url).rstrip("/")
-            document["urls"]["dataManagementApi"] = f"{base}{self.data_root}"
+            if self.data_root is not None:
+                document["urls"]["dataManagementApi"] = f"{base}{self.data_root}"
+            if self.version is not None:
+                document["version"] = self.version
             return httpx.Response(
                 200, content=json_bytes(document), headers={"content-type": "application/json"}
             )

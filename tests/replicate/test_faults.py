@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import tidemark.store
 from tests.replicate.proxy import ForwardingTransport
 from tests.replicate.support import (
     KEY,
@@ -130,13 +131,18 @@ def test_the_command_exits_non_zero_with_a_clear_message_on_fatal_errors(
     wrong = _command(source_server, tmp_path / "a.db", "--api-schema", schema, secret="wrong")
     assert wrong.returncode == 1
     assert "refused the credentials" in wrong.stderr
-    mismatch = _command(source_server, tmp_path / "b.db")  # the bundled sample model
+    sample = str(Path(tidemark.store.__file__).parent / "sample-api-schema.json")
+    mismatch = _command(source_server, tmp_path / "b.db", "--api-schema", sample)
     assert mismatch.returncode == 4
     assert "model" in mismatch.stderr and "--api-schema" in mismatch.stderr
     load_dataset(source_server.base_url)
     done = _command(source_server, tmp_path / "c.db", "--api-schema", schema, "--json")
     assert done.returncode == 0, done.stderr
     assert '"kind":"extract"' in done.stdout
+    # without --api-schema the model comes from the source's metadata
+    derived = _command(source_server, tmp_path / "d.db", "--json")
+    assert derived.returncode == 0, derived.stderr
+    assert '"kind":"extract"' in derived.stdout
 
 
 async def test_on_an_interval_a_round_the_source_fails_is_followed_by_one_that_completes(

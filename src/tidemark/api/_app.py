@@ -297,7 +297,9 @@ def create_app(
     }
     app = Starlette(lifespan=lifespan, exception_handlers=handlers)
     app.router = IndexedRouter(routes, lifespan=lifespan)
-    # Outermost first when a request arrives: observation (log + metrics), authentication, routes.
+    # Outermost first when a request arrives: observation (log + metrics), authentication, the
+    # plain item GETs, routes.
+    app.add_middleware(_edfi.PlainItemGets, endpoints=_edfi.item_endpoints(routes))
     app.add_middleware(BearerAuthMiddleware, issuer=issuer)
     app.add_middleware(RequestObserver, templates=route_templates(routes), access_log=access)
     app.state.settings = settings

@@ -7,14 +7,14 @@ import base64
 import binascii
 import functools
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, request_response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tidemark.core import (
     EntityTag,
@@ -557,6 +557,10 @@ def _in_layout(handler: Handler, root: str) -> Handler:
     return handle
 
 
+#: The answer to a plain item GET: status, headers, body.
+_Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
 class ItemEndpoint:
     """The ASGI endpoint of ``…/{endpoint}/{id}`` in one layout.
 
@@ -573,16 +577,21 @@ class ItemEndpoint:
         self.handler = request_response(_in_layout(item, root))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "GET" or scope["query_string"] or not await self._get(scope, send):
-            await self.handler(scope, receive, send)
+        if scope["method"] == "GET" and not scope["query_string"]:
+            answer = await self.answer(scope)
+            if answer is not None:
+                await _send_answer(send, answer)
+                return
+        await self.handler(scope, receive, send)
 
-    async def _get(self, scope: Scope, send: Send) -> bool:
-        """Answer a plain GET; False (nothing sent) when :func:`item` must answer it."""
+    async def answer(self, scope: Scope) -> _Answer | None:
+        """The answer to a plain GET of ``scope`` (its ``path_params`` set), or ``None`` when
+        :func:`item` must answer it."""
         store: Store = scope["app"].state.store
         params = scope["path_params"]
         spec = store.model.find(params["project"], params["endpoint"])
         if spec is None:
-            return False
+            return None
         id = params["id"]
         if_none_match = None
         for name, value in scope["headers"]:
@@ -594,30 +603,101 @@ class ItemEndpoint:
             if current is not None:
                 tag = version_etag(current)
                 if etag_matches(if_none_match, tag):
-                    await _send_not_modified(send, tag)
-                    return True
-        document = await store.get(spec.collection, id)
-        if document is None:
-            return False
-        tag = document.etag
+                    return _not_modified(tag)
+        found = await store.get_representation(spec.collection, id)
+        if found is None:
+            return None
+        tag = version_etag(found[0])
         if if_none_match is not None and etag_matches(if_none_match, tag):
-            await _send_not_modified(send, tag)
-            return True
-        body = json_bytes(document.representation())
+            return _not_modified(tag)
+        body = json_bytes(found[1])
         headers = [
             (b"etag", tag.header().encode("latin-1")),
             (b"content-length", str(len(body)).encode("latin-1")),
             (b"content-type", b"application/json"),
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return True
+        return 200, headers, body
 
 
-async def _send_not_modified(send: Send, tag: EntityTag) -> None:
-    headers = [(b"etag", tag.header().encode("latin-1"))]
-    await send({"type": "http.response.start", "status": 304, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
+def _not_modified(tag: EntityTag) -> _Answer:
+    return 304, [(b"etag", tag.header().encode("latin-1"))], b""
+
+
+async def _send_answer(send: Send, answer: _Answer) -> None:
+    status, headers, body = answer
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+#: Ids that name another route in the item's place (``…/{endpoint}/deletes`` and the like).
+_NOT_ITEM_IDS = frozenset({"deletes", "keyChanges", "partitions"})
+
+
+class PlainItemGets:
+    """Middleware answering a plain item GET (no query string) with :meth:`ItemEndpoint.answer`
+    before the exception middleware and the router, which add more per request than the read.
+
+    The route such a path reaches is known from its segments alone: ``/data/v3/{project}/
+    {endpoint}/{id}`` or ``/data/{project}/{endpoint}/{id}``, except the ids of the routes that
+    come first in :func:`routes` (``deletes``, ``keyChanges``, ``partitions``) and the ODS/API
+    collection route (``/data/v3/{project}/{endpoint}``). The scope gets the endpoint and path
+    parameters the router would give it (the metrics count it under the item's route). Every
+    other request, a GET the endpoint leaves to :func:`item` and one whose read raises go down
+    the stack, which answers them as before.
+    """
+
+    def __init__(self, app: ASGIApp, endpoints: Mapping[str, ItemEndpoint]) -> None:
+        self.app = app
+        self.endpoints = dict(endpoints)
+
+    def match(self, path: str) -> tuple[ItemEndpoint, dict[str, str]] | None:
+        """The item endpoint and path parameters of ``path``, or ``None``."""
+        parts = path.split("/")
+        if len(parts) == 6 and parts[2] == "v3":
+            root = "/data/v3"
+            project, endpoint, id = parts[3], parts[4], parts[5]
+        elif len(parts) == 5 and parts[2] != "v3":
+            root = "/data"
+            project, endpoint, id = parts[2], parts[3], parts[4]
+        else:
+            return None
+        target = self.endpoints.get(root)
+        if (
+            target is None
+            or parts[1] != "data"
+            or not (project and endpoint and id)
+            or id in _NOT_ITEM_IDS
+        ):
+            return None
+        return target, {"project": project, "endpoint": endpoint, "id": id}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and not scope["query_string"]
+            and not scope.get("root_path")
+        ):
+            matched = self.match(scope["path"])
+            if matched is not None:
+                scope["endpoint"], scope["path_params"] = matched
+                try:
+                    answer = await matched[0].answer(scope)
+                except Exception:  # a read that fails is answered as the routes answer it
+                    answer = None
+                if answer is not None:
+                    await _send_answer(send, answer)
+                    return
+        await self.app(scope, receive, send)
+
+
+def item_endpoints(table: Sequence[BaseRoute]) -> dict[str, ItemEndpoint]:
+    """The item endpoints of ``table`` (the routes of :func:`routes`), by data root."""
+    return {
+        route.endpoint.root: route.endpoint
+        for route in table
+        if isinstance(route, Route) and isinstance(route.endpoint, ItemEndpoint)
+    }
 
 
 def routes() -> list[BaseRoute]:

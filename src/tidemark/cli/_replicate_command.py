@@ -58,7 +58,8 @@ def replicate_command(
         None,
         "--api-schema",
         metavar="FILE",
-        help="The source's Ed-Fi ApiSchema JSON file (default: the bundled sample model).",
+        help="The source's Ed-Fi ApiSchema JSON file (default: the model the source's OpenAPI "
+        "metadata describes).",
     ),
     page_size: int = typer.Option(
         PAGE_SIZE, "--page-size", metavar="N", min=1, help="Documents per request and commit."

@@ -9,6 +9,7 @@ replaced by a reconciliation of the resources concerned.
 """
 
 from ._display import TerminalProgress
+from ._metadata import api_schema_from_openapi, source_model
 from ._progress_state import STATE_COLLECTION, Position, ReplicaState, load_state
 from ._replicator import COUNTER_NAMES, PAGE_SIZE, Replicator, RoundSummary, source_body
 from ._run import replicate
@@ -26,7 +27,9 @@ __all__ = [
     "RetryPolicy",
     "RoundSummary",
     "TerminalProgress",
+    "api_schema_from_openapi",
     "load_state",
     "replicate",
     "source_body",
+    "source_model",
 ]

@@ -21,12 +21,14 @@ def state_id(source_url: str) -> str:
 @dataclass(slots=True)
 class Position:
     """How far an unfinished round got: ``stage`` (``extract``, ``live``, ``resync`` or
-    ``deletes``) of ``collection``, continuing at ``token`` (cursor paging) or ``offset``."""
+    ``deletes``) of ``collection``, continuing at ``token`` (cursor paging), at the change
+    version ``window`` (change-version windows) or at ``offset``."""
 
     collection: str
     stage: str
     token: str | None = None
     offset: int = 0
+    window: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,15 +36,18 @@ class Position:
             "stage": self.stage,
             "token": self.token,
             "offset": self.offset,
+            "window": self.window,
         }
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Position:
+        window = value.get("window")
         return cls(
             str(value["collection"]),
             str(value["stage"]),
             value.get("token"),
             int(value.get("offset") or 0),
+            None if window is None else int(window),
         )
 
 

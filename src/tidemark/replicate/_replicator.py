@@ -170,6 +170,10 @@ class Replicator:
         self._order = [spec for _o, _p, spec in sorted(ordered, key=lambda t: (t[0], t[1]))]
         return self._order
 
+    @property
+    def _cursor_paging(self) -> bool:
+        return self.source.discovery is not None and self.source.discovery.cursor_paging
+
     def _url(self, spec: ResourceSpec, tail: str = "") -> str:
         assert self.source.discovery is not None
         return f"{self.source.discovery.data_root}{spec.project_endpoint}/{spec.endpoint}{tail}"
@@ -264,8 +268,13 @@ class Replicator:
                 if state.position and state.position.collection == spec.collection
                 else None
             )
-            async for rows, after in self._pages(spec, None, None, resume):
-                state.position = Position(spec.collection, "extract", after.token, after.offset)
+            # Without cursor paging the extract reads change-version windows up to the
+            # watermark: a document written meanwhile cannot shift the pages not read yet.
+            low, high = (None, None) if self._cursor_paging else (0, state.round_max)
+            async for rows, after in self._pages(spec, low, high, resume):
+                state.position = Position(
+                    spec.collection, "extract", after.token, after.offset, after.window
+                )
                 await self._apply(spec, rows, state)
                 self.progress(spec.collection, "extract", len(rows))
             state.position = None
@@ -288,7 +297,7 @@ class Replicator:
                             await self._count_key_changes(spec, low, high)
                         async for rows, after in self._pages(spec, low, high, resume):
                             state.position = Position(
-                                spec.collection, "live", after.token, after.offset
+                                spec.collection, "live", after.token, after.offset, after.window
                             )
                             await self._apply(spec, rows, state)
                             self.progress(spec.collection, "live", len(rows))
@@ -413,7 +422,9 @@ class Replicator:
         resume: Position | None,
     ) -> AsyncIterator[tuple[list[dict[str, Any]], Position]]:
         """The source's documents of ``spec`` (in the window when given), page by page, each
-        with the position after it: cursor paging where the source offers it, else offsets."""
+        with the position after it: cursor paging where the source offers it, else
+        change-version windows (:meth:`_windows`), else (no window: a resynchronisation)
+        offsets."""
         assert self.source.discovery is not None
         window: dict[str, Any] = {}
         if low is not None:
@@ -445,6 +456,10 @@ class Replicator:
             finally:
                 if not request.done():
                     request.cancel()
+        if low is not None and high is not None:
+            async for page in self._windows(url, spec, low, high, resume):
+                yield page
+            return
         offset = resume.offset if resume else 0
         while True:
             params = {**window, "limit": self.page_size, "offset": offset}
@@ -455,6 +470,56 @@ class Replicator:
             yield rows, Position(spec.collection, "", None, offset)
             if len(rows) < self.page_size:
                 return
+
+    async def _windows(
+        self, url: str, spec: ResourceSpec, low: int, high: int, resume: Position | None
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], Position]]:
+        """The documents of ``low``..``high`` by change-version windows that each fit one page
+        (a source without cursor paging): no offsets, so a document that changes during the
+        round (and leaves the window) cannot shift another one out of the pages still to read.
+        The first window is all that remains (one request when it fits a page, as a round with
+        few changes does); a window that comes back full (it may hold more) is halved and read
+        again, and one that comes back sparse doubles the next. Empty windows are not yielded."""
+        start = resume.window if resume is not None and resume.window is not None else low
+        span = high - start + 1
+        while start <= high:
+            end = min(high, start + span - 1)
+            params = {
+                "minChangeVersion": start,
+                "maxChangeVersion": end,
+                "limit": self.page_size,
+                "offset": 0,
+            }
+            answer = await self.source.get(url, params)
+            rows = answer.body if isinstance(answer.body, list) else []
+            if len(rows) >= self.page_size and end > start:
+                span = max(1, (end - start + 1) // 2)
+                continue
+            if len(rows) >= self.page_size:  # one change version, a full page: read on by offset
+                rows = await self._one_version(url, start, rows)
+            self.counters.increment("fetched", len(rows))
+            if rows:
+                yield rows, Position(spec.collection, "", None, 0, end + 1)
+            start = end + 1
+            if len(rows) < self.page_size // 4:
+                span *= 2
+
+    async def _one_version(
+        self, url: str, version: int, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Every document of one change version (a source that shares change versions)."""
+        found = list(rows)
+        while len(rows) >= self.page_size:
+            params = {
+                "minChangeVersion": version,
+                "maxChangeVersion": version,
+                "limit": self.page_size,
+                "offset": len(found),
+            }
+            answer = await self.source.get(url, params)
+            rows = answer.body if isinstance(answer.body, list) else []
+            found += rows
+        return found
 
     async def _apply(
         self, spec: ResourceSpec, rows: list[dict[str, Any]], state: ReplicaState

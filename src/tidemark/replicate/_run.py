@@ -11,6 +11,7 @@ import httpx
 from tidemark.core import Counters, SourceUnavailableError, get_logger
 from tidemark.store import ResourceModel, Store, open_store
 
+from ._metadata import source_model
 from ._replicator import COUNTER_NAMES, PAGE_SIZE, ProgressHook, Replicator, RoundSummary
 from ._source import EdFiSource, RetryPolicy
 
@@ -36,8 +37,9 @@ async def replicate(
 ) -> list[RoundSummary]:
     """Bring the replica ``target`` in step with the Ed-Fi API at ``source_url``.
 
-    ``target`` is an open :class:`~tidemark.store.Store` or a database URL (opened with
-    ``model``: an ApiSchema path or a loaded model, the bundled sample model when ``None``).
+    ``target`` is an open :class:`~tidemark.store.Store` or a database URL, opened with
+    ``model`` (an ApiSchema path or a loaded model); without ``model`` it is read from the
+    source's OpenAPI metadata (see :func:`source_model`).
     Without ``interval`` one round runs: the full extract the first time, the changes since the
     watermark afterwards (a crash-interrupted round is finished first). With ``interval``
     (seconds) rounds repeat until cancelled, or ``rounds`` of them ran. Returns the summary of
@@ -60,8 +62,17 @@ async def replicate(
         on_retry=lambda: counters.increment("retries"),
         transport=transport,
     )
-    store = target if isinstance(target, Store) else await open_store(target, model=model)
     summaries: list[RoundSummary] = []
+    try:
+        if isinstance(target, Store):
+            store = target
+        else:
+            if model is None:
+                model = await source_model(source)
+            store = await open_store(target, model=model)
+    except BaseException:
+        await source.close()
+        raise
     try:
         replicator = Replicator(
             source,

@@ -60,6 +60,8 @@ class Discovery:
     dependencies: str
     change_queries: str
     data_models: dict[str, str] = field(default_factory=dict)
+    #: The list of OpenAPI documents (``urls.openApiMetadata``).
+    metadata: str = ""
 
     @property
     def cursor_paging(self) -> bool:
@@ -122,7 +124,8 @@ class EdFiSource:
 
     async def discover(self) -> Discovery:
         """Read ``GET /``: the data root (``urls.dataManagementApi``, ``…/data/v3/`` or
-        ``…/data/``), the OAuth, dependencies and Change Queries URLs, the version."""
+        ``…/data/``), the OAuth, dependencies, Change Queries and OpenAPI metadata URLs, the
+        version."""
         answer = await self._send("GET", self.base_url + "/", authorized=False)
         document = answer.body if isinstance(answer.body, dict) else {}
         urls = document.get("urls") or {}
@@ -132,6 +135,7 @@ class EdFiSource:
             urls.get("dependencies") or f"{self.base_url}/metadata/data/v3/dependencies"
         )
         change_queries = str(urls.get("changeQueries") or f"{self.base_url}/changeQueries/v1/")
+        metadata = str(urls.get("openApiMetadata") or f"{self.base_url}/metadata/")
         models = {
             str(m.get("name")): str(m.get("version"))
             for m in document.get("dataModels") or []
@@ -144,6 +148,7 @@ class EdFiSource:
             dependencies=dependencies,
             change_queries=change_queries.rstrip("/") + "/",
             data_models=models,
+            metadata=metadata,
         )
         return self.discovery
 

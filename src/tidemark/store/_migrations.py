@@ -243,6 +243,13 @@ _POSTGRES_V4 = [
     "CREATE INDEX index_ranges_by_low ON index_ranges (collection, name, unit, low, doc_pk, high)",
 ]
 
+# Version 5: no index of natural keys by document. Every insert paid for one more b-tree (a
+# page of the WAL at each commit, on SQLite) so that the rare delete or key change could find
+# a document's keys by its storage key; those compute the keys from the document's identity
+# instead (see ChangeSet._release_aliases). Number 4 is the sorted-search index change.
+_SQLITE_V5 = ["DROP INDEX reference_targets_doc"]
+_POSTGRES_V5 = ["DROP INDEX reference_targets_doc"]
+
 #: (version, statements) in order. Both engines share version numbers and meaning. A store
 #: applies every version it has not applied yet, in this order (not only those above its
 #: highest), so versions added on parallel branches apply whichever lands first.
@@ -251,10 +258,12 @@ SQLITE_MIGRATIONS: list[tuple[int, list[str]]] = [
     (2, _SQLITE_V2),
     (3, _SQLITE_V3),
     (4, _SQLITE_V4),
+    (5, _SQLITE_V5),
 ]
 POSTGRES_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _POSTGRES_V1),
     (2, _POSTGRES_V2),
     (3, _POSTGRES_V3),
     (4, _POSTGRES_V4),
+    (5, _POSTGRES_V5),
 ]

@@ -741,8 +741,11 @@ def _project_specs(project_endpoint: str, project: dict[str, Any]) -> list[Resou
     return specs
 
 
-def load_model(source: str | Path | Mapping[str, Any] | None = None) -> ResourceModel:
+def load_model(
+    source: str | Path | Mapping[str, Any] | None = None, *, label: str | None = None
+) -> ResourceModel:
     """Load an Ed-Fi ApiSchema (a file path, or the parsed JSON); ``None`` loads the sample model.
+    ``label`` names where the model came from (its :meth:`ResourceModel.describe`).
 
     Raises :class:`ConfigurationError` when the file is missing, not JSON or not an ApiSchema.
     """
@@ -750,7 +753,7 @@ def load_model(source: str | Path | Mapping[str, Any] | None = None) -> Resource
         text = resources.files("tidemark.store").joinpath(SAMPLE_MODEL).read_bytes()
         data, label = parse_json(text), f"tidemark sample model ({SAMPLE_MODEL})"
     elif isinstance(source, Mapping):
-        data, label = dict(source), "<in-memory ApiSchema>"
+        data, label = dict(source), label or "<in-memory ApiSchema>"
     else:
         path = Path(source)
         try:

@@ -39,6 +39,33 @@ def get(tx: Transaction, collection: str, id: str) -> StoredDocument | None:
     return row.document() if row else None
 
 
+def representation(tx: Transaction, collection: str, id: str) -> tuple[int, dict[str, Any]] | None:
+    """The content version and Ed-Fi representation of the current document (as
+    ``get(...).representation()`` builds it), or ``None`` when it does not exist."""
+    row = tx.query_one(
+        "SELECT id, body, content_version, content_modified_at FROM documents "
+        "WHERE collection = ? AND id = ?",
+        (collection, id),
+    )
+    if row is None:
+        return None
+    stored_id, body, version, modified = row
+    version = int(version)
+    if not (
+        isinstance(modified, str)
+        and len(modified) == 24
+        and modified[10] == "T"
+        and modified[-1] == "Z"
+    ):
+        modified = stamp_text(parse_iso_utc(modified))  # the store writes its stamps so
+    return version, {
+        "id": stored_id,
+        **parse_json(body),
+        "_etag": str(version),
+        "_lastModifiedDate": modified,
+    }
+
+
 def current_version(tx: Transaction, collection: str, id: str) -> int | None:
     """The content version of the current document, or ``None`` when it does not exist."""
     row = tx.query_one(

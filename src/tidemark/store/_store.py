@@ -94,6 +94,21 @@ def _unmatched_lock(
     return repr((collection, sorted(map(repr, conditions)), sorted(ids or ()), list(modified)))
 
 
+def _plain_put(
+    planned: tuple[PutDocument | DeleteDocument, ResourceSpec | None, Facts | None],
+) -> bool:
+    """Whether a planned :meth:`Store.write_many` operation is a put of a model document without
+    preconditions (one the group-commit planner may take)."""
+    operation, spec, _facts = planned
+    return (
+        isinstance(operation, PutDocument)
+        and spec is not None
+        and operation.if_match is None
+        and operation.if_none_match is None
+        and operation.unless is None
+    )
+
+
 class Store:
     """The change-tracked document store (Ed-Fi resources and generic collections).
 
@@ -457,7 +472,7 @@ class Store:
                         "of a conditional create (written concurrently).",
                         data={"operation": index},
                     )
-            return _writes.write_many(changes, planned)
+            return self._write_runs(changes, planned)
 
         locks = [
             _unmatched_lock(o.collection, o.unless.conditions, o.unless.ids, o.unless.modified)
@@ -468,6 +483,45 @@ class Store:
         unchanged = sum(1 for r in results if isinstance(r, WriteOutcome) and not r.changed)
         if unchanged:
             self.counters.increment("noop_writes", unchanged)
+        return results
+
+    def _write_runs(
+        self,
+        changes: _writes.ChangeSet,
+        planned: Sequence[tuple[PutDocument | DeleteDocument, ResourceSpec | None, Facts | None]],
+    ) -> list[WriteOutcome | Tombstone]:
+        """:meth:`write_many`'s operations in order. On SQLite (one writer) each run of plain
+        puts of model documents goes through the group-commit planner (a few multi-row
+        statements for the run, as :mod:`._write_batch` describes); the puts it leaves, and
+        every other operation, run one by one. Outcomes are those of one-by-one writes."""
+        if changes.tx.engine_name != "sqlite":
+            return _writes.write_many(changes, planned)
+        results: list[WriteOutcome | Tombstone] = []
+        index, budget = 0, len(planned)
+        while index < len(planned):
+            end = index
+            while end < len(planned) and end - index < budget and _plain_put(planned[end]):
+                end += 1
+            if end > index:
+                run = []
+                for operation, spec, facts in planned[index:end]:
+                    assert spec is not None and facts is not None
+                    run.append(_write_batch.UpsertRequest(spec, facts, None, operation.id))
+                done = _write_batch.upsert_many(
+                    changes.tx, run, changes.now, changes.moment, self.indexes
+                )
+                for one in done:
+                    changes.allocated += one.allocated
+                    changes.journaled += one.journaled
+                    results.append(one.outcome)
+                index += len(done)
+                # A run the planner refuses at once is retried on fewer operations, so that a
+                # page of key changes costs no lookups of the whole page per operation.
+                budget = len(planned) if done else max(1, (end - index) // 4)
+                if index == end:
+                    continue
+            results.extend(_writes.write_many(changes, planned[index : index + 1], index))
+            index += 1
         return results
 
     async def delete(self, collection: str, id: str, *, if_match: str | None = None) -> Tombstone:
@@ -482,6 +536,13 @@ class Store:
     async def get(self, collection: str, id: str) -> StoredDocument | None:
         """The current document, or ``None`` when it does not exist (see :meth:`get_tombstone`)."""
         return await self.engine.read_point(lambda tx: _reads.get(tx, collection, id))
+
+    async def get_representation(
+        self, collection: str, id: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        """``(content_version, representation)`` of the current document, or ``None``: what a
+        GET by id answers, read without building a :class:`StoredDocument`."""
+        return await self.engine.read_point(lambda tx: _reads.representation(tx, collection, id))
 
     async def current_version(self, collection: str, id: str) -> int | None:
         """The ``content_version`` of the current document (what its ETag is made of), or

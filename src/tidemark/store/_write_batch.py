@@ -8,6 +8,10 @@ first request that could fail or needs more than an insert or an update of its o
 (a precondition, a natural key seen earlier in the run, an identity change, a reference or
 natural key that does not resolve), and the engine runs that one through the one-by-one path,
 so outcomes, change versions and errors are those of the writes run in order.
+
+``Store.write_many`` sends its runs of plain puts of model documents here too (on SQLite): a put
+names its document's id, and a put whose id is taken by another natural key (an identity
+change) or whose natural key another id holds (a displacement) is left to the one-by-one path.
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ _ROWS_CHUNK = 80
 
 @dataclass(slots=True)
 class UpsertRequest:
-    """One ``Store.upsert``: its resource, its body's facts and its ``If-None-Match``."""
+    """One ``Store.upsert``: its resource, its body's facts and its ``If-None-Match``; or, with
+    ``id``, one put of ``Store.write_many`` (the document's id, no preconditions)."""
 
     spec: ResourceSpec
     facts: Facts
     if_none_match: str | None
+    id: str | None = None
 
 
 @dataclass(slots=True)
@@ -98,7 +104,8 @@ def upsert_many(
     ):
         references[int(pk)].add(rid)
 
-    plans = _plan(requests, taken, rows, references)
+    named = _named_ids(tx, requests)
+    plans = _plan(requests, taken, rows, references, named)
     if not plans:
         return []
     inserts = [p for p in plans if p.row is None]
@@ -121,11 +128,13 @@ def _plan(
     taken: dict[str, int],
     rows: dict[int, DocRow],
     references: dict[int, set[str]],
+    named: dict[tuple[str, str], int],
 ) -> list[_Plan]:
     """What each request of the prefix does, checked in order against the stored state and the
     requests before it."""
     claimed: set[str] = set()  # natural keys of the documents inserted before
     seen: set[str] = set()  # each request's own natural key
+    seen_ids: set[tuple[str, str]] = set()  # the ids the puts name
     plans: list[_Plan] = []
     for request in requests:
         facts = request.facts
@@ -133,6 +142,11 @@ def _plan(
         if rid is None or rid in seen or request.if_none_match is not None:
             break
         pk = taken.get(rid)
+        if request.id is not None:
+            where = (request.spec.collection, request.id)
+            if where in seen_ids or named.get(where) != pk:
+                break  # a key change, a displacement, or the same id twice: one by one
+            seen_ids.add(where)
         if pk is None:  # a new document
             if any(a in taken or a in claimed for a in facts.alias_ids):
                 break
@@ -159,6 +173,27 @@ def _plan(
     return plans
 
 
+def _named_ids(tx: Transaction, requests: list[UpsertRequest]) -> dict[tuple[str, str], int]:
+    """The stored documents the puts among ``requests`` name by id: ``(collection, id)`` to
+    ``doc_pk``."""
+    wanted: dict[str, set[str]] = {}
+    for request in requests:
+        if request.id is not None:
+            wanted.setdefault(request.spec.collection, set()).add(request.id)
+    found: dict[tuple[str, str], int] = {}
+    for collection, ids in wanted.items():
+        listed = sorted(ids)
+        for start in range(0, len(listed), _LOOKUP_CHUNK):
+            chunk = listed[start : start + _LOOKUP_CHUNK]
+            for doc_id, pk in tx.query(
+                f"SELECT id, doc_pk FROM documents WHERE collection = ? "
+                f"AND id IN ({', '.join('?' * len(chunk))})",
+                [collection, *chunk],
+            ):
+                found[(collection, str(doc_id))] = int(pk)
+    return found
+
+
 def _entries(plan: _Plan, indexes: Indexes | None) -> frozenset[IndexEntry] | None:
     facts = plan.request.facts
     if facts.index is None and indexes is not None:
@@ -176,7 +211,7 @@ def _insert(tx: Transaction, inserts: list[_Plan], now: str, indexes: Indexes | 
     entries: list[tuple[str, int, Iterable[IndexEntry]]] = []
     for offset, plan in enumerate(inserts, start=1):
         facts, collection = plan.request.facts, plan.request.spec.collection
-        plan.pk, plan.id = top + offset, new_document_id()
+        plan.pk, plan.id = top + offset, plan.request.id or new_document_id()
         documents.append(
             (
                 plan.pk,

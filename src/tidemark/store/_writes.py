@@ -107,15 +107,17 @@ def delete(
 def write_many(
     changes: ChangeSet,
     operations: Sequence[tuple[PutDocument | DeleteDocument, ResourceSpec | None, Facts | None]],
+    first: int = 0,
 ) -> list[WriteOutcome | Tombstone]:
     """Several puts and deletes in one transaction, in order, each seeing the ones before it.
 
     Each operation gets a change set of its own (a change set is finalised once) sharing the
-    transaction and its stamp. An error names the failing operation's index in
-    ``error.data["operation"]`` and, raised through the engine, rolls back every operation.
+    transaction and its stamp. An error names the failing operation's index (counted from
+    ``first``) in ``error.data["operation"]`` and, raised through the engine, rolls back every
+    operation.
     """
     results: list[WriteOutcome | Tombstone] = []
-    for index, (operation, spec, facts) in enumerate(operations):
+    for index, (operation, spec, facts) in enumerate(operations, start=first):
         step = changes.fork()
         try:
             if isinstance(operation, DeleteDocument):
@@ -298,6 +300,11 @@ class ChangeSet:
         #: Whether a natural key held by another document is taken from it (see ``PutDocument``).
         self.displace = False
 
+    @property
+    def moment(self) -> datetime:
+        """This transaction's stamp, parsed."""
+        return self._now_parsed
+
     def fork(self) -> ChangeSet:
         """A fresh change set in the same transaction, with the same stamp."""
         return ChangeSet(self.tx, self.model, self.now, self._now_parsed)
@@ -397,6 +404,30 @@ class ChangeSet:
         if inserting and owners.get(rids[0]) != pk:
             raise RetryTransaction(conflict)
         raise conflict
+
+    def _release_aliases(
+        self, pk: int, spec: ResourceSpec, identity: dict[str, Any], held: str | None
+    ) -> list[str]:
+        """Delete the natural-key rows of document ``pk``, whose body has ``identity`` and whose
+        own key is ``held``; returns their referential ids.
+
+        The rows are found by key (no index by document is kept: every write would pay for it),
+        computed from the identity as they were claimed. Should that give another own key or no
+        row (a store written under other naming rules), every row of ``pk`` is found by a scan.
+        """
+        rids = [referential_id(p, n, i) for p, n, i in spec.aliases(identity)]
+        if rids and rids[0] == held:
+            gone = self.tx.query(
+                f"DELETE FROM reference_targets WHERE referential_id IN ({_placeholders(len(rids))}) "
+                "AND doc_pk = ? RETURNING referential_id",
+                [*rids, pk],
+            )
+            if gone:
+                return [r[0] for r in gone]
+        rows = self.tx.query(
+            "DELETE FROM reference_targets WHERE doc_pk = ? RETURNING referential_id", (pk,)
+        )
+        return [r[0] for r in rows]
 
     # -- inserts ---------------------------------------------------------------------------------
     def insert(
@@ -501,6 +532,7 @@ class ChangeSet:
                 "Delete and recreate the resource item instead.",
             )
         old_identity = spec.identity(touched.current_body()) if identity_changed else None
+        old_rid = touched.referential_id
         if touched.reference_ids is None:
             touched.reference_ids = {
                 r[0]
@@ -528,7 +560,7 @@ class ChangeSet:
         )
         touched.reference_ids = set(after.references)
         if old_identity is not None:
-            self.tx.execute("DELETE FROM reference_targets WHERE doc_pk = ?", (row.pk,))
+            self._release_aliases(row.pk, spec, old_identity, old_rid)
             self._claim_aliases(spec, after, row.pk)
             self._queue.append((spec, old_identity, after.identity))
 
@@ -660,13 +692,10 @@ class ChangeSet:
         if spec is not None:
             # Remove (and so lock) our natural-key rows first: a concurrent writer that wants to
             # reference us then waits for our outcome instead of racing the referrer check.
-            rids = [
-                r[0]
-                for r in self.tx.query(
-                    "DELETE FROM reference_targets WHERE doc_pk = ? RETURNING referential_id",
-                    (row.pk,),
-                )
-            ]
+            touched = self._touched.get(row.pk)
+            body = touched.current_body() if touched else parse_json(row.body_text)
+            held = touched.referential_id if touched else row.referential_id
+            rids = self._release_aliases(row.pk, spec, spec.identity(body), held)
             if rids and not keep_referrers:
                 referrers = self.tx.query(
                     "SELECT d.collection, count(*) FROM document_references r JOIN documents d ON d.doc_pk = r.referrer_pk "
