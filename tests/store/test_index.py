@@ -29,6 +29,7 @@ from tidemark.store import (
     PutDocument,
     RangeEntry,
     RangeMatch,
+    SearchAfter,
     Store,
     Unmatched,
     open_store,
@@ -405,6 +406,118 @@ async def test_a_sort_by_ranges_of_one_unit_puts_documents_without_that_unit_las
     )
     for order in (IndexOrder("weight", unit="kg"), [IndexOrder("weight", unit="kg"), "id"]):
         assert await ids(things, order=order) == ["light", "heavy", "lb"]
+
+
+# -- continuing a sorted search after a position (keyset paging) --------------------------------
+async def keyset_pages(
+    store: Store, order: IndexOrder, *conditions: Any, limit: int, between: Any = None
+) -> list[str]:
+    """Every page of a search, each continuing after the last position of the one before;
+    ``between(n)`` runs after page ``n``."""
+    found: list[str] = []
+    after: SearchAfter | None = None
+    pages = 0
+    while True:
+        page = await store.search(C, conditions, order=order, limit=limit, after=after)
+        assert len(page.positions) == len(page.items)
+        found += [d.id for d in page.items]
+        pages += 1
+        if len(page.items) < limit:
+            return found
+        after = page.positions[-1]
+        if between is not None:
+            await between(pages)
+
+
+async def test_a_sorted_search_continues_after_a_position(things: Store):
+    await put_all(things, WALKED)
+    expected = {
+        IndexOrder("name"): ["a", "f", "b", "d", "c", "e"],
+        IndexOrder("name", descending=True): ["d", "b", "f", "a", "e", "c"],
+        IndexOrder("span", unit=""): ["a", "f", "b", "c", "d", "e"],
+        IndexOrder("span", descending=True, unit=""): ["a", "c", "b", "f", "e", "d"],
+        IndexOrder("tag"): ["a", "b", "c", "d", "e", "f"],
+        IndexOrder("tag", descending=True): ["c", "b", "a", "f", "e", "d"],
+    }
+    for order, want in expected.items():
+        for limit in (1, 2, 4, 6):
+            assert await keyset_pages(things, order, limit=limit) == want, (order, limit)
+    page = await things.search(C, order=IndexOrder("name"), limit=2)
+    assert page.positions == [SearchAfter("abe", page.positions[0].pk), page.positions[1]]
+    assert page.positions[1].value == "abe"  # "f" ties with "a" and comes after it
+    assert (await things.search(C, order="id", limit=2)).positions == []
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [(1, 1, 1), (1, 1, 10_000), (1, 10_000, 10_000)],
+    ids=["walk-and-probe", "walk-with-set", "sort-matches"],
+)
+@pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
+@pytest.mark.parametrize("name", ["span", "tag"])
+async def test_keyset_pages_return_every_match_once_in_order_across_writes(
+    things: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    limits: tuple[int, int, int],
+    descending: bool,
+    name: str,
+):
+    from tidemark.store import _index_sql
+
+    # Ties on every value, documents with several tags, and documents with neither.
+    bodies: dict[str, dict[str, Any]] = {}
+    for i in range(40):
+        body: dict[str, Any] = {"name": f"n{i:02d}"}
+        if i % 7:
+            body["span"] = [i % 4, i % 4 + (i % 3)]
+            body["tags"] = [f"t{i % 5}", f"t{(i * 3) % 7}"][: 1 + i % 2]
+        bodies[f"n{i:02d}"] = body
+    await put_all(things, bodies)
+    monkeypatch.setattr(_index_sql, "ESTIMATE_LIMIT", limits[0])
+    monkeypatch.setattr(_index_sql, "SORT_LIMIT", limits[1])
+    monkeypatch.setattr(_index_sql, "SET_LIMIT", limits[2])
+    order = IndexOrder(name, descending=descending, unit="" if name == "span" else None)
+    condition = KeyPrefix("name", "n")  # every document: the same result by either plan
+    want = await ids(things, condition, order=order)
+    assert len(want) == 40
+    assert await keyset_pages(things, order, condition, limit=7) == want
+
+    late: list[str] = []
+
+    async def write(page: int) -> None:
+        # New documents on both sides of the position, and one not yet listed deleted.
+        for j in range(3):
+            id = f"late{page}{j}"
+            late.append(id)
+            await things.put(
+                C,
+                id,
+                {"name": id, "span": [j, j + 1], "tags": [f"t{j}"]} if j < 2 else {"name": id},
+            )
+        if page == 2:
+            await things.delete(C, want[-3])
+
+    found = await keyset_pages(things, order, condition, limit=7, between=write)
+    assert len(found) == len(set(found))
+    kept = [id for id in want if id != want[-3]]
+    assert [id for id in found if not id.startswith("late")] == kept
+    final = await ids(things, condition, order=order)
+    assert [id for id in final if id in set(found)] == found  # in order, late ones included
+
+
+async def test_a_position_that_does_not_fit_the_search_is_refused(things: Store):
+    await put_all(things, WALKED)
+    span = IndexOrder("span", unit="")
+    cases: list[tuple[str | IndexOrder | list[str | IndexOrder], SearchAfter, int]] = [
+        (span, SearchAfter("text", 1), 0),
+        (IndexOrder("name"), SearchAfter(1.0, 1), 0),
+        (span, SearchAfter(1.0, 1), 2),
+        ("id", SearchAfter(None, 1), 0),
+        ([span, "id"], SearchAfter(1.0, 1), 0),
+    ]
+    for order, after, offset in cases:
+        with pytest.raises(ParameterValidationError):
+            await things.search(C, order=order, after=after, offset=offset)
 
 
 # -- conditional put: search and write in one transaction ----------------------------------------

@@ -75,6 +75,7 @@ from ._fhir_model import (
 )
 from ._fhir_search import (
     DateRange,
+    SearchResult,
     find,
     included,
     parse_date_range,
@@ -719,24 +720,31 @@ async def _search(
     }
     if result.total is not None:
         bundle["total"] = result.total
-    bundle["link"] = _paging_links(f"{base}/{resource_type}", query, result.has_next)
+    bundle["link"] = _paging_links(f"{base}/{resource_type}", query, result)
     if entries:
         bundle["entry"] = entries
     return _respond(request, bundle)
 
 
-def _paging_links(url: str, query: SearchQuery, has_next: bool) -> list[dict[str, str]]:
-    """``self``, ``next`` and ``previous``, each carrying every parameter of the search."""
+def _paging_links(url: str, query: SearchQuery, result: SearchResult) -> list[dict[str, str]]:
+    """``self``, ``next`` and ``previous``, each carrying every parameter of the search; a
+    search that continues by position (``result.cursor``) links its next page by ``_cursor``
+    and has no ``previous``."""
 
-    def link(relation: str, offset: int) -> dict[str, str]:
+    def link(relation: str, offset: int, cursor: str | None = None) -> dict[str, str]:
         params = [*query.applied, ("_count", str(query.count))]
-        if offset:
+        if cursor is not None:
+            params.append(("_cursor", cursor))
+        elif offset:
             params.append(("_offset", str(offset)))
         return {"relation": relation, "url": f"{url}?{_query_string(params)}"}
 
-    links = [link("self", query.offset)]
-    if query.count and has_next:
-        links.append(link("next", query.offset + query.count))
+    links = [link("self", query.offset, query.cursor)]
+    if query.count and result.has_next:
+        if result.cursor is not None:
+            links.append(link("next", 0, result.cursor))
+        else:
+            links.append(link("next", query.offset + query.count))
     if query.count and query.offset > 0:
         links.append(link("previous", max(0, query.offset - query.count)))
     return links

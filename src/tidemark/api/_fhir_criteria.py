@@ -13,6 +13,7 @@ RESULT_PARAMETERS = frozenset(
     {
         "_count",
         "_offset",
+        "_cursor",
         "_sort",
         "_include",
         "_revinclude",

@@ -7,6 +7,9 @@ when it is written; ``_id`` and ``_lastUpdated`` narrow the documents in the sto
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +31,14 @@ from tidemark.fhir.search import (
     summary_elements,
 )
 from tidemark.store import Condition as StoreCondition
-from tidemark.store import IndexOrder, Store, StoredDocument, Unmatched, WriteOutcome
+from tidemark.store import (
+    IndexOrder,
+    SearchAfter,
+    Store,
+    StoredDocument,
+    Unmatched,
+    WriteOutcome,
+)
 from tidemark.store import KeyIn as StoreKeyIn
 
 from ._fhir_index import store_condition
@@ -88,34 +98,92 @@ def search_parameters(packages: Iterable[FhirPackage] = ()) -> SearchParameterSe
 
 @dataclass
 class SearchResult:
-    """One page of matches, the total (when asked for), and the included resources."""
+    """One page of matches, the total (when asked for), and the included resources;
+    ``cursor``: the page token of the next page when the search continues by position (a
+    search sorted by one parameter, see :func:`encode_cursor`), else the next page is at the
+    next offset."""
 
     documents: list[StoredDocument]
     total: int | None
     has_next: bool
     included: list[tuple[str, StoredDocument]] = field(default_factory=list)
+    cursor: str | None = None
 
 
 async def find(store: Store, parameters: SearchParameterSet, query: SearchQuery) -> SearchResult:
     """The page ``query`` asks for (ordered by ``_sort``, else by id), from the store's index.
 
-    Raises a 400 (``too-costly``) when a ``_has`` selects more than :data:`MAX_HAS` resources.
+    A search sorted by one parameter continues from the position its ``_cursor`` carries,
+    so that a page costs the same however deep it is and a write between pages neither
+    repeats nor skips a resource. Raises a 400 (``too-costly``) when a ``_has`` selects more
+    than :data:`MAX_HAS` resources, and a 400 for a ``_cursor`` that is not this search's.
     """
     collection = collection_of(query.resource_type)
+    after = None if query.cursor is None else decode_cursor(query, query.cursor)
     wanted = await _wanted_ids(store, parameters, query)
     want_total = query.total != "none" or query.counts_only
+    conditions = await _conditions(store, parameters, query)
+    ids = sorted(wanted) if wanted is not None else None
+    total: int | None = None
+    if want_total and after is not None and not query.counts_only:
+        # The total counts every match, not only those after the position.
+        counted = await store.search(
+            collection, conditions, limit=0, total_count=True, ids=ids, modified=query.modified
+        )
+        total, want_total = counted.total, False
     page = await store.search(
         collection,
-        await _conditions(store, parameters, query),
+        conditions,
         order=_orders(query),
         limit=0 if query.counts_only else query.count + 1,
         offset=query.offset,
         total_count=want_total,
-        ids=sorted(wanted) if wanted is not None else None,
+        ids=ids,
         modified=query.modified,
+        after=None if query.counts_only else after,
     )
     documents = page.items[: query.count]
-    return SearchResult(documents, page.total, len(page.items) > query.count)
+    has_next = len(page.items) > query.count
+    cursor = None
+    if has_next and documents and len(page.positions) == len(page.items):
+        cursor = encode_cursor(query, page.positions[len(documents) - 1])
+    return SearchResult(documents, page.total if total is None else total, has_next, cursor=cursor)
+
+
+# -- page tokens of sorted searches -------------------------------------------------------------
+def _search_digest(query: SearchQuery, position: list[Any]) -> str:
+    """What a page token is checked by: the search it belongs to and the position."""
+    applied = [[name, value] for name, value in query.applied]
+    text = json.dumps([query.resource_type, applied, position], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def encode_cursor(query: SearchQuery, after: SearchAfter) -> str:
+    """The ``_cursor`` of the page after ``after`` in ``query``: opaque to clients, bound to
+    the search's parameters (a token of another search, or an edited one, is a 400). Not a
+    secret: a forged one only moves where the search continues."""
+    position = [after.value, after.pk]
+    text = json.dumps([*position, _search_digest(query, position)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(query: SearchQuery, token: str) -> SearchAfter:
+    """The position ``token`` (from :func:`encode_cursor` for this search) carries; a 400
+    when it is malformed, edited, or another search's."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        value, pk, digest = json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise BadRequestError(
+            "_cursor is not a page token of this server; follow the next link as given."
+        ) from exc
+    fits = (value is None or isinstance(value, str | float)) and type(pk) is int
+    if not fits or digest != _search_digest(query, [value, pk]):
+        raise BadRequestError(
+            "_cursor does not belong to this search (its parameters changed, or the token "
+            "was edited); start again from the first page."
+        )
+    return SearchAfter(value, pk)
 
 
 async def put_unless_found(

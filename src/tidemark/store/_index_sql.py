@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from ._index import (
     RangeEntry,
     RangeMatch,
 )
+from ._types import SearchAfter
 
 #: Rows per multi-row statement.
 _CHUNK = 200
@@ -385,6 +387,10 @@ ESTIMATE_LIMIT = 256
 #: A driving condition that matches at least this many documents is not sorted in id order:
 #: the documents are walked in order instead and every condition probed (see :func:`plan`).
 SORT_LIMIT = 5000
+#: A search walked in the order of an index name reads the matches of its driving condition
+#: once as a set when they are fewer than this (see :func:`sorted_walk`); more are probed per
+#: row (a set of most of the collection would cost more than the page).
+SET_LIMIT = 32_768
 
 
 def order_sql(orders: Sequence[Order], kinds: Mapping[str, tuple[bool, bool]] | None = None) -> Sql:
@@ -491,6 +497,7 @@ def plan(
     conditions: Sequence[Condition],
     extra: Sequence[Sql],
     orders: Sequence[Order],
+    after: SearchAfter | None = None,
 ) -> Plan:
     """How to find the documents of ``collection`` matching every condition and every ``extra``
     test on ``d``, in ``orders``.
@@ -507,6 +514,9 @@ def plan(
       walked in order, each probed, until the page is full;
     - one :class:`IndexOrder` and many matches (or no condition the index can read): the
       index of the order's name is walked in that order (see :func:`sorted_walk`).
+
+    ``after``: only the documents after that position of a search sorted by one
+    :class:`IndexOrder` (see :class:`SearchAfter`); a walk starts there in the index.
     """
     kinds = {
         o.name: entry_kinds(tx, collection, o.name) for o in orders if isinstance(o, IndexOrder)
@@ -514,15 +524,24 @@ def plan(
     order = order_sql(orders, kinds)
     id_order = not orders or orders[0] in ("id", "-id")
     best = best_driver(tx, collection, conditions, id_order=id_order)
-    if (
-        len(orders) == 1
-        and isinstance(orders[0], IndexOrder)
-        and (best is None or not best.fewer_than(tx, SORT_LIMIT))
-    ):
-        walked = sorted_walk(tx, collection, orders[0], kinds[orders[0].name], conditions, extra)
+    sort = orders[0] if len(orders) == 1 and isinstance(orders[0], IndexOrder) else None
+    if after is not None:
+        kind = keyset_kind(orders, kinds)
+        if sort is None or kind is None:
+            raise ParameterValidationError(
+                "a search continues after a position only when sorted by one IndexOrder "
+                "whose name has key entries or range entries, not both"
+            )
+        _check_position(after, kind)
+    if sort is not None and (best is None or not best.fewer_than(tx, SORT_LIMIT)):
+        semi = best if best is not None and best.fewer_than(tx, SET_LIMIT) else None
+        walked = sorted_walk(tx, collection, sort, kinds[sort.name], conditions, extra, after, semi)
         if walked is not None:
             return walked
     tests = list(extra)
+    if after is not None:
+        assert sort is not None
+        tests.append(_after_test(sort, kinds[sort.name], after))
     if best is None or (
         id_order and not _ordered(best.condition) and not best.fewer_than(tx, SORT_LIMIT)
     ):
@@ -548,22 +567,35 @@ def sorted_walk(
     kinds: tuple[bool, bool],
     conditions: Sequence[Condition],
     extra: Sequence[Sql],
+    after: SearchAfter | None = None,
+    semi: Driver | None = None,
 ) -> Plan | None:
     """Documents in ``order`` read from the index in that order, each probed, and then those
     without an entry in document order: a page stops the walk when full, whatever the number
     of matches. ``kinds``: whether the name has key and range entries in ``collection``.
     ``None`` when it has both, or ranges and ``order`` names no unit (the index is not in one
-    order then)."""
+    order then). ``after``: the walk starts after that position (a seek in the index).
+    ``semi``: a driving condition whose matches are read once as a set that each index row is
+    looked up in, instead of a probe per row (for a condition matching fewer than
+    :data:`SET_LIMIT` documents: the walk then reads about ``page * N / matches`` rows)."""
     has_keys, has_ranges = kinds
     tests = list(extra) + [probe(tx, c) for c in conditions]
     if has_ranges and (has_keys or order.unit is None):
         return None
+    beyond_pk = "<" if order.descending else ">"
+    rest_tests = list(tests)
+    if after is not None and after.value is None:
+        # Past every document with a value: only those without one, after the position's.
+        rest_tests.append(Sql(f"d.doc_pk {beyond_pk} ?", (after.pk,)))
     if has_keys:
         # The document's entry that sorts it: its largest key descending, smallest ascending.
         beyond = ">" if order.descending else "<"
         head = (
             "FROM index_keys s CROSS JOIN documents d WHERE s.collection = ? AND s.name = ? "
-            "AND d.doc_pk = s.doc_pk AND NOT EXISTS (SELECT 1 FROM index_keys o "
+            "AND d.doc_pk = s.doc_pk"
+        )
+        once = Sql(
+            "NOT EXISTS (SELECT 1 FROM index_keys o "
             f"WHERE o.doc_pk = s.doc_pk AND o.name = s.name AND o.key {beyond} s.key)"
         )
         params: tuple[Any, ...] = (collection, order.name)
@@ -579,7 +611,10 @@ def sorted_walk(
         beyond = ">" if order.descending else "<"
         head = (
             "FROM index_ranges s CROSS JOIN documents d WHERE s.collection = ? AND s.name = ? "
-            "AND s.unit = ? AND d.doc_pk = s.doc_pk AND NOT EXISTS (SELECT 1 FROM index_ranges o "
+            "AND s.unit = ? AND d.doc_pk = s.doc_pk"
+        )
+        once = Sql(
+            "NOT EXISTS (SELECT 1 FROM index_ranges o "
             "WHERE o.doc_pk = s.doc_pk AND o.name = s.name AND o.unit = s.unit "
             f"AND (o.{value} {beyond} s.{value} OR (o.{value} = s.{value} "
             f"AND o.{other} < s.{other})))"
@@ -593,15 +628,101 @@ def sorted_walk(
         )
     else:
         return Plan(
-            _where("FROM documents d WHERE d.collection = ?", (collection,), tests),
+            _where("FROM documents d WHERE d.collection = ?", (collection,), rest_tests),
             Sql("d.doc_pk DESC" if order.descending else "d.doc_pk"),
         )
     missing = Sql(f"NOT {present.text}", present.params)
-    rest = _where("FROM documents d WHERE d.collection = ?", (collection,), [*tests, missing])
+    rest = _where("FROM documents d WHERE d.collection = ?", (collection,), [*rest_tests, missing])
     rest_order = Sql("d.doc_pk DESC" if order.descending else "d.doc_pk")
-    # The walk probes each index row before it reads the document (s, not d).
-    walked = list(extra) + [probe(tx, c, doc="s.doc_pk") for c in conditions]
+    if after is not None and after.value is None:
+        return Plan(rest, rest_order)
+    # The walk tests each index row before it reads the document (s, not d), the cheapest
+    # tests first: the position (a seek), the set of the driving condition's matches (read
+    # once), the other conditions (a probe each), and last whether the row is the one that
+    # sorts its document.
+    walked: list[Sql] = []
+    if after is not None:
+        # A row value compares as the index is ordered, so the walk seeks to the position.
+        column = "key" if has_keys else ("high" if order.descending else "low")
+        walked.append(Sql(f"(s.{column}, s.doc_pk) {beyond_pk} (?, ?)", (after.value, after.pk)))
+    if semi is not None:
+        # "IS TRUE" keeps PostgreSQL from making the IN a semi-join (which sorts every match
+        # instead of walking): it stays a hashed subplan, built once. SQLite builds the set.
+        walked.append(Sql(f"(s.doc_pk IN ({semi.sql.text})) IS TRUE", semi.sql.params))
+    walked += list(extra)
+    walked += [
+        probe(tx, c, doc="s.doc_pk") for c in conditions if semi is None or c is not semi.condition
+    ]
+    walked.append(once)
     return Plan(_where(head, params, walked), Sql(walk), Plan(rest, rest_order))
+
+
+def keyset_kind(orders: Sequence[Order], kinds: Mapping[str, tuple[bool, bool]]) -> str | None:
+    """``"keys"``, ``"ranges"`` or ``"none"`` (the entries that sort a search by ``orders``)
+    when a page of it can say where each document stands (one :class:`IndexOrder` whose name
+    has key entries or range entries, not both); ``None`` otherwise."""
+    if len(orders) != 1 or not isinstance(orders[0], IndexOrder):
+        return None
+    has_keys, has_ranges = kinds.get(orders[0].name, (True, True))
+    if has_keys and has_ranges:
+        return None
+    return "keys" if has_keys else "ranges" if has_ranges else "none"
+
+
+def value_sql(order: IndexOrder, kind: str, doc: str = "d.doc_pk") -> Sql:
+    """The value that sorts document ``doc`` by ``order`` (as :func:`order_sql` takes it; NULL
+    when it has none). ``kind``: see :func:`keyset_kind`."""
+    if kind == "none":
+        return Sql("NULL")
+    pick = "max" if order.descending else "min"
+    if kind == "keys":
+        return Sql(
+            f"(SELECT {pick}(i.key) FROM index_keys i WHERE i.doc_pk = {doc} AND i.name = ?)",
+            (order.name,),
+        )
+    column = "high" if order.descending else "low"
+    unit = order.unit is not None
+    return Sql(
+        f"(SELECT {pick}(i.{column}) FROM index_ranges i WHERE i.doc_pk = {doc} AND i.name = ?"
+        + (" AND i.unit = ?)" if unit else ")"),
+        (order.name, order.unit) if unit else (order.name,),
+    )
+
+
+def _check_position(after: SearchAfter, kind: str) -> None:
+    value = after.value
+    fits = (
+        value is None
+        or (kind == "keys" and isinstance(value, str))
+        or (kind == "ranges" and isinstance(value, float) and not math.isnan(value))
+    )
+    if not fits or isinstance(after.pk, bool) or not isinstance(after.pk, int):
+        raise ParameterValidationError(
+            f"the position {after!r} does not fit this search (sorted by {kind})"
+        )
+
+
+def _after_test(order: IndexOrder, kinds: tuple[bool, bool], after: SearchAfter) -> Sql:
+    """Documents after ``after`` in ``order`` (documents without a value come last)."""
+    kind = keyset_kind([order], {order.name: kinds})
+    assert kind is not None
+    beyond = "<" if order.descending else ">"
+    if after.value is None:
+        value = value_sql(order, kind)
+        return Sql(f"({value.text} IS NULL AND d.doc_pk {beyond} ?)", (*value.params, after.pk))
+    value = value_sql(order, kind)
+    return Sql(
+        f"({value.text} {beyond} ? OR ({value.text} = ? AND d.doc_pk {beyond} ?) "
+        f"OR {value.text} IS NULL)",
+        (
+            *value.params,
+            after.value,
+            *value.params,
+            after.value,
+            after.pk,
+            *value.params,
+        ),
+    )
 
 
 def entry_kinds(tx: Transaction, collection: str, name: str) -> tuple[bool, bool]:

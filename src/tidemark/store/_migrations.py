@@ -229,6 +229,20 @@ _POSTGRES_V3 = [
     "CREATE INDEX index_ranges_doc ON index_ranges (doc_pk, name)",
 ]
 
+# Version 4: a search sorted by a range name walks the index in its exact order (the value,
+# then doc_pk as the tie-break) and stops when the page is full; the former index put ``low``
+# between the two, so every entry sharing the first page's last value was read and sorted.
+_SQLITE_V4 = [
+    "DROP INDEX index_ranges_high",
+    "CREATE INDEX index_ranges_by_high ON index_ranges (collection, name, unit, high, doc_pk)",
+    "CREATE INDEX index_ranges_by_low ON index_ranges (collection, name, unit, low, doc_pk)",
+]
+_POSTGRES_V4 = [
+    "DROP INDEX index_ranges_high",
+    "CREATE INDEX index_ranges_by_high ON index_ranges (collection, name, unit, high, doc_pk, low)",
+    "CREATE INDEX index_ranges_by_low ON index_ranges (collection, name, unit, low, doc_pk, high)",
+]
+
 # Version 5: no index of natural keys by document. Every insert paid for one more b-tree (a
 # page of the WAL at each commit, on SQLite) so that the rare delete or key change could find
 # a document's keys by its storage key; those compute the keys from the document's identity
@@ -243,11 +257,13 @@ SQLITE_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _SQLITE_V1),
     (2, _SQLITE_V2),
     (3, _SQLITE_V3),
+    (4, _SQLITE_V4),
     (5, _SQLITE_V5),
 ]
 POSTGRES_MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _POSTGRES_V1),
     (2, _POSTGRES_V2),
     (3, _POSTGRES_V3),
+    (4, _POSTGRES_V4),
     (5, _POSTGRES_V5),
 ]

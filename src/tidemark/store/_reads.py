@@ -10,7 +10,7 @@ from tidemark.core import GoneError, ParameterValidationError, parse_iso_utc, pa
 
 from . import _index_sql
 from ._engine import Transaction
-from ._index import Condition, Order
+from ._index import Condition, IndexOrder, Order
 from ._index_sql import Sql
 from ._paths import parse_path
 from ._rows import DOC_COLUMNS, DocRow
@@ -19,6 +19,7 @@ from ._types import (
     HistoryEntry,
     KeyChange,
     Page,
+    SearchAfter,
     StoredDocument,
     Tombstone,
     stamp_text,
@@ -105,9 +106,11 @@ def query(
     orders: Sequence[Order],
     total_count: bool,
     conditions: Sequence[Condition] = (),
+    after: SearchAfter | None = None,
 ) -> Page[StoredDocument]:
     """A page of current documents matching the index ``conditions`` and the other filters:
-    ``ids``, ``where`` (JSON path → value, read from the stored JSON) and ``modified``."""
+    ``ids``, ``where`` (JSON path → value, read from the stored JSON) and ``modified``; those
+    after ``after`` only (see :func:`_index_sql.plan`)."""
     tests: list[Sql] = []
     if ids is not None:
         if not ids:
@@ -118,7 +121,9 @@ def query(
         if op not in _COMPARATORS:
             raise ParameterValidationError(f"unknown comparison {op!r}")
         tests.append(Sql(f"d.content_modified_at {_COMPARATORS[op]} ?", (stamp_text(moment),)))
-    found: _index_sql.Plan | None = _index_sql.plan(tx, collection, conditions, tests, orders)
+    found: _index_sql.Plan | None = _index_sql.plan(
+        tx, collection, conditions, tests, orders, after
+    )
     rows: list[tuple[Any, ...]] = []
     total: int | None = 0 if total_count else None
     before = 0  # documents of the plans already passed
@@ -150,7 +155,39 @@ def query(
         else:
             before += _count(tx, found.source)
         found = found.then
-    return Page([DocRow.from_row(r).document() for r in rows], total)
+    return Page(
+        [DocRow.from_row(r).document() for r in rows],
+        total,
+        positions=_positions(tx, collection, orders, [int(r[0]) for r in rows]),
+    )
+
+
+def _positions(
+    tx: Transaction, collection: str, orders: Sequence[Order], pks: list[int]
+) -> list[SearchAfter]:
+    """Where each of ``pks`` stands in a search sorted by ``orders`` (none when such a search
+    cannot continue after a position, see :func:`_index_sql.keyset_kind`)."""
+    sort = orders[0] if len(orders) == 1 else None
+    if not pks or not isinstance(sort, IndexOrder):
+        return []
+    kinds = {sort.name: _index_sql.entry_kinds(tx, collection, sort.name)}
+    kind = _index_sql.keyset_kind(orders, kinds)
+    if kind is None:
+        return []
+    value = _index_sql.value_sql(sort, kind, "d.doc_pk")
+    marks = ", ".join("?" * len(pks))
+    rows = tx.query(
+        f"SELECT d.doc_pk, {value.text} FROM documents d WHERE d.doc_pk IN ({marks})",
+        [*value.params, *pks],
+    )
+    values = {int(pk): found for pk, found in rows}
+    return [
+        SearchAfter(
+            None if values.get(pk) is None else (str if kind == "keys" else float)(values[pk]),
+            pk,
+        )
+        for pk in pks
+    ]
 
 
 def _count(tx: Transaction, source: Sql) -> int:

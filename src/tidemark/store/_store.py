@@ -45,6 +45,7 @@ from ._types import (
     KeyChange,
     Page,
     PutDocument,
+    SearchAfter,
     StoredDocument,
     Tombstone,
     WriteOutcome,
@@ -597,6 +598,7 @@ class Store:
         ids: Sequence[str] | None = None,
         where: Mapping[str, Any] | None = None,
         modified: Sequence[tuple[str, datetime]] = (),
+        after: SearchAfter | None = None,
     ) -> Page[StoredDocument]:
         """A page of the current documents of ``collection`` matching every condition (see
         :class:`KeyIn`, :class:`KeyPrefix`, :class:`KeyContains`, :class:`Missing`,
@@ -609,8 +611,15 @@ class Store:
         documents match; other conditions are probed per document, and the condition matching
         fewest documents drives. A page in id order, or by one :class:`IndexOrder` (of keys, or
         of ranges in one unit), stops reading when full; when the driving condition matches
-        few documents they are all read and sorted instead. Several orders, other orders, and
-        ``total_count`` read every match.
+        few documents they are all read and sorted instead. A page walked by an
+        :class:`IndexOrder` reads about ``limit * N / matches`` index rows (the driving
+        condition's matches read once as a set when fewer than ``SET_LIMIT``, 32,768). Several
+        orders, other orders, and ``total_count`` read every match.
+        Sorted by one :class:`IndexOrder` whose name has key entries or range entries (not
+        both), the page gives each document's position (``Page.positions``); ``after=`` one of
+        them continues after it without ``offset`` (a walk seeks there in the index), and a
+        write between the pages neither repeats nor skips the others. A position that does not
+        fit the search is a :class:`ParameterValidationError`.
         Entries are those of the prefix's indexer; while a background reindex runs (see
         :meth:`index_status`), documents it has not reached yet match by their former entries.
         """
@@ -618,6 +627,8 @@ class Store:
         _index_sql.order_sql(orders)  # unknown orders fail before any I/O
         if limit < 0 or offset < 0:
             raise ParameterValidationError("limit and offset must be >= 0")
+        if after is not None and offset:
+            raise ParameterValidationError("give after or offset, not both")
         checked = list(check_conditions(conditions))
         split = self._where(collection, where)
         if split is None:
@@ -636,6 +647,7 @@ class Store:
                 orders,
                 total_count,
                 checked,
+                after,
             )
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -164,13 +164,26 @@ class Cursor:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchAfter:
+    """Where a page of a search sorted by one :class:`IndexOrder` ended: the last document's
+    sort value (``None`` when it has none) and its storage key. Passed back as
+    ``Store.search(after=...)``, the search continues after that document (see there)."""
+
+    value: str | float | None
+    pk: int
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of results, with the total count when it was asked for and, for a walk, the
-    cursor of the next page (``None`` once no row remains)."""
+    cursor of the next page (``None`` once no row remains); for a search sorted by one
+    :class:`IndexOrder` (of keys or of ranges), where each item stands (``positions``; empty
+    for other searches)."""
 
     items: list[T]
     total: int | None = None
     next: Cursor | None = None
+    positions: list[SearchAfter] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

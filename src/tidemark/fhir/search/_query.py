@@ -37,6 +37,7 @@ RESULT_PARAMETERS = frozenset(
     (
         "_count",
         "_offset",
+        "_cursor",
         "_sort",
         "_include",
         "_revinclude",
@@ -113,6 +114,8 @@ class SearchQuery:
     resource_type: str
     count: int
     offset: int = 0
+    #: The page token of a sorted search's ``next`` link (``_cursor``), as given.
+    cursor: str | None = None
     conditions: list[Condition] = field(default_factory=list)
     ids: set[str] | None = None
     modified: list[tuple[str, datetime]] = field(default_factory=list)
@@ -156,6 +159,8 @@ def parse_search(
     parser = _Parser(resource_type, parameters, types, lenient, base_url.rstrip("/"), default_count)
     for raw_name, value in items:
         parser.parameter(raw_name, value, max_count)
+    if parser.query.cursor is not None and parser.query.offset:
+        parser.errors.append("Give _cursor or _offset, not both.")
     if parser.errors:
         raise ParameterValidationError(
             "The search could not be processed. See the issues for details.",
@@ -237,6 +242,11 @@ class _Parser:
             offset = self.integer(raw_name, value, MAX_OFFSET)
             if offset is not None:
                 query.offset = offset
+        elif name == "_cursor":
+            if not value:
+                self.errors.append("_cursor must be the page token of a next link.")
+            else:
+                query.cursor = value
         elif name == "_sort":
             self.sort(value)
         elif name in ("_include", "_revinclude"):
