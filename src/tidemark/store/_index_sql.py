@@ -547,7 +547,9 @@ def plan(
     ):
         tests += [probe(tx, c) for c in conditions]
         return Plan(_where("FROM documents d WHERE d.collection = ?", (collection,), tests), order)
-    tests += [probe(tx, c) for c in conditions if c is not best.condition]
+    # The other conditions test the driver's row (``k``), so that a document is read only once
+    # every condition holds (not read and then dropped).
+    tests += [probe(tx, c, "k.doc_pk") for c in conditions if c is not best.condition]
     if _ordered(best.condition) and id_order:
         assert isinstance(best.condition, KeyIn)
         head = (
