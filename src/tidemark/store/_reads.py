@@ -22,6 +22,7 @@ from ._types import (
     SearchAfter,
     StoredDocument,
     Tombstone,
+    edfi_representation,
     stamp_text,
 )
 
@@ -58,12 +59,7 @@ def representation(tx: Transaction, collection: str, id: str) -> tuple[int, dict
         and modified[-1] == "Z"
     ):
         modified = stamp_text(parse_iso_utc(modified))  # the store writes its stamps so
-    return version, {
-        "id": stored_id,
-        **parse_json(body),
-        "_etag": str(version),
-        "_lastModifiedDate": modified,
-    }
+    return version, edfi_representation(stored_id, parse_json(body), version, modified)
 
 
 def current_version(tx: Transaction, collection: str, id: str) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -55,12 +56,20 @@ class StoredDocument:
 
     def representation(self) -> dict[str, Any]:
         """The Ed-Fi representation: ``id``, the body, ``_etag`` and ``_lastModifiedDate``."""
-        return {
-            "id": self.id,
-            **self.body,
-            "_etag": self.etag.value,
-            "_lastModifiedDate": self.last_modified,
-        }
+        return edfi_representation(self.id, self.body, self.content_version, self.last_modified)
+
+
+def edfi_representation(
+    id: str, body: Mapping[str, Any], content_version: int, last_modified: str
+) -> dict[str, Any]:
+    """What the Ed-Fi API returns for a stored document: ``id``, the body, ``_etag`` (the
+    content version) and ``_lastModifiedDate`` (a stamp as :func:`stamp_text` writes it)."""
+    return {
+        "id": id,
+        **body,
+        "_etag": version_etag(content_version).value,
+        "_lastModifiedDate": last_modified,
+    }
 
 
 @dataclass(frozen=True, slots=True)
