@@ -60,6 +60,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_healthy(
+    base: str, process: subprocess.Popen[bytes], log_path: Path, label: str
+) -> None:
+    """Return once ``base``/health answers 200; a ``RuntimeError`` with the end of the log when
+    the process exits first or 60 s pass."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{label} did not start:\n{log_path.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
 @contextmanager
 def server(command: list[str], workdir: str, label: str) -> Iterator[str]:
     """Run ``command`` (which takes ``--port``) until its /health answers; yield its base URL."""
@@ -71,16 +88,7 @@ def server(command: list[str], workdir: str, label: str) -> Iterator[str]:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(base + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{label} did not start:\n{log_path.read_text()[-2000:]}")
-                time.sleep(0.05)
+            wait_until_healthy(base, process, log_path, label)
             PIDS[base] = process.pid
             yield base
         finally:

@@ -21,16 +21,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import print_table
-from http_load import free_port, tidemark_command
+from http_load import free_port, tidemark_command, wait_until_healthy
 
 #: How many connections the limit allows in the probes.
 LIMIT = 3
@@ -139,16 +136,7 @@ def check_stack(command: list[str], log_path: Path, timeout: float) -> dict[str,
     with open(log_path, "wb") as log:
         process = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, log_path, "server")
         results = {name: probe() for name, probe in probes(port, timeout).items()}
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
