@@ -182,15 +182,9 @@ def _named_ids(tx: Transaction, requests: list[UpsertRequest]) -> dict[tuple[str
             wanted.setdefault(request.spec.collection, set()).add(request.id)
     found: dict[tuple[str, str], int] = {}
     for collection, ids in wanted.items():
-        listed = sorted(ids)
-        for start in range(0, len(listed), _LOOKUP_CHUNK):
-            chunk = listed[start : start + _LOOKUP_CHUNK]
-            for doc_id, pk in tx.query(
-                f"SELECT id, doc_pk FROM documents WHERE collection = ? "
-                f"AND id IN ({', '.join('?' * len(chunk))})",
-                [collection, *chunk],
-            ):
-                found[(collection, str(doc_id))] = int(pk)
+        head = "SELECT id, doc_pk FROM documents WHERE collection = ? AND id IN"
+        for doc_id, pk in _chunked_query(tx, head, sorted(ids), (collection,)):
+            found[(collection, str(doc_id))] = int(pk)
     return found
 
 
@@ -322,13 +316,16 @@ def _moment(text: str, now: str, moment: datetime) -> datetime:
     return moment if text == now else parse_iso_utc(text)
 
 
-def _chunked_query(tx: Transaction, head: str, values: Iterable[Any]) -> list[tuple[Any, ...]]:
-    """``head (?, ?, …)`` over ``values``, in chunks; the rows of every chunk."""
+def _chunked_query(
+    tx: Transaction, head: str, values: Iterable[Any], params: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
+    """``head (?, ?, …)`` over ``values``, in chunks (``params`` first: those of ``head``); the
+    rows of every chunk."""
     wanted = list(values)
     found: list[tuple[Any, ...]] = []
     for start in range(0, len(wanted), _LOOKUP_CHUNK):
         chunk = wanted[start : start + _LOOKUP_CHUNK]
-        found.extend(tx.query(f"{head} ({', '.join('?' * len(chunk))})", chunk))
+        found.extend(tx.query(f"{head} ({', '.join('?' * len(chunk))})", [*params, *chunk]))
     return found
 
 
